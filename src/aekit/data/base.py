@@ -1,0 +1,176 @@
+"""Core data types: a dataset is three resident tensors (train / val / test) plus metadata.
+
+Images stay ``uint8`` of shape (N, C, H, W) and are scaled to [0, 1] only when a batch is sliced; tables are
+``float32`` of shape (N, D), standardised with training-split statistics.  Batches are slices of a
+permutation (:func:`iterate_batches`): no per-sample Python anywhere in the data path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Literal
+
+import numpy as np
+import torch
+
+from ..config import check
+from ..errors import DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """How to load a dataset.  Written into ``config.json`` so a run can reload exactly its data."""
+
+    spec: str = "digits"
+    data_dir: str | None = None  # where to look for / cache downloaded files
+    image_size: int | None = None  # resize images to S×S (images:, needed when sizes differ)
+    grayscale: bool = False  # images:: convert to one channel
+    label_column: str | None = None  # csv:: column holding labels (excluded from features)
+    val_fraction: float = 0.1  # of the training split, capped at max_val
+    max_val: int = 5000
+    test_fraction: float = 0.2  # only for sources with no test split of their own
+    split_seed: int = 0  # seed of the train/val/test split (independent of the training seed)
+    download: bool = True  # allow downloading MNIST-family files when not found locally
+
+    def __post_init__(self) -> None:
+        check(0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1): e.g. --val-fraction 0.1")
+        check(0.0 < self.test_fraction < 1.0, "test_fraction must be in (0, 1): e.g. --test-fraction 0.2")
+        check(self.image_size is None or self.image_size >= 4, "--image-size must be at least 4")
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A registered data source: ``load(argument, cfg)``; ``needs_arg`` for ``prefix:PATH`` specs."""
+
+    load: Callable[[str | None, DataConfig], Dataset]
+    needs_arg: bool
+    help: str
+
+    def __call__(self, arg: str | None, cfg: DataConfig) -> Dataset:
+        return self.load(arg, cfg)
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    x: torch.Tensor  # uint8 (N, C, H, W) images or float32 (N, D) tables
+    y: torch.Tensor | None  # int64 (N,) labels, or None
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.x.to(device), None if self.y is None else self.y.to(device))
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    name: str
+    kind: Literal["image", "table"]
+    train: Split
+    val: Split
+    test: Split
+    classes: tuple[str, ...] | None = None
+    feature_names: tuple[str, ...] | None = None
+    # table standardisation (train statistics), to map codes back to original units
+    mean: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.train.x.shape[1:])
+
+    @property
+    def in_unit_interval(self) -> bool:
+        """True when inputs (after :func:`to_float`) lie in [0, 1]: images always do."""
+        return self.kind == "image"
+
+    def split(self, name: str) -> Split:
+        if name not in ("train", "val", "test"):
+            raise DataError(f"unknown split {name!r}: use --split train, val or test")
+        s = getattr(self, name)
+        if len(s) == 0:
+            raise DataError(f"the {name} split of {self.name!r} is empty: choose another --split")
+        return s
+
+    def to(self, device: torch.device | str) -> Dataset:
+        return dataclasses.replace(self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device))
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """A batch as float32 model input: uint8 images → [0, 1]; floats unchanged."""
+    if x.dtype == torch.uint8:
+        return x.to(torch.float32).div_(255.0)
+    return x.to(torch.float32)
+
+
+def iterate_batches(
+    n: int, batch_size: int, *, generator: torch.Generator | None = None, shuffle: bool = True, drop_last: bool = False
+) -> Iterator[torch.Tensor]:
+    """Index tensors for one epoch: slices of one permutation (or of arange when not shuffling)."""
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    stop = n - (n % batch_size) if drop_last else n
+    for start in range(0, stop, batch_size):
+        yield order[start : start + batch_size]
+
+
+def split_indices(n: int, fraction: float, seed: int, cap: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic (rest, held_out) index arrays; held_out has round(fraction·n) items (≤ cap)."""
+    k = int(round(fraction * n))
+    if cap is not None:
+        k = min(k, cap)
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def make_dataset(
+    name: str,
+    kind: Literal["image", "table"],
+    cfg: DataConfig,
+    x_train: np.ndarray,
+    y_train: np.ndarray | None,
+    x_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
+    classes: tuple[str, ...] | None = None,
+    feature_names: tuple[str, ...] | None = None,
+) -> Dataset:
+    """Split arrays deterministically into train / val / test and wrap them as tensors.
+
+    When the source has its own test split it is kept as is; otherwise ``cfg.test_fraction`` of the data is
+    held out as test.  Validation is ``cfg.val_fraction`` of the (remaining) training data, capped at
+    ``cfg.max_val``.  Tables are standardised with the statistics of the final training split.
+    """
+    if len(x_train) < 3:
+        raise DataError(f"{name!r} has only {len(x_train)} samples: aekit needs at least 3 (train/val/test)")
+    if x_test is None:
+        rest, test_idx = split_indices(len(x_train), cfg.test_fraction, cfg.split_seed + 1)
+        x_test = x_train[test_idx]
+        y_test = None if y_train is None else y_train[test_idx]
+        x_train = x_train[rest]
+        y_train = None if y_train is None else y_train[rest]
+    tr_idx, val_idx = split_indices(len(x_train), cfg.val_fraction, cfg.split_seed, cfg.max_val)
+    parts = {
+        "train": (x_train[tr_idx], None if y_train is None else y_train[tr_idx]),
+        "val": (x_train[val_idx], None if y_train is None else y_train[val_idx]),
+        "test": (x_test, y_test),
+    }
+    mean = std = None
+    if kind == "table":
+        xt = parts["train"][0].astype(np.float64)
+        mean_np = xt.mean(axis=0)
+        std_np = xt.std(axis=0)
+        std_np[std_np < 1e-12] = 1.0
+        mean = torch.from_numpy(mean_np.astype(np.float32))
+        std = torch.from_numpy(std_np.astype(np.float32))
+        parts = {k: (((x - mean_np) / std_np).astype(np.float32), y) for k, (x, y) in parts.items()}
+    splits = {}
+    for k, (x, y) in parts.items():
+        xt = torch.from_numpy(np.ascontiguousarray(x))
+        if kind == "image":
+            if xt.dtype != torch.uint8:
+                raise DataError(f"internal: image data for {name!r} must be uint8")  # pragma: no cover
+            if xt.ndim == 3:  # (N, H, W) → (N, 1, H, W)
+                xt = xt.unsqueeze(1)
+        yt = None if y is None else torch.from_numpy(np.asarray(y).astype(np.int64))
+        splits[k] = Split(xt, yt)
+    return Dataset(name, kind, splits["train"], splits["val"], splits["test"], classes, feature_names, mean, std)

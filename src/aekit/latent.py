@@ -1,0 +1,68 @@
+"""Working in latent space: batch encoding, interpolation (linear / spherical), sampling and traversals."""
+
+from __future__ import annotations
+
+import torch
+
+from .data import iterate_batches, to_float
+from .models.base import Autoencoder
+
+
+@torch.no_grad()
+def encode_all(model: Autoencoder, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Deterministic codes (``model.embed``) of every row of ``x`` (uint8 or float), shape (N, latent_dim)."""
+    model.eval()
+    out = [model.embed(to_float(x[idx]).to(model.device)).float().cpu()
+           for idx in iterate_batches(len(x), batch_size, shuffle=False)]
+    return torch.cat(out) if out else torch.zeros(0, model.latent_dim)
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return a[None] * (1 - t[:, None]) + b[None] * t[:, None]
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation (norm-aware; falls back to lerp for near-parallel codes)."""
+    na, nb = a.norm(), b.norm()
+    cos = torch.dot(a / na.clamp_min(1e-12), b / nb.clamp_min(1e-12)).clamp(-1, 1)
+    omega = torch.arccos(cos)
+    if omega.abs() < 1e-4:
+        return lerp(a, b, t)
+    so = torch.sin(omega)
+    wa = torch.sin((1 - t) * omega) / so
+    wb = torch.sin(t * omega) / so
+    return wa[:, None] * a[None] + wb[:, None] * b[None]
+
+
+@torch.no_grad()
+def interpolate(model: Autoencoder, xa: torch.Tensor, xb: torch.Tensor, steps: int = 10,
+                spherical: bool = False) -> torch.Tensor:
+    """Decode ``steps`` points on the path between the codes of two inputs (float, shape like one sample)."""
+    model.eval()
+    za = model.embed(xa[None].to(model.device))[0]
+    zb = model.embed(xb[None].to(model.device))[0]
+    t = torch.linspace(0, 1, steps, device=za.device)
+    z = slerp(za, zb, t) if spherical else lerp(za, zb, t)
+    return model.decode(z)
+
+
+@torch.no_grad()
+def traverse(model: Autoencoder, x: torch.Tensor, dims: list[int] | None = None, steps: int = 9,
+             span: float = 3.0) -> torch.Tensor:
+    """Sweep each latent dim from −span to +span around the code of ``x``: (len(dims)·steps, *input_shape)."""
+    model.eval()
+    z0 = model.embed(x[None].to(model.device))[0]
+    dims = list(range(model.latent_dim)) if dims is None else dims
+    values = torch.linspace(-span, span, steps, device=z0.device)
+    z = z0.repeat(len(dims) * steps, 1)
+    for r, d in enumerate(dims):
+        z[r * steps:(r + 1) * steps, d] = values
+    return model.decode(z)
+
+
+@torch.no_grad()
+def sample(model: Autoencoder, n: int, seed: int = 0) -> torch.Tensor:
+    """n draws from the prior decoded (generative models only), reproducible by ``seed``."""
+    g = torch.Generator(device=model.device).manual_seed(seed)
+    model.eval()
+    return model.sample(n, generator=g)

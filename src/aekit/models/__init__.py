@@ -1,0 +1,64 @@
+"""Model registry: ``{name: ModelSpec(Config, Model, defaults)}``.  It drives the CLI, loading and tests.
+
+Variants are registry entries that set config defaults on one model class (``linear-ae`` is ``AE`` with
+linear activations and squared error; ``sparse-ae`` is ``AE`` with an L1 penalty), never subclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any
+
+from ..config import from_dict
+from ..errors import ConfigError
+from .ae import AE, AEConfig
+from .base import Autoencoder, Losses
+from .pca import PCA, PCAConfig
+from .vae import VAE, DiagonalGaussian, VAEConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    config_cls: type
+    model_cls: type[Autoencoder]
+    help: str
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def make_config(self, values: dict[str, Any] | None = None, *, name: str = "model") -> Any:
+        """Registry defaults, overridden by ``values`` (validated; unknown keys are rejected)."""
+        return from_dict(self.config_cls, {**self.defaults, **(values or {})}, what=f"--model {name}")
+
+
+MODELS: dict[str, ModelSpec] = {
+    "ae": ModelSpec(AEConfig, AE, "deterministic autoencoder (MLP or conv, optional tied weights)"),
+    "linear-ae": ModelSpec(
+        AEConfig, AE, "linear autoencoder (no non-linearities, squared error): learns PCA's subspace",
+        {"activation": "linear", "recon_loss": "mse", "hidden": ()},
+    ),
+    "sparse-ae": ModelSpec(
+        AEConfig, AE, "autoencoder with an L1 (or KL(rho||rho_hat)) sparsity penalty on the code",
+        {"sparsity": "l1", "code_activation": "relu", "latent_dim": 64},
+    ),
+    "vae": ModelSpec(VAEConfig, VAE, "variational autoencoder; --beta > 1 gives a beta-VAE"),
+    "pca": ModelSpec(PCAConfig, PCA, "principal component analysis by SVD (closed form baseline)"),
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        close = difflib.get_close_matches(name, list(MODELS), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "choose one of " + ", ".join(MODELS)
+        raise ConfigError(f"unknown model {name!r}: {hint}")
+    return MODELS[name]
+
+
+def build_model(name: str, config: Any) -> Autoencoder:
+    """Instantiate a registered model from its (resolved) config."""
+    return get_spec(name).model_cls(config)
+
+
+__all__ = [
+    "AE", "AEConfig", "Autoencoder", "DiagonalGaussian", "Losses", "MODELS", "ModelSpec", "PCA", "PCAConfig",
+    "VAE", "VAEConfig", "build_model", "get_spec",
+]

@@ -1,0 +1,111 @@
+"""Layers shared by the models: activations, MLP stacks, a tied-weight decoder, conv encoder/decoder."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+Activation = Literal["relu", "gelu", "silu", "elu", "leaky_relu", "tanh", "sigmoid", "linear"]
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "linear": nn.Identity,
+}
+
+
+def activation(name: str) -> nn.Module:
+    return _ACTIVATIONS[name]()
+
+
+def mlp(sizes: list[int], act: str, last_act: bool = False) -> nn.Sequential:
+    """Linear layers through ``sizes`` with ``act`` between them (and after the last if ``last_act``)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2 or last_act:
+            layers.append(activation(act))
+    return nn.Sequential(*layers)
+
+
+class TiedDecoder(nn.Module):
+    """Decoder whose weights are the encoder's transposed (Wᵀ): one shared parameter per layer.
+
+    Only the biases are its own.  Changing an encoder weight changes the decoder.
+    """
+
+    def __init__(self, encoder: nn.Sequential, act: str):
+        super().__init__()
+        self._linears = [m for m in encoder if isinstance(m, nn.Linear)][::-1]  # plain list: not re-registered
+        self.biases = nn.ParameterList([nn.Parameter(torch.zeros(m.in_features)) for m in self._linears])
+        self.act = activation(act)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = z
+        last = len(self._linears) - 1
+        for i, (lin, b) in enumerate(zip(self._linears, self.biases)):
+            h = F.linear(h, lin.weight.t(), b)
+            if i < last:
+                h = self.act(h)
+        return h
+
+
+def conv_sizes(size: tuple[int, int], n: int) -> list[tuple[int, int]]:
+    """Spatial sizes after each stride-2 (k=4, p=1) conv: H → ⌊H/2⌋."""
+    out = [size]
+    for _ in range(n):
+        h, w = out[-1]
+        out.append((h // 2, w // 2))
+    return out
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 convolutions (k=4, p=1) halving the resolution per layer, then a linear head to ``out_dim``."""
+
+    def __init__(self, in_shape: tuple[int, ...], channels: tuple[int, ...], out_dim: int, act: str):
+        super().__init__()
+        c, h, w = in_shape
+        sizes = conv_sizes((h, w), len(channels))
+        if min(sizes[-1]) < 1:
+            raise ValueError(f"{len(channels)} conv layers are too many for {h}x{w} inputs")
+        layers: list[nn.Module] = []
+        for cin, cout in zip((c, *channels[:-1]), channels):
+            layers += [nn.Conv2d(cin, cout, 4, 2, 1), activation(act)]
+        self.features = nn.Sequential(*layers)
+        self.flat_dim = channels[-1] * sizes[-1][0] * sizes[-1][1]
+        self.head = nn.Linear(self.flat_dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+
+class ConvDecoder(nn.Module):
+    """Mirror of :class:`ConvEncoder`: linear, then stride-2 transposed convs back to the exact input size."""
+
+    def __init__(self, out_shape: tuple[int, ...], channels: tuple[int, ...], in_dim: int, act: str):
+        super().__init__()
+        c, h, w = out_shape
+        sizes = conv_sizes((h, w), len(channels))
+        self.start = (channels[-1], *sizes[-1])
+        self.fc = nn.Sequential(nn.Linear(in_dim, math.prod(self.start)), activation(act))
+        layers: list[nn.Module] = []
+        rev = channels[::-1]
+        outs = (*rev[1:], c)
+        for i, (cin, cout) in enumerate(zip(rev, outs)):
+            (sh, sw), (th, tw) = sizes[-1 - i], sizes[-2 - i]
+            layers.append(nn.ConvTranspose2d(cin, cout, 4, 2, 1, output_padding=(th - 2 * sh, tw - 2 * sw)))
+            if i < len(rev) - 1:
+                layers.append(activation(act))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(self.fc(z).view(-1, *self.start))

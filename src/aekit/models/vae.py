@@ -1,0 +1,132 @@
+"""Variational autoencoder (and β-VAE: ``VAE(VAEConfig(beta=4))``).
+
+The encoder outputs μ and log σ² of a diagonal Gaussian posterior q(z|x); z = μ + σ⊙ε (reparameterisation);
+the prior is N(0, I); KL is in closed form.  ``loss`` returns −ELBO = recon + β·KL in nats per sample (summed
+over dimensions, averaged over the batch), with ``recon`` = −log p(x|z) for the chosen likelihood.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import torch
+import torch.nn as nn
+
+from .. import losses as L
+from ..config import check
+from .base import Autoencoder, Losses
+from .blocks import Activation, ConvDecoder, ConvEncoder, mlp
+
+
+class DiagonalGaussian:
+    """A batch of diagonal Gaussians N(mean, diag(exp(logvar))): ``sample()``, ``mode()``, ``kl()``."""
+
+    def __init__(self, mean: torch.Tensor, logvar: torch.Tensor):
+        self.mean = mean
+        self.logvar = logvar.clamp(-30.0, 20.0)
+
+    @property
+    def std(self) -> torch.Tensor:
+        return torch.exp(0.5 * self.logvar)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return self.mean + self.std * eps
+
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+    def kl(self) -> torch.Tensor:
+        """KL to N(0, I) per sample, shape (B,), in nats."""
+        return L.gaussian_kl(self.mean, self.logvar)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log q(z) summed over latent dims; ``z`` may have extra leading sample dims."""
+        return -0.5 * ((z - self.mean).pow(2) * torch.exp(-self.logvar) + self.logvar + L.LOG_2PI).sum(-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig:
+    input_shape: tuple[int, ...] = ()
+    arch: Literal["mlp", "conv"] = "mlp"
+    hidden: tuple[int, ...] = (512, 256)
+    channels: tuple[int, ...] = (32, 64)
+    latent_dim: int = 16
+    activation: Activation = "relu"
+    beta: float = 1.0
+    likelihood: Literal["auto", "bernoulli", "gaussian", "laplace"] = "auto"  # auto: bernoulli for [0,1] images
+    scale: float = 1.0  # σ (gaussian) or b (laplace) of p(x|z) when not learned
+    learn_scale: bool = False  # learn one shared log-scale for gaussian / laplace
+
+    def __post_init__(self) -> None:
+        check(self.latent_dim >= 1, "--latent-dim must be at least 1")
+        check(all(h >= 1 for h in self.hidden), "--hidden widths must be positive, e.g. --hidden 512,256")
+        check(self.beta >= 0, "--beta must be ≥ 0")
+        check(self.scale > 0, "--scale must be > 0")
+
+    def resolve(self, input_shape: tuple[int, ...], unit_interval: bool) -> VAEConfig:
+        lik = self.likelihood if self.likelihood != "auto" else ("bernoulli" if unit_interval else "gaussian")
+        return dataclasses.replace(self, input_shape=tuple(input_shape), likelihood=lik)
+
+
+class VAE(Autoencoder):
+    can_sample = True
+
+    def __init__(self, config: VAEConfig):
+        super().__init__(config)
+        c = config
+        check(len(c.input_shape) >= 1, "VAEConfig.input_shape is empty: it is set from the data at train time")
+        if c.arch == "conv":
+            check(len(c.input_shape) == 3, "--arch conv needs image data (C, H, W): use --arch mlp for tables")
+            self.encoder = ConvEncoder(c.input_shape, c.channels, 2 * c.latent_dim, c.activation)
+            self.decoder = ConvDecoder(c.input_shape, c.channels, c.latent_dim, c.activation)
+        else:
+            # encoder body ends in an activation; one linear head gives [μ, log σ²]
+            self.encoder = nn.Sequential(
+                mlp([self.input_dim, *c.hidden], c.activation, last_act=True),
+                nn.Linear(c.hidden[-1] if c.hidden else self.input_dim, 2 * c.latent_dim),
+            )
+            self.decoder = mlp([c.latent_dim, *c.hidden[::-1], self.input_dim], c.activation)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(c.scale)), requires_grad=c.learn_scale)
+
+    @property
+    def likelihood(self) -> str:
+        return "bernoulli" if self.config.likelihood == "auto" else self.config.likelihood
+
+    def encode(self, x: torch.Tensor) -> DiagonalGaussian:
+        h = self.encoder(x if self.config.arch == "conv" else x.flatten(1))
+        mean, logvar = h.chunk(2, dim=1)
+        return DiagonalGaussian(mean, logvar)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x).mode()
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z).view(-1, *self.input_shape)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        out = self.decode_logits(z)
+        return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
+
+    def nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """−log p(x|z) per sample (B,), nats; ``out`` are decoder logits (bernoulli) or means."""
+        if self.likelihood == "bernoulli":
+            return L.bernoulli_nll(out, x)
+        log_scale = self.log_scale.clamp(min=-7.0)
+        if self.likelihood == "gaussian":
+            return L.gaussian_nll(out, x, log_scale)
+        return L.laplace_nll(out, x, log_scale)
+
+    def loss(self, x: torch.Tensor, anneal: float = 1.0, generator: torch.Generator | None = None) -> Losses:
+        q = self.encode(x)
+        z = q.sample(generator)
+        recon = self.nll(self.decode_logits(z), x).mean()
+        kl = q.kl().mean()
+        total = recon + (self.config.beta * anneal) * kl
+        return Losses(total, {"recon": recon, "kl": kl, "elbo": -(recon + kl)})
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+        return self.decode(z)

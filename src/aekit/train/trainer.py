@@ -1,0 +1,256 @@
+"""A small model-agnostic trainer.
+
+It only needs ``model.loss(x, anneal) -> Losses``.  Batches are slices of resident tensors; progress is a tqdm
+bar with the live loss terms; each epoch ends with validation, a row in ``metrics.csv`` and an atomic
+checkpoint; a run killed at any point resumes exactly (same weights as an uninterrupted run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from ..config import check
+from ..data import Dataset, Split, iterate_batches, to_float
+from ..errors import ConfigError, TrainingDiverged
+from ..models.base import Autoencoder
+from .checkpoint import atomic_save_tensors, load_checkpoint, read_tensors, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.safetensors"
+METRICS = "metrics.csv"
+BEST = "best.safetensors"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: Literal["adam", "adamw"] = "adam"
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "cosine"] = "constant"
+    lr_warmup_epochs: float = 0.0
+    beta_warmup_epochs: float = 0.0  # KL annealing: the regulariser weight ramps 0 → 1 over these epochs
+    grad_clip: float = 0.0  # max gradient norm; 0 = off
+    early_stopping: int = 0  # patience in epochs on the validation loss; 0 = off (restores the best epoch)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    bf16: bool = False  # bfloat16 autocast for the forward pass
+    log_every: int = 25  # steps between progress updates / finiteness checks (each costs a device sync)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check(self.epochs >= 0, "--epochs must be ≥ 0")
+        check(self.batch_size >= 1, "--batch-size must be ≥ 1")
+        check(self.lr > 0, "--lr must be > 0, e.g. --lr 1e-3")
+        check(self.log_every >= 1, "--log-every must be ≥ 1")
+        check(self.early_stopping >= 0, "--early-stopping must be ≥ 0 (0 = off)")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("--device mps: MPS is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    # fused kernels (CPU, CUDA, MPS since torch 2.4): measured 1.7x the foreach step of a 2.8M-parameter MLP on
+    # 2 CPU cores; fall back to foreach where a build lacks them
+    try:
+        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    except (RuntimeError, TypeError):
+        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+
+
+def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Learning rate as a pure function of the global step (nothing to save for resume)."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = cfg.lr_warmup_epochs * steps_per_epoch
+    if warm > 0 and step < warm:
+        return cfg.lr * (step + 1) / warm
+    if cfg.schedule == "cosine":
+        t = (step - warm) / max(1.0, total - warm)
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+    return cfg.lr
+
+
+@torch.no_grad()
+def mean_losses(model: Autoencoder, split: Split, batch_size: int = 1024, seed: int = 1234) -> dict[str, float]:
+    """Batch-size-weighted mean of each loss term over a split (fixed noise seed; global RNG untouched)."""
+    was_training = model.training
+    model.eval()
+    sums: dict[str, torch.Tensor] = {}
+    n = len(split)
+    with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for idx in iterate_batches(n, batch_size, shuffle=False):
+            x = to_float(split.x[idx.to(split.x.device)]).to(model.device)
+            losses = model.loss(x)
+            for k, v in {"loss": losses.total, **losses.terms}.items():
+                sums[k] = sums.get(k, 0.0) + v.detach().double() * len(idx)
+    model.train(was_training)
+    return {k: float(v) / max(1, n) for k, v in sums.items()}
+
+
+class _MetricsLog:
+    """metrics.csv, one row per epoch; on resume, rows after the checkpoint are dropped."""
+
+    def __init__(self, path: Path | None, keep_epochs: int):
+        self.path = path
+        self.rows: list[dict[str, float]] = []
+        if path is not None and path.exists() and keep_epochs > 0:
+            with path.open() as f:
+                self.rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+            self.rows = [r for r in self.rows if r["epoch"] <= keep_epochs]
+        self._write()
+
+    def add(self, row: dict[str, float]) -> None:
+        self.rows.append(row)
+        self._write()
+
+    def _write(self) -> None:
+        if self.path is None:
+            return
+        keys: list[str] = []
+        for r in self.rows:
+            keys += [k for k in r if k not in keys]
+        tmp = self.path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys or ["epoch"])
+            w.writeheader()
+            w.writerows(self.rows)
+        tmp.replace(self.path)
+
+
+def fit(
+    model: Autoencoder,
+    data: Dataset,
+    cfg: TrainConfig,
+    run_dir: Path | None = None,
+    *,
+    resume: bool = False,
+    on_step: Callable[[int, int], None] | None = None,
+    corrupt: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> list[dict[str, float]]:
+    """Train ``model`` on ``data.train``; validate on ``data.val`` every epoch.  Returns the metrics rows.
+
+    ``on_step(epoch, step)`` is called after every optimiser step (tests use it to simulate a kill).
+    ``corrupt`` (denoising) maps a clean batch to the model input; the loss targets the clean batch.
+    """
+    device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)  # Adam's moments fill with denormals and slow every step otherwise
+    model.to(device)
+    metrics_path = Path(run_dir) / METRICS if run_dir is not None else None
+    if model.closed_form:
+        model.fit(to_float(data.train.x).to(device))
+        row = {"epoch": 1.0, **{f"train_{k}": v for k, v in mean_losses(model, data.train).items()}}
+        if len(data.val):
+            row.update({f"val_{k}": v for k, v in mean_losses(model, data.val).items()})
+        mlog = _MetricsLog(metrics_path, 0)
+        mlog.add(row)
+        return mlog.rows
+
+    train_x = data.train.x.to(device)
+    n = len(train_x)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    opt = make_optimizer(model, cfg, device)
+    data_gen = torch.Generator().manual_seed(cfg.seed)
+    loop = {"epoch": 0, "step": 0, "best": math.inf, "best_epoch": 0, "bad_epochs": 0}
+    ckpt = Path(run_dir) / CHECKPOINT if run_dir is not None else None
+    if resume and ckpt is not None and ckpt.exists():
+        loop = load_checkpoint(ckpt, model, opt, data_gen)
+        log.info("resumed from %s at epoch %d", ckpt, loop["epoch"])
+    mlog = _MetricsLog(metrics_path, loop["epoch"])
+    best_state = None
+    best_path = Path(run_dir) / BEST if run_dir is not None else None
+    if cfg.early_stopping and loop["best_epoch"] and best_path is not None and best_path.exists():
+        best_state = read_tensors(best_path)[0]
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
+    )
+    warm_steps = cfg.beta_warmup_epochs * steps_per_epoch
+    for epoch in range(loop["epoch"], cfg.epochs):
+        if cfg.early_stopping and loop["bad_epochs"] >= cfg.early_stopping:
+            break
+        model.train()
+        t0 = time.perf_counter()
+        sums: dict[str, torch.Tensor] = {}
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if cfg.progress else True,
+                   leave=False, dynamic_ncols=True)
+        for i, idx in enumerate(iterate_batches(n, cfg.batch_size, generator=data_gen)):
+            step = loop["step"]
+            for g in opt.param_groups:
+                g["lr"] = lr_at(cfg, step, steps_per_epoch)
+            x = to_float(train_x[idx.to(device)])
+            anneal = min(1.0, (step + 1) / warm_steps) if warm_steps > 0 else 1.0
+            with autocast:
+                losses = model.loss(corrupt(x), anneal=anneal, target=x) if corrupt else model.loss(x, anneal=anneal)
+            opt.zero_grad(set_to_none=True)
+            losses.total.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            loop["step"] = step + 1
+            for k, v in {"loss": losses.total, **losses.terms}.items():
+                sums[k] = sums.get(k, 0.0) + v.detach().float() * len(idx)
+            if (i + 1) % cfg.log_every == 0 or i + 1 == steps_per_epoch:
+                total = losses.total.detach().item()  # one sync per log_every steps
+                if not math.isfinite(total):
+                    bar.close()
+                    raise TrainingDiverged(
+                        f"training diverged at epoch {epoch + 1}, step {i + 1} (loss is {total}): lower --lr "
+                        f"(now {cfg.lr:g}) or add --grad-clip 1.0"
+                        + (f"; the last good checkpoint (epoch {loop['epoch']}) is kept, resume with --resume "
+                           f"{run_dir}" if ckpt is not None and ckpt.exists() else "")
+                    )
+                bar.set_postfix({k: f"{v.detach().item():.4g}" for k, v in losses.terms.items()})
+                bar.update(i + 1 - bar.n)
+            if on_step is not None:
+                on_step(epoch, i)
+        bar.close()
+        row = {"epoch": float(epoch + 1), "step": float(loop["step"]), "lr": opt.param_groups[0]["lr"],
+               "time_s": time.perf_counter() - t0}
+        row.update({f"train_{k}": float(v) / n for k, v in sums.items()})
+        if len(data.val):
+            row.update({f"val_{k}": v for k, v in mean_losses(model, data.val).items()})
+        loop["epoch"] = epoch + 1
+        monitored = row.get("val_loss", row["train_loss"])
+        if cfg.early_stopping:
+            if monitored < loop["best"] - 1e-6:
+                loop.update(best=monitored, best_epoch=epoch + 1, bad_epochs=0)
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if best_path is not None:
+                    atomic_save_tensors(best_state, best_path)
+            else:
+                loop["bad_epochs"] += 1
+        mlog.add(row)
+        log.info("epoch %d/%d  train_loss %.4g  %s  (%.1fs)", epoch + 1, cfg.epochs, row["train_loss"],
+                 "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k.startswith("val_")), row["time_s"])
+        if ckpt is not None:
+            save_checkpoint(ckpt, model, opt, data_gen, loop)
+    if cfg.early_stopping and best_state is not None:
+        model.load_state_dict(best_state)
+    return mlog.rows

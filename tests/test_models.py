@@ -1,0 +1,155 @@
+"""Every registered model: forward / backward on tiny configs, save → load equality, model-specific facts."""
+
+import pytest
+import torch
+
+import aekit
+from aekit.data import to_float
+from aekit.models import AE, MODELS, PCA, VAE, AEConfig, PCAConfig, VAEConfig, build_model
+
+TINY = {"hidden": (16,), "latent_dim": 3, "channels": (4, 8)}
+
+
+def tiny_model(name, shape=(1, 8, 8), unit=True, **extra):
+    spec = MODELS[name]
+    values = {k: v for k, v in {**TINY, **extra}.items() if k in spec.config_cls.__dataclass_fields__}
+    cfg = spec.make_config(values).resolve(shape, unit)
+    return build_model(name, cfg)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_forward_backward_every_model(name, arch):
+    if arch == "conv" and "arch" not in MODELS[name].config_cls.__dataclass_fields__:
+        pytest.skip(f"{name} has no conv variant")
+    model = tiny_model(name, (3, 12, 10), arch=arch)
+    x = torch.rand(5, 3, 12, 10)
+    if model.closed_form:
+        model.fit(torch.rand(30, 3, 12, 10))
+    losses = model.loss(x)
+    assert losses.total.shape == () and torch.isfinite(losses.total)
+    assert "recon" in losses.terms
+    assert model(x).shape == x.shape
+    assert model.embed(x).shape == (5, 3)
+    assert model.decode(model.embed(x)).shape == x.shape
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if trainable:
+        losses.total.backward()
+        for p in trainable:
+            assert p.grad is not None and torch.isfinite(p.grad).all()
+        assert any(p.grad.abs().sum() > 0 for p in trainable)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_table_data(name):
+    model = tiny_model(name, (7,), unit=False)
+    x = torch.randn(6, 7)
+    if model.closed_form:
+        model.fit(torch.randn(20, 7))
+    assert model(x).shape == (6, 7)
+    assert torch.isfinite(model.loss(x).total)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_save_load_identical_outputs(name, digits, tmp_path):
+    opts = {k: v for k, v in TINY.items() if k in MODELS[name].config_cls.__dataclass_fields__}
+    run = aekit.train(name, "digits", tmp_path / name, epochs=1, report=False, progress=False, **opts)
+    loaded = aekit.load(tmp_path / name)
+    x = to_float(digits.test.x[:16])
+    run.model.eval()
+    with torch.no_grad():
+        assert torch.equal(run.model(x), loaded(x))
+        assert torch.equal(run.model.embed(x), loaded.embed(x))
+    assert type(loaded) is type(run.model) and loaded.config == run.model.config
+
+
+def test_tied_weights_are_one_parameter():
+    tied = tiny_model("ae", (1, 8, 8), tied=True, hidden=(16, 8))
+    untied = tiny_model("ae", (1, 8, 8), tied=False, hidden=(16, 8))
+    n_tied = sum(p.numel() for p in tied.parameters())
+    n_untied = sum(p.numel() for p in untied.parameters())
+    weights = 64 * 16 + 16 * 8 + 8 * 3
+    assert n_untied - n_tied == weights  # the decoder has no weight matrices of its own
+    z = torch.randn(2, 3)
+    before = tied.decode(z).clone()
+    with torch.no_grad():
+        tied.encoder[0].weight.add_(0.5)
+    assert not torch.allclose(before, tied.decode(z))
+    # decoding by hand with the encoder's weights transposed reproduces the decoder exactly
+    l0, l1, l2 = [m for m in tied.encoder if isinstance(m, torch.nn.Linear)]
+    b = tied.decoder.biases
+    h = torch.relu(z @ l2.weight + b[0])
+    h = torch.relu(h @ l1.weight + b[1])
+    assert torch.allclose(tied.decode_logits(z).flatten(1), h @ l0.weight + b[2], atol=1e-6)
+
+
+def test_linear_ae_has_no_nonlinearity():
+    model = tiny_model("linear-ae", (1, 8, 8))
+    a, b = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
+    # linear (affine) map: f(a) + f(b) − f(0) = f(a + b)
+    f0 = model(torch.zeros(1, 1, 8, 8))
+    assert torch.allclose(model(a) + model(b) - f0, model(a + b), atol=1e-5)
+
+
+def test_pca_matches_scikit_learn(digits):
+    from sklearn.decomposition import PCA as SkPCA
+
+    x = to_float(digits.train.x).flatten(1)
+    model = PCA(PCAConfig(input_shape=(1, 8, 8), latent_dim=10))
+    model.fit(x)
+    sk = SkPCA(10, svd_solver="full").fit(x.numpy())
+    xt = to_float(digits.test.x).flatten(1)
+    ours = model(xt).flatten(1).numpy()
+    theirs = sk.inverse_transform(sk.transform(xt.numpy()))
+    assert abs(ours - theirs).max() < 1e-4
+    assert torch.allclose(model.explained_variance, torch.tensor(sk.explained_variance_, dtype=torch.float32), rtol=1e-3)
+
+
+def test_pca_full_rank_is_identity():
+    x = torch.rand(100, 6)
+    model = PCA(PCAConfig(input_shape=(6,), latent_dim=6))
+    model.fit(x)
+    assert torch.allclose(model(x), x, atol=1e-5)
+
+
+def test_vae_loss_is_recon_plus_beta_kl():
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(input_shape=(1, 8, 8), hidden=(16,), latent_dim=3, beta=4.0, likelihood="bernoulli"))
+    x = torch.rand(8, 1, 8, 8)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    losses = model.loss(x, generator=g1)
+    q = model.encode(x)
+    z = q.sample(g2)
+    recon = torch.nn.functional.binary_cross_entropy_with_logits(model.decode_logits(z), x, reduction="sum") / 8
+    assert losses.terms["recon"].item() == pytest.approx(recon.item(), rel=1e-5)
+    assert losses.total.item() == pytest.approx(recon.item() + 4.0 * q.kl().mean().item(), rel=1e-5)
+    assert losses.terms["elbo"].item() == pytest.approx(-(recon.item() + q.kl().mean().item()), rel=1e-5)
+    # warm-up scales only the KL weight
+    g3 = torch.Generator().manual_seed(3)
+    assert model.loss(x, anneal=0.0, generator=g3).total.item() == pytest.approx(recon.item(), rel=1e-5)
+
+
+def test_vae_sampling_shapes_and_likelihoods():
+    for lik in ("bernoulli", "gaussian", "laplace"):
+        model = VAE(VAEConfig(input_shape=(1, 8, 8), hidden=(16,), latent_dim=2, likelihood=lik, learn_scale=True))
+        assert model.sample(5, torch.Generator().manual_seed(0)).shape == (5, 1, 8, 8)
+        assert torch.isfinite(model.loss(torch.rand(4, 1, 8, 8)).total)
+    learned = VAE(VAEConfig(input_shape=(4,), hidden=(8,), likelihood="gaussian", learn_scale=True))
+    fixed = VAE(VAEConfig(input_shape=(4,), hidden=(8,), likelihood="gaussian"))
+    assert learned.log_scale.requires_grad and not fixed.log_scale.requires_grad
+
+
+def test_ae_sparsity_terms():
+    x = torch.rand(4, 1, 8, 8)
+    l1 = AE(AEConfig(input_shape=(1, 8, 8), hidden=(16,), latent_dim=5, sparsity="l1", sparsity_weight=0.1,
+                     code_activation="relu", recon_loss="mse"))
+    z = l1.encode(x)
+    assert l1.loss(x).terms["sparsity"].item() == pytest.approx(0.1 * z.abs().sum(1).mean().item(), rel=1e-5)
+    with pytest.raises(aekit.errors.ConfigError, match="code-activation sigmoid"):
+        AEConfig(sparsity="kl")
+
+
+def test_conv_handles_odd_sizes():
+    for shape in [(1, 28, 28), (3, 9, 13), (1, 8, 8)]:
+        m = AE(AEConfig(input_shape=shape, arch="conv", channels=(4, 8), latent_dim=2))
+        assert m(torch.rand(2, *shape)).shape == (2, *shape)

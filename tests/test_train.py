@@ -1,0 +1,173 @@
+"""Trainer and run directories: learning, determinism, exact resume, divergence, bad runs."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import aekit
+from aekit.data import DataConfig
+from aekit.errors import ConfigError, RunError, TrainingDiverged
+from aekit.train import TrainConfig, fit
+
+QUICK = {"hidden": "32", "latent_dim": 4, "batch_size": 64, "progress": False, "report": False}
+
+
+def weights(path):
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_training_reduces_loss_and_writes_run(tmp_path):
+    run = aekit.train("vae", "digits", tmp_path / "r", epochs=5, **QUICK)
+    m = run.metrics
+    assert len(m) == 5 and m[-1]["train_loss"] < m[0]["train_loss"] and m[-1]["val_loss"] < m[0]["val_loss"]
+    files = {p.name for p in (tmp_path / "r").iterdir()}
+    assert {"config.json", "model.safetensors", "metrics.csv", "checkpoint.safetensors", "evaluation.json"} <= files
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["aekit_version"] == aekit.__version__ and cfg["model"] == "vae"
+    assert cfg["model_config"]["input_shape"] == [1, 8, 8] and cfg["model_config"]["likelihood"] == "bernoulli"
+    ev = json.loads((tmp_path / "r" / "evaluation.json").read_text())
+    assert ev["split"] == "test" and ev["elbo"] < 0 and ev["n"] == 359
+
+
+def test_same_seed_same_metrics(tmp_path):
+    a = aekit.train("vae", "digits", tmp_path / "a", epochs=2, **QUICK)
+    b = aekit.train("vae", "digits", tmp_path / "b", epochs=2, **QUICK)
+    strip = [{k: v for k, v in r.items() if k != "time_s"} for r in a.metrics]
+    assert strip == [{k: v for k, v in r.items() if k != "time_s"} for r in b.metrics]
+    assert a.evaluation == b.evaluation
+    c = aekit.train("vae", "digits", tmp_path / "c", epochs=2, seed=1, **QUICK)
+    assert c.evaluation != a.evaluation
+
+
+class Kill(Exception):
+    pass
+
+
+@pytest.mark.parametrize("model", ["vae", "ae"])
+def test_killed_mid_epoch_resumes_to_identical_weights(tmp_path, model):
+    opts = dict(QUICK, epochs=4, schedule="cosine", beta_warmup_epochs=1) if model == "vae" else dict(QUICK, epochs=4)
+    aekit.train(model, "digits", tmp_path / "full", **opts)
+
+    def kill(epoch, step):
+        if epoch == 2 and step == 5:
+            raise Kill
+
+
+    with pytest.raises(Kill):
+        _train_with_hook(tmp_path / "killed", model, opts, kill)
+    assert not (tmp_path / "killed" / "model.safetensors").exists()  # does not look complete
+    with pytest.raises(RunError, match="incomplete"):
+        aekit.load(tmp_path / "killed")
+    aekit.train(resume=tmp_path / "killed", report=False, progress=False)
+    a, b = weights(tmp_path / "full"), weights(tmp_path / "killed")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    full_rows = (tmp_path / "full" / "metrics.csv").read_text().splitlines()
+    resumed_rows = (tmp_path / "killed" / "metrics.csv").read_text().splitlines()
+    assert len(full_rows) == len(resumed_rows) == 5
+
+
+def _train_with_hook(out, model, opts, hook):
+    """Run the library's train() but with an on_step hook injected into fit()."""
+    import importlib
+
+    run_mod = importlib.import_module("aekit.train.run")  # (aekit.train is also the train() function)
+    real_fit = run_mod.fit
+
+    def fit_with_hook(*a, **kw):
+        return real_fit(*a, on_step=hook, **kw)
+
+    run_mod.fit = fit_with_hook
+    try:
+        return aekit.train(model, "digits", out, **opts)
+    finally:
+        run_mod.fit = real_fit
+
+
+def test_divergence_stops_with_clear_message_and_keeps_checkpoint(tmp_path):
+    aekit.train("ae", "digits", tmp_path / "r", epochs=1, **QUICK)
+    # poison the run: a huge learning rate after one good epoch
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    cfg["train"]["lr"] = 1e12
+    cfg["train"]["epochs"] = 3
+    (tmp_path / "r" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(TrainingDiverged, match=r"lower --lr.*last good checkpoint \(epoch 1\)"):
+        aekit.train(resume=tmp_path / "r", report=False, progress=False)
+    from aekit.train.checkpoint import read_tensors
+
+    _, meta = read_tensors(tmp_path / "r" / "checkpoint.safetensors")
+    assert json.loads(meta["loop"])["epoch"] == 1
+
+
+def test_early_stopping_restores_best(tmp_path, digits):
+    torch.manual_seed(0)
+    model = aekit.build_model("ae", aekit.MODELS["ae"].make_config({"hidden": (8,), "latent_dim": 2}).resolve(
+        digits.shape, True))
+    rows = fit(model, digits, TrainConfig(epochs=30, lr=0.5, early_stopping=2, progress=False, batch_size=64))
+    assert len(rows) < 30
+    best = min(r["val_loss"] for r in rows)
+    from aekit.train import mean_losses
+
+    assert mean_losses(model, digits.val)["loss"] == pytest.approx(best, rel=1e-5)
+
+
+def test_bad_runs_give_one_line_errors(tmp_path):
+    with pytest.raises(RunError, match="does not exist"):
+        aekit.load(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunError, match="not an aekit run"):
+        aekit.load(tmp_path / "empty")
+    aekit.train("ae", "digits", tmp_path / "r", epochs=1, **QUICK)
+    # weights that do not fit the config
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    cfg["model_config"]["latent_dim"] = 5
+    (tmp_path / "r" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RunError, match="do not fit the model in config.json"):
+        aekit.load(tmp_path / "r")
+    # a corrupt weights file
+    cfg["model_config"]["latent_dim"] = 4
+    (tmp_path / "r" / "config.json").write_text(json.dumps(cfg))
+    aekit.load(tmp_path / "r")
+    (tmp_path / "r" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(RunError, match="not a readable safetensors"):
+        aekit.load(tmp_path / "r")
+
+
+def test_existing_out_is_not_clobbered(tmp_path):
+    aekit.train("ae", "digits", tmp_path / "r", epochs=1, **QUICK)
+    with pytest.raises(ConfigError, match="already exists"):
+        aekit.train("ae", "digits", tmp_path / "r", epochs=1, **QUICK)
+    aekit.train("ae", "digits", tmp_path / "r", epochs=1, overwrite=True, **QUICK)
+
+
+def test_bad_data_creates_no_run_dir(tmp_path):
+    with pytest.raises(aekit.errors.DataError):
+        aekit.train("ae", "idx:" + str(tmp_path / "missing"), tmp_path / "r", epochs=1, **QUICK)
+    assert not (tmp_path / "r").exists()
+
+
+def test_loading_never_unpickles(tmp_path):
+    aekit.train("ae", "digits", tmp_path / "r", epochs=1, **QUICK)
+    # a pickle planted next to the weights is never touched: loading reads JSON + safetensors only
+    (tmp_path / "r" / "model.pt").write_bytes(b"\x80\x04malicious")
+    assert aekit.load(tmp_path / "r") is not None
+    t = load_file(str(tmp_path / "r" / "model.safetensors"))
+    save_file(t, str(tmp_path / "copy.safetensors"))
+
+
+def test_lr_schedule():
+    from aekit.train.trainer import lr_at
+
+    cfg = TrainConfig(epochs=10, lr=1.0, schedule="cosine", lr_warmup_epochs=1)
+    assert lr_at(cfg, 0, 10) == pytest.approx(0.1)
+    assert lr_at(cfg, 9, 10) == pytest.approx(1.0)
+    assert lr_at(cfg, 55, 10) == pytest.approx(0.5, abs=1e-9)
+    assert lr_at(cfg, 99, 10) < 0.001
+
+
+def test_data_config_object_accepted(tmp_path):
+    run = aekit.train("pca", DataConfig("digits", val_fraction=0.2), None, latent_dim=5, progress=False)
+    assert run.path is None and run.metrics[0]["train_loss"] > 0
