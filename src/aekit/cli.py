@@ -8,6 +8,7 @@ exits with status 2 and one line on stderr.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -115,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the registered models")
     sub.add_parser("datasets", help="list the data sources")
+    for name, sp in sub.choices.items():
+        sp.set_defaults(func=COMMANDS[name])
+    for module in PLUGINS:  # feature modules add their own sub-commands
+        importlib.import_module(module).register(sub)
     return p
 
 
@@ -302,6 +307,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+# Modules that add sub-commands: each has ``register(subparsers)``, which adds parsers with ``func`` defaults.
+PLUGINS: tuple[str, ...] = ("aekit.experiments.cli",)
+
 COMMANDS = {
     "train": cmd_train, "evaluate": cmd_evaluate, "reconstruct": cmd_reconstruct, "sample": cmd_sample,
     "interpolate": cmd_interpolate, "encode": cmd_encode, "demo": cmd_demo, "models": cmd_models,
@@ -314,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
     try:
-        return COMMANDS[args.command](args)
+        return args.func(args)
     except AekitError as e:
         sys.stderr.write(f"aekit: error: {e}\n")
         return e.exit_code

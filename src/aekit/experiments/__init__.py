@@ -1,0 +1,115 @@
+"""Experiments: one command each, turning a claim of the notes into a table, plots and a stated finding.
+
+``aekit experiment NAME --data SPEC --out DIR`` runs ``EXPERIMENTS[NAME]``.  Every experiment writes
+``results.csv``, ``results.md`` (the same table in Markdown), its PNG figures and ``summary.md`` (the finding in
+numbers) into ``DIR`` through :class:`ExperimentResult`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..train.checkpoint import atomic_write_text
+
+
+@dataclasses.dataclass
+class ExperimentContext:
+    """What every experiment receives."""
+
+    data: str  # dataset spec
+    out: Path  # output directory (created)
+    quick: bool = False  # tiny settings for tests / smoke runs (seconds, not minutes)
+    epochs: int | None = None  # override the experiment's default number of epochs
+    seed: int = 0
+    progress: bool = True
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)  # extra --set key=value pairs
+
+    def run_dir(self, name: str) -> Path:
+        """A sub-directory for one trained run of the experiment."""
+        return self.out / "runs" / name
+
+
+@dataclasses.dataclass
+class ExperimentResult:
+    name: str
+    rows: list[dict[str, Any]]  # the table
+    summary: str  # the finding, in numbers (Markdown)
+    figures: list[str] = dataclasses.field(default_factory=list)  # PNG file names inside out
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # anything else worth keeping (JSON)
+
+    def write(self, out: Path) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        keys: list[str] = []
+        for r in self.rows:
+            keys += [k for k in r if k not in keys]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys)
+        w.writeheader()
+        w.writerows(self.rows)
+        atomic_write_text(out / "results.csv", buf.getvalue())
+        atomic_write_text(out / "results.md", markdown_table(self.rows, keys))
+        figs = "".join(f"\n![{f}]({f})\n" for f in self.figures)
+        atomic_write_text(out / "summary.md", f"# {self.name}\n\n{self.summary.strip()}\n\n"
+                                              f"{markdown_table(self.rows, keys)}{figs}")
+        if self.extra:
+            atomic_write_text(out / "extra.json", json.dumps(self.extra, indent=2, default=str))
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def markdown_table(rows: list[dict[str, Any]], keys: list[str] | None = None) -> str:
+    if not rows:
+        return "(no rows)\n"
+    keys = keys or list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+# name -> function(ctx) -> ExperimentResult.  Feature modules register themselves below.
+EXPERIMENTS: dict[str, Callable[[ExperimentContext], ExperimentResult]] = {}
+
+
+def register(name: str) -> Callable:
+    def deco(fn: Callable[[ExperimentContext], ExperimentResult]) -> Callable:
+        EXPERIMENTS[name] = fn
+        return fn
+
+    return deco
+
+
+def run_experiment(name: str, ctx: ExperimentContext) -> ExperimentResult:
+    from ..errors import ConfigError
+
+    _load_all()
+    if name not in EXPERIMENTS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(EXPERIMENTS), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "choose one of " + ", ".join(sorted(EXPERIMENTS))
+        raise ConfigError(f"unknown experiment {name!r}: {hint}")
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    result = EXPERIMENTS[name](ctx)
+    result.write(ctx.out)
+    return result
+
+
+# Modules defining experiments (imported lazily so `import aekit` stays light).
+EXPERIMENT_MODULES: tuple[str, ...] = ()
+
+
+def _load_all() -> None:
+    import importlib
+
+    for m in EXPERIMENT_MODULES:
+        importlib.import_module(m)
