@@ -171,3 +171,43 @@ def test_lr_schedule():
 def test_data_config_object_accepted(tmp_path):
     run = aekit.train("pca", DataConfig("digits", val_fraction=0.2), None, latent_dim=5, progress=False)
     assert run.path is None and run.metrics[0]["train_loss"] > 0
+
+
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
+    """A real `aekit train` process killed with SIGKILL mid-run resumes to the same final weights."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["train", "--model", "vae", "--data", "digits", "--hidden", "64", "--latent-dim", "4", "--epochs", "12",
+            "--batch-size", "16", "--no-progress", "--no-report"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def aekit(*extra):
+        return subprocess.Popen([sys.executable, "-m", "aekit", "-q", *args, *extra], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    assert aekit("--out", str(tmp_path / "full")).wait(timeout=300) == 0
+    proc = aekit("--out", str(tmp_path / "killed"))
+    metrics = tmp_path / "killed" / "metrics.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 4:  # header + 3 epochs
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (tmp_path / "killed" / "model.safetensors").exists(), "killed too late: the run had finished"
+    resume = subprocess.run([sys.executable, "-m", "aekit", "-q", "train", "--resume", str(tmp_path / "killed"),
+                             "--no-report"], env=env, capture_output=True, text=True, timeout=300)
+    assert resume.returncode == 0, resume.stderr
+    a, b = weights(tmp_path / "full"), weights(tmp_path / "killed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bf16_autocast_trains(tmp_path):
+    run = aekit.train("vae", "digits", None, epochs=2, bf16=True, **{k: v for k, v in QUICK.items() if k != "report"})
+    assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in run.metrics)
+    assert run.metrics[-1]["train_loss"] < run.metrics[0]["train_loss"]

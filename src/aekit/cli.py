@@ -153,7 +153,7 @@ def _check_png(path: str) -> Path:
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import train
 
-    reserved = {"command", "verbose", "quiet", "model", "data_spec", "out", "resume", "overwrite", "no_report"}
+    reserved = {"command", "func", "verbose", "quiet", "model", "data_spec", "out", "resume", "overwrite", "no_report"}
     options = {k: v for k, v in vars(args).items() if k not in reserved}
     if args.quiet:
         options.setdefault("progress", False)
