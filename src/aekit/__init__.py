@@ -12,10 +12,11 @@ __version__ = "0.1.0"
 
 from .data import DataConfig, load_data  # noqa: E402
 from .evaluate import evaluate  # noqa: E402
+from .hub import from_pretrained, save_pretrained  # noqa: E402
 from .models import MODELS, build_model  # noqa: E402
 from .train import Run, TrainConfig, load, load_run, train  # noqa: E402
 
 __all__ = [
-    "MODELS", "DataConfig", "Run", "TrainConfig", "__version__", "build_model", "evaluate", "load", "load_data",
-    "load_run", "train",
+    "MODELS", "DataConfig", "Run", "TrainConfig", "__version__", "build_model", "evaluate", "from_pretrained",
+    "load", "load_data", "load_run", "save_pretrained", "train",
 ]

@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run")
     _data_flag(e)
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--iwae-samples", type=int, default=None, metavar="K",
+                   help="VAE: add the importance-weighted estimate of -log p(x) with K samples (nll, "
+                        "bits_per_dim), active_units and kl_per_dim (Burda et al. 2016; e.g. 5000)")
 
     r = sub.add_parser("reconstruct", help="originals vs reconstructions as a PNG")
     r.add_argument("run")
@@ -181,7 +184,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .train import load_run
 
     run = load_run(args.run)
-    result = evaluate(run.model, _dataset_for(run, args), args.split)
+    result = evaluate(run.model, _dataset_for(run, args), args.split, iwae_samples=args.iwae_samples)
     result = {"run": str(args.run), "model": run.model_name, **result}
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
@@ -262,7 +265,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     elif out.suffix == ".csv":
         header = ",".join(f"z{j}" for j in range(codes.shape[1]))
         table = codes
-        if s.y is not None:
+        if s.y is not None and s.y.ndim == 1:  # class labels (not segmentation masks)
             header += ",label"
             table = np.concatenate([codes, s.y.numpy()[:, None].astype(codes.dtype)], axis=1)
         np.savetxt(out, table, delimiter=",", header=header, comments="", fmt="%.7g")
@@ -308,7 +311,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 # Modules that add sub-commands: each has ``register(subparsers)``, which adds parsers with ``func`` defaults.
-PLUGINS: tuple[str, ...] = ("aekit.experiments.cli",)
+PLUGINS: tuple[str, ...] = ("aekit.experiments.cli", "aekit.traverse_cli", "aekit.serve.cli", "aekit.anomaly", "aekit.export", "aekit.segment",
+                            "aekit.bench")
 
 COMMANDS = {
     "train": cmd_train, "evaluate": cmd_evaluate, "reconstruct": cmd_reconstruct, "sample": cmd_sample,

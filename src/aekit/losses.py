@@ -3,7 +3,8 @@
 **One reduction rule everywhere**: every function returns one value *per sample* (shape ``(B,)``), summed over
 that sample's dimensions; callers average over the batch.  Likelihood terms are negative log-likelihoods in
 **nats per sample**; a VAE's ``total`` is therefore −ELBO in nats per sample.  There are no hidden dataset-size
-factors and no per-pixel averaging.
+factors and no per-pixel averaging — except in the segmentation section at the end, whose per-sample values are
+per-pixel means (nats per pixel) or ratios, stated there.
 """
 
 from __future__ import annotations
@@ -69,3 +70,35 @@ def kl_sparsity(a: torch.Tensor, rho: float, eps: float = 1e-6) -> torch.Tensor:
     """
     rho_hat = _flat(a).mean(0).clamp(eps, 1 - eps)
     return (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Segmentation (U-Net).  Still one value per sample, averaged over the batch by the caller, but the per-sample
+# value is a *mean over pixels* (cross-entropy in nats per pixel) or a ratio (1 − soft Dice, in [0, 1]): both
+# are independent of the image size, so they can be summed (``ce+dice``, as in nnU-Net) with equal weight.
+
+
+def pixel_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-pixel −log softmax(logits)[target], weighted by ``weight[target]``, averaged over the sample's
+    pixels: nats per pixel, shape (B,).  ``logits`` (B, K, H, W), ``target`` (B, H, W) class ids.
+
+    The average divides by the number of pixels (not by the sum of the weights, unlike PyTorch's ``mean``).
+    """
+    per = F.cross_entropy(logits, target.long(), weight=weight, reduction="none")  # (B, H, W)
+    return _flat(per).mean(1)
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0,
+                   include_background: bool = False) -> torch.Tensor:
+    """1 − soft Dice per sample, shape (B,): with p = softmax(logits) and g the one-hot target,
+    Dice_c = (2 Σ p_c g_c + s) / (Σ p_c + Σ g_c + s) over the sample's pixels, averaged over the classes
+    (class 0 = background left out unless ``include_background``, as in nnU-Net).
+    ``smooth`` s = 1 makes a class absent from both prediction and target count as Dice 1."""
+    k = logits.shape[1]
+    p = torch.softmax(logits.float(), dim=1).flatten(2)  # (B, K, P)
+    g = F.one_hot(target.long().flatten(1), k).transpose(1, 2).to(p.dtype)  # (B, K, P)
+    if not include_background and k > 1:
+        p, g = p[:, 1:], g[:, 1:]
+    inter = (p * g).sum(2)
+    dice = (2 * inter + smooth) / (p.sum(2) + g.sum(2) + smooth)
+    return 1.0 - dice.mean(1)

@@ -175,6 +175,13 @@ def load_npy(arg: str | None, cfg: DataConfig) -> Dataset:
     if not isinstance(x, np.ndarray):
         x.close()
         raise DataError(f"{path} is an .npz archive, not an .npy array: use --data npz:{arg}")
+    from .stream import budget_of
+
+    budget = budget_of(cfg)
+    if budget is not None and x.nbytes > budget:  # larger than --memory-budget: streamed in shuffled chunks
+        from .stream import NpyRows, streamed_dataset
+
+        return streamed_dataset(f"npy:{arg}", cfg, NpyRows(path), budget=budget)
     return _dataset(f"npy:{arg}", cfg, x, None)
 
 

@@ -32,11 +32,23 @@ class DataConfig:
     test_fraction: float = 0.2  # only for sources with no test split of their own
     split_seed: int = 0  # seed of the train/val/test split (independent of the training seed)
     download: bool = True  # allow downloading MNIST-family files when not found locally
+    subsample: int | None = None  # keep a deterministic random subset of N samples of the source's training data
+    cells_count: int = 400  # cells: number of generated images (seeded by split_seed; side = image_size or 128)
+    cells_difficulty: float = 0.5  # cells: 0 (clean) .. 1 (noisy, blurred, uneven light, many touching cells)
+    cells_borders: bool = False  # cells: a third mask class for the borders between touching cells
+    memory_budget: str | None = None  # e.g. "2GB": npy:/images: data larger than this is streamed in chunks
 
     def __post_init__(self) -> None:
         check(0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1): e.g. --val-fraction 0.1")
         check(0.0 < self.test_fraction < 1.0, "test_fraction must be in (0, 1): e.g. --test-fraction 0.2")
         check(self.image_size is None or self.image_size >= 4, "--image-size must be at least 4")
+        check(self.subsample is None or self.subsample >= 3, "--subsample must be at least 3, e.g. --subsample 100000")
+        check(self.cells_count >= 3, "--cells-count must be at least 3, e.g. --cells-count 400")
+        if self.memory_budget is not None:
+            from .stream import parse_size  # one-line ConfigError naming the accepted forms
+
+            parse_size(self.memory_budget)
+        check(0.0 <= self.cells_difficulty <= 1.0, "--cells-difficulty must be in [0, 1], e.g. 0.5")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,13 +66,15 @@ class Source:
 @dataclasses.dataclass(frozen=True)
 class Split:
     x: torch.Tensor  # uint8 (N, C, H, W) images or float32 (N, D) tables
-    y: torch.Tensor | None  # int64 (N,) labels, or None
+    y: torch.Tensor | None  # int64 (N,) labels, uint8 (N, H, W) segmentation masks (class ids), or None
+    factors: torch.Tensor | None = None  # int64 (N, K) generative factor indices (e.g. dSprites), or None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
     def to(self, device: torch.device | str) -> Split:
-        return Split(self.x.to(device), None if self.y is None else self.y.to(device))
+        return Split(self.x.to(device), None if self.y is None else self.y.to(device),
+                     None if self.factors is None else self.factors.to(device))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +93,11 @@ class Dataset:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self.train.x.shape[1:])
+
+    @property
+    def segmentation(self) -> bool:
+        """True when the targets are masks (N, H, W) of class ids rather than labels (N,)."""
+        return self.train.y is not None and self.train.y.ndim == 3
 
     @property
     def in_unit_interval(self) -> bool:
@@ -139,9 +158,15 @@ def make_dataset(
     When the source has its own test split it is kept as is; otherwise ``cfg.test_fraction`` of the data is
     held out as test.  Validation is ``cfg.val_fraction`` of the (remaining) training data, capped at
     ``cfg.max_val``.  Tables are standardised with the statistics of the final training split.
+    ``cfg.subsample = N`` first keeps a deterministic random subset of N rows of ``x_train`` (seed
+    ``split_seed``); a source's own test split is kept whole.
     """
     if len(x_train) < 3:
         raise DataError(f"{name!r} has only {len(x_train)} samples: aekit needs at least 3 (train/val/test)")
+    if cfg.subsample is not None and len(x_train) > cfg.subsample:  # deterministic subset of the training data
+        keep = np.sort(np.random.default_rng(cfg.split_seed + 2).choice(len(x_train), cfg.subsample, replace=False))
+        x_train = x_train[keep]
+        y_train = None if y_train is None else y_train[keep]
     if x_test is None:
         rest, test_idx = split_indices(len(x_train), cfg.test_fraction, cfg.split_seed + 1)
         x_test = x_train[test_idx]
@@ -171,6 +196,7 @@ def make_dataset(
                 raise DataError(f"internal: image data for {name!r} must be uint8")  # pragma: no cover
             if xt.ndim == 3:  # (N, H, W) → (N, 1, H, W)
                 xt = xt.unsqueeze(1)
-        yt = None if y is None else torch.from_numpy(np.asarray(y).astype(np.int64))
+        # labels (N,) as int64; segmentation masks (N, H, W) of class ids stay uint8 (one resident tensor)
+        yt = None if y is None else torch.from_numpy(np.asarray(y).astype(np.int64 if np.ndim(y) == 1 else np.uint8))
         splits[k] = Split(xt, yt)
     return Dataset(name, kind, splits["train"], splits["val"], splits["test"], classes, feature_names, mean, std)

@@ -7,6 +7,7 @@ when every file is grayscale (or with ``--grayscale``), else as RGB.  The result
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -55,10 +56,57 @@ def _to_array(img: Image.Image, channels: int, size: int | None) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
+def read_image(path: Path, channels: int, size: int | None) -> np.ndarray:
+    """One image file as uint8 (C, H, W) (see :func:`_to_array`); a one-line DataError when unreadable."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return _to_array(img, channels, size).transpose(2, 0, 1)
+    except _PIL_ERRORS as e:
+        raise _unreadable(path, e) from e
+
+
 def load_image_dir(
     directory: str | os.PathLike[str], cfg: DataConfig
 ) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...] | None]:
     """Read every image under ``directory``: (uint8 (N, C, H, W), int64 labels or None, class names or None)."""
+    scan = scan_image_dir(directory, cfg)
+    files, channels, (h, w), size, root = scan.files, scan.channels, scan.hw, scan.resize, scan.root
+
+    # pass 2: pixels, written straight into one preallocated array
+    x = np.empty((len(files), channels, h, w), dtype=np.uint8)
+    for i, p in enumerate(files):
+        x[i] = read_image(p, channels, size)
+
+    if scan.y is None:
+        logger.info("loaded %d unlabelled %dx%d images (%d channels) from %s", len(files), w, h, channels, root)
+        return x, None, None
+    logger.info(
+        "loaded %d %dx%d images (%d channels) in %d classes from %s", len(files), w, h, channels,
+        len(scan.classes or ()), root
+    )
+    return x, scan.y, scan.classes
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageScan:
+    """What pass 1 (headers only) learns about an image folder: files, channels, size, labels."""
+
+    root: Path
+    files: list[Path]
+    channels: int
+    hw: tuple[int, int]
+    resize: int | None
+    y: np.ndarray | None
+    classes: tuple[str, ...] | None
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.files) * self.channels * self.hw[0] * self.hw[1]
+
+
+def scan_image_dir(directory: str | os.PathLike[str], cfg: DataConfig) -> ImageScan:
+    """Pass 1 over an image folder: headers only (Pillow opens lazily), no pixels."""
     root = Path(directory).expanduser()
     if not root.is_dir():
         raise DataError(f"{root} is not a folder: use --data images:DIR with a folder of PNG/JPEG files")
@@ -92,34 +140,29 @@ def load_image_dir(
             f"{files[other].relative_to(root)} {w1}×{h1}): pass --image-size N to resize them all to N×N"
         )
     w, h = (size, size) if size is not None else sizes[0]
-
-    # pass 2: pixels, written straight into one preallocated array
-    x = np.empty((len(files), channels, h, w), dtype=np.uint8)
-    for i, p in enumerate(files):
-        try:
-            with Image.open(p) as img:
-                img.load()
-                x[i] = _to_array(img, channels, size).transpose(2, 0, 1)
-        except _PIL_ERRORS as e:
-            raise _unreadable(p, e) from e
-
     if not nested:
-        logger.info("loaded %d unlabelled %dx%d images (%d channels) from %s", len(files), w, h, channels, root)
-        return x, None, None
+        return ImageScan(root, files, channels, (h, w), size, None, None)
     folder = [p.relative_to(root).parts[0] for p in files]
     classes = tuple(sorted(set(folder)))
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[f] for f in folder], dtype=np.int64)
-    logger.info(
-        "loaded %d %dx%d images (%d channels) in %d classes from %s", len(files), w, h, channels, len(classes), root
-    )
-    return x, y, classes
+    return ImageScan(root, files, channels, (h, w), size, y, classes)
 
 
 def load_images(arg: str | None, cfg: DataConfig) -> Dataset:
     """``images:DIR`` as an image dataset; ``test_fraction`` of it is held out as the test split."""
     if not arg:
         raise DataError("images needs a folder: use --data images:DIR")
+    from .stream import budget_of
+
+    budget = budget_of(cfg)
+    if budget is not None:  # larger than --memory-budget: stream it in shuffled chunks instead of loading it whole
+        scan = scan_image_dir(arg, cfg)
+        if scan.nbytes > budget:
+            from .stream import ImageRows, streamed_dataset
+
+            rows = ImageRows(scan.files, scan.channels, scan.hw[0], scan.hw[1], scan.resize)
+            return streamed_dataset(f"images:{arg}", cfg, rows, scan.y, scan.classes, budget)
     x, y, classes = load_image_dir(arg, cfg)
     return make_dataset(f"images:{arg}", "image", cfg, x, y, classes=classes)
 

@@ -23,9 +23,15 @@ SOURCES: dict[str, Source] = {
 
 # The loaders below live in their own modules and register themselves here.
 from . import arrays as _arrays  # noqa: E402
+from . import cells as _cells  # noqa: E402
+from . import dsprites as _dsprites  # noqa: E402
 from . import idx as _idx  # noqa: E402
 from . import images as _images  # noqa: E402
+from . import segdir as _segdir  # noqa: E402
 
 SOURCES.update(_idx.SOURCES)
 SOURCES.update(_images.SOURCES)
 SOURCES.update(_arrays.SOURCES)
+SOURCES.update(_dsprites.SOURCES)
+SOURCES.update(_cells.SOURCES)
+SOURCES.update(_segdir.SOURCES)

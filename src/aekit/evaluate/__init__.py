@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..data import Dataset, iterate_batches, to_float
+from ..models.ae import AE
 from ..models.base import Autoencoder
 from ..train.trainer import mean_losses
 from .metrics import principal_angles, sse_per_sample
@@ -32,7 +33,14 @@ def reconstruction_errors(model: Autoencoder, x: torch.Tensor, batch_size: int =
 
 
 @torch.no_grad()
-def evaluate(model: Autoencoder, data: Dataset, split: str = "test", batch_size: int = 1000) -> dict[str, Any]:
+def evaluate(model: Autoencoder, data: Dataset, split: str = "test", batch_size: int = 1000,
+             iwae_samples: int | None = None) -> dict[str, Any]:
+    """Reconstruction (and VAE ELBO) figures of ``split``; ``iwae_samples=K`` adds the IWAE ``nll``,
+    ``bits_per_dim``, ``active_units`` and ``kl_per_dim`` of :mod:`aekit.evaluate.likelihood` (VAEs only)."""
+    if getattr(model, "supervised", False):  # segmentation models: mIoU, Dice, boundary F1 (not reconstruction)
+        from .segmentation import evaluate_segmentation
+
+        return evaluate_segmentation(model, data, split, min(batch_size, 32))
     s = data.split(split)
     sse = reconstruction_errors(model, s.x, batch_size)
     n = len(s)
@@ -50,4 +58,13 @@ def evaluate(model: Autoencoder, data: Dataset, split: str = "test", batch_size:
                        "loss": terms["loss"]})
     else:
         result.update({k: v for k, v in terms.items() if k != "elbo"})
+    if isinstance(model, AE):  # code activity (sparsity) and, for denoising AEs, the error on corrupted inputs
+        from .deterministic import deterministic_metrics
+
+        result.update(deterministic_metrics(model, data, split))
+    if iwae_samples is not None:
+        from .likelihood import likelihood_report
+
+        result.update(likelihood_report(model, s.x, iwae_samples, image=data.kind == "image",
+                                        batch_size=batch_size))
     return result

@@ -14,8 +14,11 @@ import torch.nn as nn
 
 from .. import losses as L
 from ..config import check
+from ..data.corrupt import parse_corruption
 from .base import Autoencoder, Losses
-from .blocks import Activation, ConvDecoder, ConvEncoder, TiedDecoder, activation, mlp
+from .blocks import Activation, ConvDecoder, ConvEncoder, Norm, TiedDecoder, activation, mlp
+
+INACTIVE = 0.01  # a code unit with |activation| below this counts as inactive (fraction_inactive, dead_units)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,12 +29,14 @@ class AEConfig:
     channels: tuple[int, ...] = (32, 64)  # conv channels, encoder side
     latent_dim: int = 16
     activation: Activation = "relu"
-    code_activation: Literal["linear", "sigmoid", "relu"] = "linear"
+    norm: Norm = "batch"  # after each hidden linear layer of an MLP: BatchNorm trains deep AEs much faster (README)
+    code_activation: Literal["auto", "linear", "sigmoid", "relu"] = "linear"  # auto: by --sparsity (see below)
     tied: bool = False  # decoder weights = encoder weights transposed (MLP only)
     recon_loss: Literal["auto", "bce", "mse"] = "auto"  # auto: bce for [0, 1] images, mse otherwise
     sparsity: Literal["none", "l1", "kl"] = "none"
     sparsity_weight: float = 1e-3  # λ for l1, β for kl
     rho: float = 0.05  # target mean activation for kl sparsity
+    corruption: str = "none"  # denoising: mask:P | gaussian:SIGMA | salt-pepper:P, on training inputs only
 
     def __post_init__(self) -> None:
         check(self.latent_dim >= 1, "--latent-dim must be at least 1")
@@ -41,14 +46,23 @@ class AEConfig:
         check(self.sparsity_weight >= 0, "--sparsity-weight must be ≥ 0")
         check(0 < self.rho < 1, "--rho must be in (0, 1), e.g. 0.05")
         check(
-            not (self.sparsity == "kl" and self.code_activation != "sigmoid"),
+            not (self.sparsity == "kl" and self.code_activation not in ("sigmoid", "auto")),
             "--sparsity kl needs activations in (0, 1): add --code-activation sigmoid",
         )
+        parse_corruption(self.corruption)  # one-line ConfigError naming the accepted forms
+
+    @property
+    def code_act_name(self) -> str:
+        """``auto``: sigmoid for KL sparsity (ρ̂ must be a mean activation in (0, 1)), relu for L1, else linear."""
+        if self.code_activation != "auto":
+            return self.code_activation
+        return {"kl": "sigmoid", "l1": "relu"}.get(self.sparsity, "linear")
 
     def resolve(self, input_shape: tuple[int, ...], unit_interval: bool) -> AEConfig:
         """A copy with the data-dependent fields filled in (the config itself is never mutated)."""
         loss = self.recon_loss if self.recon_loss != "auto" else ("bce" if unit_interval else "mse")
-        return dataclasses.replace(self, input_shape=tuple(input_shape), recon_loss=loss)
+        return dataclasses.replace(self, input_shape=tuple(input_shape), recon_loss=loss,
+                                   code_activation=self.code_act_name)
 
 
 class AE(Autoencoder):
@@ -62,9 +76,10 @@ class AE(Autoencoder):
             self.decoder = ConvDecoder(c.input_shape, c.channels, c.latent_dim, c.activation)
         else:
             sizes = [self.input_dim, *c.hidden, c.latent_dim]
-            self.encoder = mlp(sizes, c.activation)
-            self.decoder = TiedDecoder(self.encoder, c.activation) if c.tied else mlp(sizes[::-1], c.activation)
-        self.code_act = activation(c.code_activation)
+            self.encoder = mlp(sizes, c.activation, norm=c.norm)
+            self.decoder = (TiedDecoder(self.encoder, c.activation) if c.tied
+                            else mlp(sizes[::-1], c.activation, norm=c.norm))
+        self.code_act = activation(getattr(c, "code_act_name", c.code_activation))
 
     @property
     def recon_loss(self) -> str:
@@ -98,4 +113,8 @@ class AE(Autoencoder):
         elif c.sparsity == "kl":
             terms["sparsity"] = c.sparsity_weight * L.kl_sparsity(z, c.rho)
             total = total + terms["sparsity"]
+        if c.sparsity != "none":  # diagnostics (not optimised): mean |a| and the share of |a| < 0.01
+            a = z.detach().abs()
+            terms["mean_abs_activation"] = a.mean()
+            terms["fraction_inactive"] = (a < INACTIVE).float().mean()
         return Losses(total, terms)

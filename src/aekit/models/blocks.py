@@ -27,12 +27,19 @@ def activation(name: str) -> nn.Module:
     return _ACTIVATIONS[name]()
 
 
-def mlp(sizes: list[int], act: str, last_act: bool = False) -> nn.Sequential:
-    """Linear layers through ``sizes`` with ``act`` between them (and after the last if ``last_act``)."""
+Norm = Literal["none", "batch", "layer"]
+
+
+def mlp(sizes: list[int], act: str, last_act: bool = False, norm: str = "none") -> nn.Sequential:
+    """Linear layers through ``sizes`` with [norm →] ``act`` between them (and after the last if ``last_act``)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2 or last_act:
+            if norm == "batch":
+                layers.append(nn.BatchNorm1d(b))
+            elif norm == "layer":
+                layers.append(nn.LayerNorm(b))
             layers.append(activation(act))
     return nn.Sequential(*layers)
 
@@ -109,3 +116,17 @@ class ConvDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(self.fc(z).view(-1, *self.start))
+
+
+class DoubleConv(nn.Sequential):
+    """U-Net block: (3×3 conv, padding 1 → batch norm → ReLU) × 2; keeps the spatial size.
+
+    Batch norm (not group/instance norm) on purpose: in eval mode it is a per-pixel affine map, so the
+    network stays exactly translation-equivariant and overlap-tile inference reproduces whole-image inference.
+    """
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        )

@@ -8,7 +8,6 @@ executes code from the run directory.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as _dt
 import json
@@ -23,8 +22,9 @@ from ..data import DataConfig, Dataset, load_data
 from ..errors import ConfigError, RunError
 from ..models import MODELS, build_model, get_spec
 from ..models.base import Autoencoder
+from . import distributed
 from .checkpoint import atomic_save_tensors, atomic_write_text, load_state, read_tensors
-from .trainer import CHECKPOINT, METRICS, TrainConfig, fit
+from .trainer import CHECKPOINT, METRICS, PRETRAINED, TrainConfig, fit, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
                 f"run directory {out} already exists: choose a new --out, continue it with --resume {out}, "
                 "or pass --overwrite"
             )
-        for name in (CONFIG, WEIGHTS, METRICS, CHECKPOINT, EVALUATION, "best.safetensors"):
+        for name in (CONFIG, WEIGHTS, METRICS, CHECKPOINT, EVALUATION, "best.safetensors", PRETRAINED):
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -120,17 +120,24 @@ def train(
     m_opts, t_opts, d_opts = split_options(model, options)
     spec = get_spec(model)
     model_cfg = spec.make_config(m_opts, name=model)
-    train_cfg = from_dict(TrainConfig, t_opts, what="training")
+    train_cfg = from_dict(TrainConfig, {**spec.train_defaults, **t_opts}, what="training")  # model defaults first
     if isinstance(data, DataConfig):
         data_cfg = dataclasses.replace(data, **d_opts) if d_opts else data
     else:
         data_cfg = from_dict(DataConfig, {"spec": data, **d_opts}, what="data")
     dataset = load_data(data_cfg)  # bad data fails here, before any directory exists
     model_cfg = model_cfg.resolve(dataset.shape, dataset.in_unit_interval)
+    if getattr(spec.model_cls, "supervised", False):
+        model_cfg = model_cfg.resolve_targets(dataset)  # e.g. segmentation: the class count of the masks
+    if getattr(model_cfg, "finetune_epochs", None) is not None:  # stacked-ae: the trainer's run is the fine-tuning
+        if "epochs" in t_opts and train_cfg.epochs != model_cfg.finetune_epochs:
+            raise ConfigError("--finetune-epochs and --epochs both set the fine-tuning epochs: give only one")
+        train_cfg = dataclasses.replace(train_cfg, epochs=model_cfg.finetune_epochs)
+        model_cfg = dataclasses.replace(model_cfg, finetune_epochs=None)
     torch.manual_seed(train_cfg.seed)
     net = build_model(model, model_cfg)
     run = Run(Path(out) if out is not None else None, model, net, data_cfg, train_cfg, [])
-    if run.path is not None:
+    if run.path is not None and distributed.is_main():  # under torchrun, rank 0 alone writes the run directory
         _prepare_out(run.path, overwrite)
         atomic_write_text(run.path / CONFIG, json.dumps({**run.config_dict(), "created": _now()}, indent=2))
     return _train_and_finish(run, dataset, resume=False, report=report, evaluate=evaluate)
@@ -156,15 +163,26 @@ def _resume(path: Path, *, report: bool, evaluate: bool, **options: Any) -> Run:
     torch.manual_seed(train_cfg.seed)
     net = build_model(model_name, model_cfg)
     run = Run(path, model_name, net, data_cfg, train_cfg, [])
-    (path / WEIGHTS).unlink(missing_ok=True)  # the run is incomplete again until training finishes
-    atomic_write_text(path / CONFIG, json.dumps({**run.config_dict(), "created": cfg.get("created", _now())}, indent=2))
+    if distributed.is_main():
+        (path / WEIGHTS).unlink(missing_ok=True)  # the run is incomplete again until training finishes
+        atomic_write_text(path / CONFIG, json.dumps({**run.config_dict(), "created": cfg.get("created", _now())},
+                                                    indent=2))
     return _train_and_finish(run, dataset, resume=True, report=report, evaluate=evaluate)
 
 
 def _train_and_finish(run: Run, dataset: Dataset, *, resume: bool, report: bool, evaluate: bool) -> Run:
-    run.metrics = fit(run.model, dataset, run.train_config, run.path, resume=resume)
-    run.model.eval()
+    from ..data.corrupt import make_corrupter
+
+    corrupt = make_corrupter(getattr(run.model.config, "corruption", None), dataset)  # denoising AEs
+    pretrain = getattr(run.model, "pretrain", None)  # a model's own stages before the fit (stacked-ae)
+    pre_rows = pretrain(dataset, run.train_config, run.path, resume=resume) if pretrain is not None else []
+    run.metrics = fit(run.model, dataset, run.train_config, run.path, resume=resume, corrupt=corrupt,
+                      stage="finetune" if pretrain is not None else None)
     if run.path is None:
+        run.metrics = pre_rows + run.metrics
+    run.model.eval()
+    if run.path is None or not distributed.is_main():
+        distributed.finish()
         return run
     atomic_save_tensors(run.model.state_dict(), run.path / WEIGHTS, {"aekit_model": run.model_name})
     if evaluate:
@@ -175,7 +193,9 @@ def _train_and_finish(run: Run, dataset: Dataset, *, resume: bool, report: bool,
     if report:
         from ..viz.report import write_report
 
-        write_report(run, dataset)
+        final = [r for r in run.metrics if r.get("stage", "finetune") == "finetune"]  # curves of the last stage
+        write_report(dataclasses.replace(run, metrics=final), dataset)
+    distributed.finish()
     return run
 
 
@@ -221,10 +241,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     tensors, _ = read_tensors(path / WEIGHTS)
     load_state(net, tensors, str(path / WEIGHTS))
     net.to(device).eval()
-    metrics: list[dict[str, float]] = []
-    if (path / METRICS).exists():
-        with (path / METRICS).open() as f:
-            metrics = [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+    metrics = read_metrics(path / METRICS) if (path / METRICS).exists() else []
     evaluation = json.loads((path / EVALUATION).read_text()) if (path / EVALUATION).exists() else None
     return Run(path, name, net, data_cfg, train_cfg, metrics, evaluation)
 

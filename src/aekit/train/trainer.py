@@ -24,13 +24,16 @@ from ..config import check
 from ..data import Dataset, Split, iterate_batches, to_float
 from ..errors import ConfigError, TrainingDiverged
 from ..models.base import Autoencoder
+from . import distributed
 from .checkpoint import atomic_save_tensors, load_checkpoint, read_tensors, save_checkpoint
+from .tblog import open_tensorboard
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.csv"
 BEST = "best.safetensors"
+PRETRAINED = "pretrained.safetensors"  # a model's weights after its own pretraining stages (stacked-ae)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +51,10 @@ class TrainConfig:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     bf16: bool = False  # bfloat16 autocast for the forward pass
+    compile: bool = False  # torch.compile the model's loss (forward + loss terms); see BENCHMARKS.md for when it pays
     log_every: int = 25  # steps between progress updates / finiteness checks (each costs a device sync)
     progress: bool = True
+    tensorboard: bool = False  # loss terms + reconstructions per epoch in RUN/tensorboard (needs tensorboard)
 
     def __post_init__(self) -> None:
         check(self.epochs >= 0, "--epochs must be ≥ 0")
@@ -107,41 +112,69 @@ def mean_losses(model: Autoencoder, split: Split, batch_size: int = 1024, seed: 
         torch.manual_seed(seed)
         for idx in iterate_batches(n, batch_size, shuffle=False):
             x = to_float(split.x[idx.to(split.x.device)]).to(model.device)
-            losses = model.loss(x)
+            if getattr(model, "supervised", False):  # targets (e.g. masks) sliced with the same indices
+                losses = model.loss(x, y=split.y[idx.to(split.y.device)].to(model.device))
+            else:
+                losses = model.loss(x)
             for k, v in {"loss": losses.total, **losses.terms}.items():
                 sums[k] = sums.get(k, 0.0) + v.detach().double() * len(idx)
     model.train(was_training)
     return {k: float(v) / max(1, n) for k, v in sums.items()}
 
 
-class _MetricsLog:
-    """metrics.csv, one row per epoch; on resume, rows after the checkpoint are dropped."""
+def read_metrics(path: Path) -> list[dict[str, float | str]]:
+    """Rows of a metrics.csv: numbers as floats, text (the ``stage`` column) as is, empty cells left out."""
+    def value(v: str) -> float | str:
+        try:
+            return float(v)
+        except ValueError:
+            return v
 
-    def __init__(self, path: Path | None, keep_epochs: int):
+    with Path(path).open() as f:
+        return [{k: value(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
+
+
+class _MetricsLog:
+    """metrics.csv, one row per epoch; on resume, rows after the checkpoint are dropped.
+
+    With ``stage`` (a model's extra training stages, e.g. stacked-ae's ``pretrain-1`` … ``finetune``) rows carry
+    a ``stage`` column, and rows of other stages already in the file are kept.
+    """
+
+    def __init__(self, path: Path | None, keep_epochs: int, stage: str | None = None):
         self.path = path
-        self.rows: list[dict[str, float]] = []
-        if path is not None and path.exists() and keep_epochs > 0:
-            with path.open() as f:
-                self.rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
-            self.rows = [r for r in self.rows if r["epoch"] <= keep_epochs]
+        self.stage = stage
+        self.rows: list[dict[str, float | str]] = []
+        if path is not None and path.exists():
+            self.rows = [r for r in read_metrics(path)
+                         if r.get("stage") != stage or (keep_epochs > 0 and float(r["epoch"]) <= keep_epochs)]
         self._write()
 
-    def add(self, row: dict[str, float]) -> None:
-        self.rows.append(row)
+    def add(self, row: dict[str, float | str]) -> None:
+        self.rows.append({"stage": self.stage, **row} if self.stage else row)
         self._write()
 
     def _write(self) -> None:
-        if self.path is None:
-            return
-        keys: list[str] = []
-        for r in self.rows:
-            keys += [k for k in r if k not in keys]
-        tmp = self.path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys or ["epoch"])
-            w.writeheader()
-            w.writerows(self.rows)
-        tmp.replace(self.path)
+        if self.path is not None:
+            _write_rows(self.path, self.rows)
+
+
+def _write_rows(path: Path, rows: list[dict[str, float | str]]) -> None:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys or ["epoch"])
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+def append_metrics(run_dir: Path, rows: list[dict[str, float | str]]) -> None:
+    """Append rows (of a model's own training stage; they carry their ``stage``) to ``run_dir``'s metrics.csv."""
+    path = Path(run_dir) / METRICS
+    _write_rows(path, (read_metrics(path) if path.exists() else []) + list(rows))
 
 
 def fit(
@@ -153,17 +186,22 @@ def fit(
     resume: bool = False,
     on_step: Callable[[int, int], None] | None = None,
     corrupt: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    stage: str | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` on ``data.train``; validate on ``data.val`` every epoch.  Returns the metrics rows.
 
     ``on_step(epoch, step)`` is called after every optimiser step (tests use it to simulate a kill).
     ``corrupt`` (denoising) maps a clean batch to the model input; the loss targets the clean batch.
+    ``stage`` names this fit in metrics.csv (a ``stage`` column) when a model trains in stages; rows of
+    earlier stages in the file are kept.
     """
-    device = resolve_device(cfg.device)
+    ctx = distributed.setup(resolve_device(cfg.device))  # torchrun: join the process group (else a no-op)
+    device = ctx.device
+    run_dir_writes = run_dir if ctx.is_main else None  # rank 0 alone writes the run directory
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # Adam's moments fill with denormals and slow every step otherwise
     model.to(device)
-    metrics_path = Path(run_dir) / METRICS if run_dir is not None else None
+    metrics_path = Path(run_dir_writes) / METRICS if run_dir_writes is not None else None
     if model.closed_form:
         model.fit(to_float(data.train.x).to(device))
         row = {"epoch": 1.0, **{f"train_{k}": v for k, v in mean_losses(model, data.train).items()}}
@@ -171,11 +209,20 @@ def fit(
             row.update({f"val_{k}": v for k, v in mean_losses(model, data.val).items()})
         mlog = _MetricsLog(metrics_path, 0)
         mlog.add(row)
+        tb = open_tensorboard(cfg.tensorboard, run_dir_writes, data)
+        if tb is not None:
+            tb.log_epoch(model, row, 1)
+            tb.close()
         return mlog.rows
 
     train_x = data.train.x.to(device)
+    # supervised models (``supervised = True``, e.g. U-Net) get the targets sliced with the same indices, and
+    # their optional ``augment_batch(x, y, generator)`` with a generator seeded from (seed, step): a pure
+    # function of the step, so there is nothing to checkpoint and resume stays exact
+    train_y = data.train.y.to(device) if getattr(model, "supervised", False) else None
+    augment = getattr(model, "augment_batch", None)
     n = len(train_x)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    steps_per_epoch = ctx.steps_per_epoch(n, cfg.batch_size)
     opt = make_optimizer(model, cfg, device)
     data_gen = torch.Generator().manual_seed(cfg.seed)
     loop = {"epoch": 0, "step": 0, "best": math.inf, "best_epoch": 0, "bad_epochs": 0}
@@ -183,11 +230,17 @@ def fit(
     if resume and ckpt is not None and ckpt.exists():
         loop = load_checkpoint(ckpt, model, opt, data_gen)
         log.info("resumed from %s at epoch %d", ckpt, loop["epoch"])
-    mlog = _MetricsLog(metrics_path, loop["epoch"])
+    mlog = _MetricsLog(metrics_path, loop["epoch"], stage)
+    tb = open_tensorboard(cfg.tensorboard, run_dir_writes, data)
     best_state = None
     best_path = Path(run_dir) / BEST if run_dir is not None else None
     if cfg.early_stopping and loop["best_epoch"] and best_path is not None and best_path.exists():
         best_state = read_tensors(best_path)[0]
+    if run_dir_writes is None:
+        ckpt = best_path = None
+    loss_fn = ctx.wrap(model).loss  # DDP routes the loss through its forward; else the model's own
+    if cfg.compile:
+        loss_fn = torch.compile(loss_fn)
     autocast = (
         torch.autocast(device_type=device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
     )
@@ -196,28 +249,39 @@ def fit(
         if cfg.early_stopping and loop["bad_epochs"] >= cfg.early_stopping:
             break
         model.train()
+        ctx.seed_epoch(cfg.seed, epoch)
         t0 = time.perf_counter()
         sums: dict[str, torch.Tensor] = {}
+        seen = 0
+        lr = None
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if cfg.progress else True,
                    leave=False, dynamic_ncols=True)
-        for i, idx in enumerate(iterate_batches(n, cfg.batch_size, generator=data_gen)):
+        for i, (bx, by, idx) in enumerate(ctx.batches(data.train, train_x, train_y, cfg.batch_size, data_gen)):
             step = loop["step"]
-            for g in opt.param_groups:
-                g["lr"] = lr_at(cfg, step, steps_per_epoch)
-            x = to_float(train_x[idx.to(device)])
+            if lr != (lr := lr_at(cfg, step, steps_per_epoch)):  # only when the schedule changes it
+                for g in opt.param_groups:
+                    g["lr"] = lr
+            x = to_float(bx[idx])  # idx is already on the device: no per-step host-device copy
+            yb = None if by is None else by[idx]
+            if yb is not None and augment is not None:
+                x, yb = augment(x, yb, torch.Generator().manual_seed((cfg.seed * 2**32 + step) % 2**64))
             anneal = min(1.0, (step + 1) / warm_steps) if warm_steps > 0 else 1.0
             with autocast:
-                losses = model.loss(corrupt(x), anneal=anneal, target=x) if corrupt else model.loss(x, anneal=anneal)
+                if yb is not None:
+                    losses = loss_fn(x, y=yb, anneal=anneal)
+                else:
+                    losses = loss_fn(corrupt(x), anneal=anneal, target=x) if corrupt else loss_fn(x, anneal=anneal)
             opt.zero_grad(set_to_none=True)
             losses.total.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             loop["step"] = step + 1
+            seen += len(idx)
             for k, v in {"loss": losses.total, **losses.terms}.items():
                 sums[k] = sums.get(k, 0.0) + v.detach().float() * len(idx)
             if (i + 1) % cfg.log_every == 0 or i + 1 == steps_per_epoch:
-                total = losses.total.detach().item()  # one sync per log_every steps
+                total = ctx.loss_value(losses.total)  # one sync per log_every steps (all ranks agree)
                 if not math.isfinite(total):
                     bar.close()
                     raise TrainingDiverged(
@@ -231,9 +295,11 @@ def fit(
             if on_step is not None:
                 on_step(epoch, i)
         bar.close()
+        t1 = time.perf_counter()
+        sums, seen = ctx.reduce_sums(sums, seen)  # over all ranks (once per epoch)
         row = {"epoch": float(epoch + 1), "step": float(loop["step"]), "lr": opt.param_groups[0]["lr"],
-               "time_s": time.perf_counter() - t0}
-        row.update({f"train_{k}": float(v) / n for k, v in sums.items()})
+               "time_s": t1 - t0}
+        row.update({f"train_{k}": float(v) / max(1, seen) for k, v in sums.items()})
         if len(data.val):
             row.update({f"val_{k}": v for k, v in mean_losses(model, data.val).items()})
         loop["epoch"] = epoch + 1
@@ -247,10 +313,14 @@ def fit(
             else:
                 loop["bad_epochs"] += 1
         mlog.add(row)
+        if tb is not None:
+            tb.log_epoch(model, row, epoch + 1)
         log.info("epoch %d/%d  train_loss %.4g  %s  (%.1fs)", epoch + 1, cfg.epochs, row["train_loss"],
                  "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k.startswith("val_")), row["time_s"])
         if ckpt is not None:
             save_checkpoint(ckpt, model, opt, data_gen, loop)
+    if tb is not None:
+        tb.close()
     if cfg.early_stopping and best_state is not None:
         model.load_state_dict(best_state)
     return mlog.rows

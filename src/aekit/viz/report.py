@@ -46,6 +46,16 @@ _METRIC_NOTES = {
     "kl": "KL(q(z|x) ‖ p(z)), nats per sample",
     "loss": "the training objective per sample (lower is better)",
     "sparsity": "weighted sparsity penalty on the code, per sample",
+    "nll": "importance-weighted (IWAE) estimate of −log p(x), nats per sample (lower is better)",
+    "bits_per_dim": "nll / (D·ln 2): bits per input element of the model's likelihood",
+    "active_units": "latent units with Var_x(E_q[z_j]) > 0.01 (Burda et al. 2016)",
+    "kl_per_dim": "E_x KL(q(z_j|x) ‖ N(0, 1)) per latent unit, nats",
+    "miou": "mean intersection-over-union over classes, all pixels of the split (background included)",
+    "dice": "mean Dice / F1 over classes, all pixels of the split",
+    "pixel_accuracy": "share of correctly labelled pixels",
+    "boundary_f1": "boundary F1 (BF score) with a 2-pixel tolerance, mean over classes",
+    "ce": "per-pixel cross-entropy, nats per pixel (mean over a sample's pixels)",
+    "dice_loss": "1 − soft Dice over the foreground classes, per sample",
 }
 
 
@@ -128,6 +138,8 @@ def write_report(run: Run, dataset: Dataset, split: str = "test", *, max_points:
     model = run.model
     model.eval()
     s = dataset.split(split)
+    if s.y is not None and s.y.ndim > 1:  # segmentation masks, not per-sample labels
+        s = dataclasses.replace(s, y=None)
     is_image = dataset.kind == "image"
     space = "inputs scaled to [0, 1]" if is_image else "standardised units"
     value_label = "value (standardised units)"
@@ -154,6 +166,16 @@ def write_report(run: Run, dataset: Dataset, split: str = "test", *, max_points:
     if run.metrics and plots.loss_terms(run.metrics):
         add("losses.png", "Training (solid) and validation (dashed) loss terms per epoch, per-sample averages.",
             lambda p: plots.plot_losses(run.metrics, p))
+
+    if getattr(model, "supervised", False):  # segmentation: masks overlaid on test images instead of the AE figures
+        from .segmentation import segmentation_figures
+
+        for name, caption, draw in segmentation_figures(model, dataset, split):
+            add(name, caption, draw)
+        path = out / REPORT
+        _atomic_write_text(path, _render_html(run, dataset, split, figures, failures, space))
+        log.info("wrote %s (%d figures)", path, len(figures))
+        return path
 
     # reconstructions
     idx = _pick_reconstruction_indices(s.y, n_total, n_recon)
@@ -215,6 +237,16 @@ def write_report(run: Run, dataset: Dataset, split: str = "test", *, max_points:
     if is_image and model.can_sample and model.latent_dim == 2:
         add("manifold.png", "Images decoded from a 15×15 grid of N(0, 1) quantiles (0.05 … 0.95) of the 2-D "
             "latent space (Kingma & Welling, 2014).", lambda p: plots.plot_manifold(model, p, n=15))
+
+    # traversals (generative image models): rows = latent units by KL, highest first
+    if is_image and model.can_sample and len(sub) and idx:
+        from .traversal import traversal_figure
+
+        n_rows = min(10, model.latent_dim)
+        add("traversals.png", f"Latent traversals around the code of {split} #{idx[0]}: each of the {n_rows} "
+            "units with the highest KL (nats, over the shown samples) swept from −3 to 3, one row each, the "
+            "others fixed.", lambda p: traversal_figure(model, to_float(s.x[idx[0] : idx[0] + 1])[0], x_sub, p,
+                                                        n_dims=n_rows))
 
     # error histogram
     if len(sub):

@@ -1,0 +1,158 @@
+"""Anomaly scores and detection metrics as pure functions (no files, no CLI).
+
+A score is *higher for more anomalous* samples:
+
+- ``recon``: the sum of squared errors of the deterministic reconstruction per sample (the unit of
+  ``sse_per_image``: inputs in [0, 1] for images, standardised units for tables), for every model;
+- ``elbo``: −ELBO per sample in nats (VAEs): −log p(x|z) + KL(q(z|x) ‖ p(z)), averaged over ``samples``
+  posterior draws from a fixed seed, so scores are reproducible.
+
+Detection metrics take "anomalous" as the positive class: AUROC and AUPRC (average precision) from
+scikit-learn, and :func:`threshold_at_fpr` picks the threshold whose false-positive rate on a set of *normal*
+scores is at most the target (flag = score > threshold).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data import iterate_batches, to_float
+from ..errors import ConfigError, DataError
+from ..models.base import Autoencoder
+from .metrics import sse_per_sample
+
+__all__ = [
+    "SCORES", "anomaly_scores", "detection_metrics", "neg_elbo_scores", "parse_labels", "rates_at_threshold",
+    "recon_scores", "threshold_at_fpr",
+]
+
+
+def _model_input(x: torch.Tensor, model: Autoencoder) -> torch.Tensor:
+    """uint8 images → [0, 1]; floats in the model's own dtype (float64 models score float64 tables)."""
+    dtype = next((p.dtype for p in model.parameters()), torch.float32)
+    return (to_float(x) if x.dtype == torch.uint8 else x).to(device=model.device, dtype=dtype)
+
+
+@torch.no_grad()
+def recon_scores(model: Autoencoder, x: torch.Tensor, batch_size: int = 1000, **_: Any) -> torch.Tensor:
+    """Per-sample SSE of the deterministic reconstruction, float64 (N,)."""
+    model.eval()
+    out = []
+    for idx in iterate_batches(len(x), batch_size, shuffle=False):
+        xb = _model_input(x[idx], model)
+        out.append(sse_per_sample(model.reconstruct(xb), xb).double().cpu())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+@torch.no_grad()
+def neg_elbo_scores(model: Autoencoder, x: torch.Tensor, batch_size: int = 1000, samples: int = 4,
+                    seed: int = 0) -> torch.Tensor:
+    """−ELBO per sample in nats, float64 (N,), averaged over ``samples`` draws z ~ q(z|x) (fixed ``seed``;
+    sample i always gets the same noise, whatever the batch size)."""
+    if not (model.can_sample and hasattr(model, "nll") and hasattr(model, "decode_logits")):
+        raise ConfigError(f"--score elbo needs a VAE (a model with a likelihood), not {type(model).__name__}: "
+                          "use --score recon")
+    model.eval()
+    # the noise of every sample is drawn up front, so a sample's score does not depend on the batching
+    g = torch.Generator().manual_seed(seed)
+    eps = torch.randn(max(1, samples), len(x), model.latent_dim, generator=g, dtype=torch.float64)
+    out = []
+    for idx in iterate_batches(len(x), batch_size, shuffle=False):
+        xb = _model_input(x[idx], model)
+        q = model.encode(xb)
+        e = eps[:, idx].to(device=q.mean.device, dtype=q.mean.dtype)
+        nll = torch.stack([model.nll(model.decode_logits(q.mean + q.std * e_k), xb) for e_k in e]).mean(0)
+        out.append((nll + q.kl()).double().cpu())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreSpec:
+    fn: Callable[..., torch.Tensor]
+    help: str
+    unit: str
+
+
+SCORES: dict[str, ScoreSpec] = {
+    "recon": ScoreSpec(recon_scores, "reconstruction error (sum of squared errors per sample)",
+                       "sum of squared errors per sample"),
+    "elbo": ScoreSpec(neg_elbo_scores, "−ELBO per sample in nats (VAE)", "−ELBO per sample (nats)"),
+}
+
+
+def get_score(name: str) -> ScoreSpec:
+    if name not in SCORES:
+        close = difflib.get_close_matches(name, list(SCORES), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "choose one of " + ", ".join(SCORES)
+        raise ConfigError(f"unknown anomaly score {name!r}: {hint}")
+    return SCORES[name]
+
+
+def anomaly_scores(model: Autoencoder, x: torch.Tensor, score: str = "recon", batch_size: int = 1000,
+                   **kwargs: Any) -> np.ndarray:
+    """Scores (higher = more anomalous) of every row of ``x`` (uint8 images or float tables), float64 (N,)."""
+    return get_score(score).fn(model, x, batch_size=batch_size, **kwargs).numpy()
+
+
+def parse_labels(text: str, classes: Sequence[str] | None = None) -> list[int]:
+    """``"0,1"`` (or class names, ``"T-shirt/top,Trouser"``) → label ids; bad tokens raise ConfigError."""
+    out: list[int] = []
+    for tok in (t.strip() for t in text.split(",")):
+        if not tok:
+            continue
+        if tok.lstrip("-").isdigit():
+            out.append(int(tok))
+        elif classes is not None and tok in classes:
+            out.append(list(classes).index(tok))
+        else:
+            names = f" or class names ({', '.join(classes)})" if classes else ""
+            raise ConfigError(f"--normal-labels: {tok!r} is not a label: give integers{names}, e.g. --normal-labels 0,1")
+    if not out:
+        raise ConfigError("--normal-labels is empty: give the labels of normal samples, e.g. --normal-labels 0,1")
+    return sorted(set(out))
+
+
+def detection_metrics(scores: Any, is_anomaly: Any) -> dict[str, float | int]:
+    """AUROC and AUPRC (average precision) with anomalies as the positive class."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    s = np.asarray(scores, dtype=np.float64)
+    a = np.asarray(is_anomaly, dtype=bool)
+    n_anom, n_norm = int(a.sum()), int((~a).sum())
+    if n_anom == 0 or n_norm == 0:
+        raise DataError(f"AUROC needs normal and anomalous samples, got {n_norm} normal and {n_anom} anomalous: "
+                        "check --normal-labels against the labels of the scored split")
+    if not np.isfinite(s).all():
+        raise DataError("some anomaly scores are not finite (NaN or inf): the model diverged; retrain it")
+    return {"auroc": float(roc_auc_score(a, s)), "auprc": float(average_precision_score(a, s)),
+            "n_normal": n_norm, "n_anomalous": n_anom}
+
+
+def threshold_at_fpr(normal_scores: Any, fpr: float) -> float:
+    """The smallest threshold t among the scores with at most ⌊fpr·n⌋ normal scores above it (flag = score > t).
+
+    On the calibration scores themselves the false-positive rate is therefore ≤ ``fpr``.
+    """
+    if not 0.0 <= fpr < 1.0:
+        raise ConfigError(f"--fpr {fpr}: choose a false-positive rate in [0, 1), e.g. --fpr 0.05")
+    s = np.sort(np.asarray(normal_scores, dtype=np.float64))
+    if len(s) == 0:
+        raise DataError("no normal samples to pick a threshold from: check --normal-labels")
+    k = int(np.floor(fpr * len(s) + 1e-9))  # normal samples allowed above the threshold
+    return float(s[len(s) - 1 - k])
+
+
+def rates_at_threshold(scores: Any, is_anomaly: Any, threshold: float) -> dict[str, float]:
+    """True/false-positive rates and precision of the rule ``score > threshold``."""
+    s = np.asarray(scores, dtype=np.float64)
+    a = np.asarray(is_anomaly, dtype=bool)
+    flag = s > threshold
+    tp, fp = int((flag & a).sum()), int((flag & ~a).sum())
+    return {"tpr": tp / max(1, int(a.sum())), "fpr": fp / max(1, int((~a).sum())),
+            "precision": tp / max(1, tp + fp), "flagged": int(flag.sum())}

@@ -1,0 +1,241 @@
+"""ONNX export: ``aekit export RUN --onnx DIR`` writes ``encoder.onnx``, ``decoder.onnx`` and ``onnx.json``.
+
+- ``encoder.onnx``: input ``x`` (N, *input_shape) float32 (images in [0, 1], tables standardised as at
+  training time) → ``z`` (N, latent_dim), the deterministic code (``embed``); for a VAE → ``mean`` and
+  ``logvar`` of q(z|x) (``mean`` is the code that ``aekit encode`` writes).
+- ``decoder.onnx``: input ``z`` (N, latent_dim) → ``x`` (N, *input_shape), the mean of p(x|z) (``decode``).
+- a model whose decoder needs more than a code (a U-Net: skip features) is exported whole instead:
+  ``model.onnx``, ``x`` → ``y`` (e.g. per-pixel class probabilities).
+- ``onnx.json``: shapes, names, the run's model name and the largest difference to PyTorch measured with
+  onnxruntime when it is installed (the export fails when that exceeds the tolerance).
+
+The batch axis is dynamic.  Needs the ``onnx`` extra (``pip install 'aekit[onnx]'``: onnx, onnxruntime and
+onnxscript, which torch's exporter uses).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn as nn
+
+from .errors import AekitError, ConfigError
+from .models.base import Autoencoder
+
+log = logging.getLogger(__name__)
+
+ENCODER, DECODER, FORWARD, MANIFEST = "encoder.onnx", "decoder.onnx", "model.onnx", "onnx.json"
+TOLERANCE = 1e-4
+
+
+class EncoderGraph(nn.Module):
+    """The encoder as a graph with plain tensor outputs: the code, or (mean, logvar) for a posterior."""
+
+    def __init__(self, model: Autoencoder, posterior: bool):
+        super().__init__()
+        self.model = model
+        self.posterior = posterior
+
+    def forward(self, x: torch.Tensor) -> Any:
+        if self.posterior:
+            q = self.model.encode(x)
+            return q.mean, q.logvar
+        return self.model.embed(x)
+
+
+class ForwardGraph(nn.Module):
+    """The whole model, input → output (for models whose decoder does not take a plain code, e.g. a U-Net)."""
+
+    def __init__(self, model: Autoencoder):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class DecoderGraph(nn.Module):
+    def __init__(self, model: Autoencoder):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(z)
+
+
+def has_posterior(model: Autoencoder, example: torch.Tensor) -> bool:
+    """True when ``encode`` returns a distribution with ``mean`` and ``logvar`` (a VAE's q(z|x))."""
+    with torch.no_grad():
+        out = model.encode(example)
+    return hasattr(out, "mean") and hasattr(out, "logvar") and not torch.is_tensor(out)
+
+
+def decodes_codes(model: Autoencoder, example: torch.Tensor) -> bool:
+    """True when ``decode(embed(x))`` works and has the input's shape (every autoencoder; not a U-Net, whose
+    decoder also needs the encoder's skip features)."""
+    try:
+        with torch.no_grad():
+            out = model.decode(model.embed(example))
+    except (AekitError, TypeError, RuntimeError, ValueError, AttributeError):
+        return False
+    return torch.is_tensor(out) and tuple(out.shape) == tuple(example.shape)
+
+
+def example_input(model: Autoencoder, n: int = 3, seed: int = 0) -> torch.Tensor:
+    """Reproducible inputs of the model's shape: uniform [0, 1] for images, standard normal for tables."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (n, *model.input_shape)
+    return torch.rand(shape, generator=g) if len(model.input_shape) > 1 else torch.randn(shape, generator=g)
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """torch's exporter prints progress (stdout and stderr) and logs optional-op warnings: keep them out of the
+    CLI.  Exceptions still propagate."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+
+
+def _export(module: nn.Module, example: torch.Tensor, path: Path, in_name: str, out_names: list[str],
+            exporter: str, opset: int | None) -> None:
+    kwargs: dict[str, Any] = {"input_names": [in_name], "output_names": out_names}
+    if opset is not None:
+        kwargs["opset_version"] = opset
+    if exporter == "dynamo":
+        kwargs["dynamic_shapes"] = {in_name: {0: torch.export.Dim("batch")}}
+        # one self-contained file (weights inside) unless the model is near protobuf's 2 GB limit
+        size = sum(p.numel() * p.element_size() for p in module.parameters())
+        kwargs["external_data"] = size > 1 << 30
+    else:
+        kwargs["dynamic_axes"] = {in_name: {0: "batch"}, **{o: {0: "batch"} for o in out_names}}
+    try:
+        with _quiet_exporter():
+            torch.onnx.export(module, (example,), str(path), dynamo=exporter == "dynamo", **kwargs)
+    except ModuleNotFoundError as e:
+        raise AekitError(f"ONNX export needs the {e.name!r} package: pip install 'aekit[onnx]'") from None
+
+
+def _ort_session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def check_onnx(model: Autoencoder, out_dir: Path, n: int = 5, seed: int = 1) -> dict[str, float]:
+    """Largest absolute differences between onnxruntime and PyTorch on fresh inputs (batch size ``n``)."""
+    out_dir = Path(out_dir)
+    manifest = json.loads((out_dir / MANIFEST).read_text())
+    x = example_input(model, n, seed)
+    if manifest.get("graph") == "forward":
+        (y,) = _ort_session(out_dir / FORWARD).run(None, {"x": x.numpy()})
+        with torch.no_grad():
+            return {"model.y": float((torch.from_numpy(y) - model(x)).abs().max())}
+    enc = _ort_session(out_dir / ENCODER).run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        ref = EncoderGraph(model, manifest["posterior"]).eval()(x)
+    ref = list(ref) if isinstance(ref, tuple) else [ref]
+    diffs = {f"encoder.{name}": float((torch.from_numpy(a) - r).abs().max())
+             for name, a, r in zip(manifest["encoder_outputs"], enc, ref)}
+    z = ref[0]
+    dec = _ort_session(out_dir / DECODER).run(None, {"z": z.numpy()})[0]
+    with torch.no_grad():
+        diffs["decoder.x"] = float((torch.from_numpy(dec) - model.decode(z)).abs().max())
+    return diffs
+
+
+def export_onnx(model: Autoencoder, out_dir: str | Path, *, model_name: str | None = None,
+                exporter: Literal["dynamo", "torchscript"] = "dynamo", opset: int | None = None,
+                check: bool = True, tolerance: float = TOLERANCE) -> dict[str, Any]:
+    """Write ``encoder.onnx``, ``decoder.onnx`` and ``onnx.json`` into ``out_dir``; returns the manifest.
+
+    A model whose decoder does not take a plain code (a U-Net: it also needs the skip features) is exported
+    whole instead, as ``model.onnx`` (``x`` → ``y``, e.g. per-pixel class probabilities).
+
+    With ``check`` (and onnxruntime installed) both graphs are run on fresh inputs and compared with PyTorch;
+    a difference above ``tolerance`` raises :class:`AekitError`.
+    """
+    from . import __version__
+
+    if exporter not in ("dynamo", "torchscript"):
+        raise ConfigError(f"--exporter {exporter!r}: choose dynamo or torchscript")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--onnx {out} is a file: give a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.to("cpu").eval()
+    x = example_input(model)
+    manifest: dict[str, Any] = {"aekit_version": __version__, "model": model_name or type(model).__name__.lower(),
+                                "input_shape": list(model.input_shape), "batch_axis": "dynamic", "exporter": exporter}
+    if decodes_codes(model, x):
+        posterior = has_posterior(model, x)
+        enc_outputs = ["mean", "logvar"] if posterior else ["z"]
+        _export(EncoderGraph(model, posterior).eval(), x, out / ENCODER, "x", enc_outputs, exporter, opset)
+        with torch.no_grad():
+            z = model.embed(x)
+        _export(DecoderGraph(model).eval(), z, out / DECODER, "z", ["x"], exporter, opset)
+        manifest.update({"graph": "autoencoder", "latent_dim": model.latent_dim, "posterior": posterior,
+                         "encoder": ENCODER, "encoder_inputs": ["x"], "encoder_outputs": enc_outputs,
+                         "decoder": DECODER, "decoder_inputs": ["z"], "decoder_outputs": ["x"]})
+    else:
+        _export(ForwardGraph(model).eval(), x, out / FORWARD, "x", ["y"], exporter, opset)
+        manifest.update({"graph": "forward", "model_file": FORWARD, "inputs": ["x"], "outputs": ["y"]})
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    if check:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            log.warning("onnxruntime is not installed: the exported graphs were not checked against PyTorch")
+        else:
+            diffs = check_onnx(model, out)
+            worst = max(diffs, key=diffs.get)
+            if diffs[worst] > tolerance:
+                raise AekitError(f"ONNX {worst} differs from PyTorch by {diffs[worst]:.3g} (> {tolerance:g}): "
+                                 "try --exporter torchscript or report the model configuration")
+            manifest["max_abs_diff"] = diffs
+            (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .train import load_run
+
+    if not args.onnx:
+        raise ConfigError("aekit export needs a format: --onnx DIR")
+    run = load_run(args.run)
+    manifest = export_onnx(run.model, args.onnx, model_name=run.model_name, exporter=args.exporter,
+                           opset=args.opset, check=not args.no_check)
+    diffs = manifest.get("max_abs_diff")
+    files = (f"{ENCODER} ({', '.join(manifest['encoder_outputs'])}) and {DECODER}"
+             if manifest["graph"] == "autoencoder" else f"{FORWARD} (x -> y)")
+    log.info("wrote %s to %s; %s", files, args.onnx,
+             f"max |onnxruntime − PyTorch| = {max(diffs.values()):.2g}" if diffs else "not checked")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a run's encoder and decoder (ONNX)")
+    p.add_argument("run")
+    p.add_argument("--onnx", metavar="DIR", help="write encoder.onnx, decoder.onnx and onnx.json into DIR")
+    p.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"],
+                   help="torch.onnx exporter (default dynamo; torchscript is the legacy one)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison with PyTorch")
+    p.set_defaults(func=cmd_export)

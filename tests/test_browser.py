@@ -1,0 +1,200 @@
+"""`aekit serve` end to end in a real headless Chromium (Debian's /usr/bin/chromium driven by Playwright):
+the page loads, a click on a point changes the decoded image, a slider move changes it again, a bad upload
+shows the server's error while the page keeps working, and an upload to a segmentation run returns an
+overlay.  Screenshots go to the pytest tmp dir (and to $AEKIT_SCREENSHOTS when set)."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+CHROMIUM = "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+sync_api = pytest.importorskip("playwright.sync_api")
+
+import aekit  # noqa: E402
+from aekit.serve.app import create_app, explorer_for_run  # noqa: E402
+from aekit.serve.explorer import Explorer  # noqa: E402
+
+
+class StandInSegmenter(torch.nn.Module):
+    """A stand-in for a segmentation run (e.g. a U-Net): pixels brighter than a level are class 1."""
+
+    input_shape = (1, 16, 16)
+
+    def __init__(self):
+        super().__init__()
+        self.level = torch.nn.Parameter(torch.tensor(0.5))
+
+    def predict_mask(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.mean(1) > self.level).long()
+
+
+def png_bytes(size=(20, 20), mode="L", seed=0) -> bytes:
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0]) if mode == "L" else (size[1], size[0], 3)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-proxy-server"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # tiny networks: one thread is many times faster than two contended ones
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class LocalServer:
+    """uvicorn on 127.0.0.1 and a free port, in a thread."""
+
+    def __init__(self, app):
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                                    lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.05)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def vae_url(tmp_path_factory):
+    out = tmp_path_factory.mktemp("browser") / "vae"
+    aekit.train("vae", "digits", out, hidden="64", latent_dim=4, epochs=3, batch_size=64, progress=False,
+                report=False, evaluate=False)
+    with LocalServer(create_app(explorer_for_run(out, max_upload_bytes=100_000))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def seg_url():
+    with LocalServer(create_app(Explorer(StandInSegmenter(), None, model_name="stand-in-unet"))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_api.sync_playwright() as pw:
+        # bypass_csp: Playwright's wait_for_function evaluates strings, which the page's CSP forbids
+        context = pw.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True,
+                                                        args=ARGS, viewport={"width": 1280, "height": 960},
+                                                        bypass_csp=True)
+        context.set_default_timeout(20_000)
+        yield context
+        context.close()
+
+
+def shot(page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("AEKIT_SCREENSHOTS"):
+        dest = Path(os.environ["AEKIT_SCREENSHOTS"])
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, dest / name)
+    return path
+
+
+def src(page, selector: str) -> str:
+    return page.get_attribute(selector, "src") or ""
+
+
+def wait_src_change(page, selector: str, old: str) -> str:
+    page.wait_for_function("([sel, old]) => { const s = document.querySelector(sel).getAttribute('src');"
+                           " return s && s !== old; }", arg=[selector, old])
+    return src(page, selector)
+
+
+def click_point(page, k: int) -> None:
+    pos = page.evaluate("k => window.explorer.screenPos(k)", k)
+    box = page.locator("#map").bounding_box()
+    page.mouse.click(box["x"] + pos[0], box["y"] + pos[1])
+
+
+def test_click_and_slider_change_the_decoded_image(browser, vae_url, tmp_path):
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(vae_url)
+    page.wait_for_function("window.explorer && window.explorer.ready")
+    assert page.locator("#map").is_visible() and page.locator("#legend span").count() == 10
+    assert page.locator("input[type=range]").count() == 4
+    start = wait_src_change(page, "#decoded-img", "")
+
+    click_point(page, 0)  # a real click on the canvas at point 0
+    page.wait_for_function("document.querySelector('#recon-img').getAttribute('src')")
+    after_click = wait_src_change(page, "#decoded-img", start)
+    assert page.locator("#item-title").inner_text().startswith("#")
+    assert after_click == src(page, "#recon-img")  # the decoded code is the point's code
+
+    box = page.locator("#slider-0").bounding_box()
+    page.mouse.click(box["x"] + 0.95 * box["width"], box["y"] + box["height"] / 2)
+    after_slider = wait_src_change(page, "#decoded-img", after_click)
+    assert after_slider not in (start, after_click)
+
+    click_point(page, 40)  # a second point: A and B are set, interpolation runs
+    page.click("#interp-btn")
+    page.wait_for_selector("#strip:not(.hidden)")
+    page.click("#sample-btn")
+    page.wait_for_selector("#samples:not(.hidden)")
+    shot(page, tmp_path, "explorer-vae.png")
+    assert not errors, errors
+
+
+def test_bad_upload_shows_an_error_and_the_page_keeps_working(browser, vae_url, tmp_path):
+    page = browser.new_page()
+    page.goto(vae_url)
+    page.wait_for_function("window.explorer && window.explorer.ready")
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(png_bytes()[:30])
+    page.set_input_files("#encode-file", str(bad))
+    page.wait_for_selector("#status.error")
+    assert "could not be decoded" in page.inner_text("#status")
+    good = tmp_path / "good.png"
+    good.write_bytes(png_bytes(seed=3))
+    before = src(page, "#decoded-img")
+    page.set_input_files("#encode-file", str(good))
+    page.wait_for_function("document.querySelector('#upload-recon').getAttribute('src')")
+    wait_src_change(page, "#decoded-img", before)
+    assert "error" not in (page.get_attribute("#status", "class") or "")
+
+
+def test_upload_returns_a_mask_overlay(browser, seg_url, tmp_path):
+    page = browser.new_page()
+    page.goto(seg_url)
+    page.wait_for_function("window.explorer && window.explorer.ready")
+    assert page.locator("#segment-section").is_visible() and not page.locator("#map-section").is_visible()
+    img = tmp_path / "upload.png"
+    img.write_bytes(png_bytes((32, 32), "RGB", seed=5))
+    page.set_input_files("#segment-file", str(img))
+    page.wait_for_function("document.querySelector('#seg-overlay').getAttribute('src')")
+    assert src(page, "#seg-overlay").startswith("data:image/png;base64,")
+    assert "class 1" in page.inner_text("#seg-info")
+    shot(page, tmp_path, "explorer-segment.png")

@@ -1,0 +1,215 @@
+"""`aekit serve`'s JSON API through FastAPI's TestClient (no browser): every endpoint, and bad requests and
+uploads (wrong type, too large, corrupt) get one-line JSON errors while the server keeps serving."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+pytest.importorskip("multipart")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+import aekit  # noqa: E402
+from aekit.serve.app import create_app, explorer_for_run  # noqa: E402
+from aekit.serve.explorer import Explorer, to_class_map  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # tiny networks: one thread is many times faster than two contended ones
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class StandInSegmenter(torch.nn.Module):
+    """A stand-in for a segmentation run (e.g. a U-Net): pixels brighter than a learnable level are class 1."""
+
+    input_shape = (1, 16, 16)
+
+    def __init__(self):
+        super().__init__()
+        self.level = torch.nn.Parameter(torch.tensor(0.5))
+
+    def predict_mask(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.mean(1) > self.level).long()
+
+
+def png_bytes(size=(20, 20), mode="L", seed=0) -> bytes:
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0]) if mode == "L" else (size[1], size[0], 3)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def vae_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("serve") / "vae"
+    aekit.train("vae", "digits", out, hidden="32", latent_dim=3, epochs=1, batch_size=128, progress=False,
+                report=False, evaluate=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def client(vae_dir):
+    return TestClient(create_app(explorer_for_run(vae_dir, max_upload_bytes=50_000)))
+
+
+@pytest.fixture(scope="module")
+def seg_client():
+    return TestClient(create_app(Explorer(StandInSegmenter(), None, model_name="stand-in-unet")))
+
+
+def decode_png(data_url: str) -> np.ndarray:
+    assert data_url.startswith("data:image/png;base64,")
+    import base64
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))))
+
+
+def test_page_info_points_and_openapi(client):
+    r = client.get("/")
+    assert r.status_code == 200 and "<canvas" in r.text and "http" not in r.text.split("<script>")[1].split("fetch")[0]
+    info = client.get("/api/info").json()
+    assert info["latent"] and info["latent_dim"] == 3 and info["can_sample"] and not info["can_segment"]
+    assert len(info["sliders"]) == 3 and info["input_shape"] == [1, 8, 8] and len(info["classes"]) == 10
+    pts = client.get("/api/points").json()
+    assert len(pts["x"]) == len(pts["y"]) == len(pts["label"]) == 359
+    assert pts["axis_labels"][0].startswith("PC1")
+    paths = client.get("/openapi.json").json()["paths"]
+    for p in ("/api/encode", "/api/decode", "/api/sample", "/api/interpolate", "/api/segment", "/api/points",
+              "/api/info", "/api/encode/image", "/api/item/{index}"):
+        assert p in paths
+
+
+def test_item_encode_decode_roundtrip(client):
+    item = client.get("/api/item/5").json()
+    assert len(item["code"]) == 3 and decode_png(item["input"]).shape == (8, 8)
+    enc = client.post("/api/encode", json={"indices": [5, 7]}).json()
+    assert np.allclose(enc["codes"][0], item["code"], atol=1e-6)
+    x = aekit.load_data("digits").test.x[5].float().div(255).flatten().tolist()
+    enc2 = client.post("/api/encode", json={"inputs": [x]}).json()
+    assert np.allclose(enc2["codes"][0], item["code"], atol=1e-5)
+    dec = client.post("/api/decode", json={"z": [item["code"]], "values": True}).json()
+    assert decode_png(dec["images"][0]).shape == (8, 8) and len(dec["values"][0]) == 64
+    assert dec["images"][0] == item["reconstruction"]
+
+
+def test_sample_and_interpolate(client):
+    s = client.post("/api/sample", json={"n": 4, "seed": 1}).json()
+    assert len(s["images"]) == 4 and decode_png(s["grid"]).ndim == 2
+    it = client.post("/api/interpolate", json={"a": 0, "b": 3, "steps": 5, "spherical": True}).json()
+    assert len(it["codes"]) == 5 and decode_png(it["strip"]).shape[1] > 5 * 8
+
+
+@pytest.mark.parametrize("path, payload, status, words", [
+    ("/api/decode", {"z": [[0.0, 1.0]]}, 422, "3 numbers"),
+    ("/api/decode", {"z": []}, 422, "z"),
+    ("/api/encode", {"indices": [1], "inputs": [[0.0]]}, 422, "exactly one"),
+    ("/api/encode", {"indices": [100000]}, 404, "out of range"),
+    ("/api/encode", {"inputs": [[0.0, 1.0]]}, 422, "64 numbers"),
+    ("/api/sample", {"n": 0}, 422, "n"),
+    ("/api/interpolate", {"a": 0, "b": 1, "steps": 1000}, 422, "steps"),
+])
+def test_bad_json_requests_get_json_errors(client, path, payload, status, words):
+    r = client.post(path, json=payload)
+    assert r.status_code == status
+    err = r.json()["error"]
+    assert words in err and "\n" not in err
+
+
+def test_non_finite_and_malformed_json(client):
+    r = client.post("/api/decode", content=b'{"z": [[NaN, 0, 0]]}', headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "error" in r.json()
+    r = client.post("/api/decode", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "error" in r.json()
+    assert client.get("/api/nothing").json() == {"error": "Not Found"}
+
+
+def test_uploads_are_validated_and_server_keeps_serving(client):
+    good = png_bytes()
+    r = client.post("/api/encode/image", files={"file": ("x.png", good, "image/png")})
+    assert r.status_code == 200 and len(r.json()["code"]) == 3
+    assert decode_png(r.json()["input"]).shape == (8, 8)  # resized to the model's input
+    bad = [
+        (("x.txt", b"hello", "text/plain"), 415, "PNG or JPEG"),
+        (("x.png", b"GIF89a" + b"\0" * 20, "image/png"), 415, "not a valid PNG"),
+        (("x.png", good[:40], "image/png"), 400, "could not be decoded"),
+        (("x.png", good[:8] + b"\0" * 100, "image/png"), 400, "could not be decoded"),
+        (("x.png", png_bytes((400, 400), "RGB"), "image/png"), 413, "limit"),
+    ]
+    for file, status, words in bad:
+        r = client.post("/api/encode/image", files={"file": file})
+        assert r.status_code == status, (file[0], r.text)
+        assert words in r.json()["error"]
+        assert client.get("/api/info").status_code == 200  # still serving
+    r = client.post("/api/encode/image", content=b"x" * 200_000,
+                    headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 413 and "limit" in r.json()["error"]
+    r = client.post("/api/encode/image")
+    assert r.status_code == 422 and "file" in r.json()["error"]
+    assert client.post("/api/encode/image", files={"file": ("x.png", good, "image/png")}).status_code == 200
+
+
+def test_segment_on_a_vae_run_is_a_clear_error(client):
+    r = client.post("/api/segment", files={"file": ("x.png", png_bytes(), "image/png")})
+    assert r.status_code == 400 and "does not segment" in r.json()["error"]
+
+
+def test_segment_with_a_segmentation_model(seg_client):
+    info = seg_client.get("/api/info").json()
+    assert info["can_segment"] and not info["latent"] and not info["can_sample"]
+    r = seg_client.post("/api/segment", files={"file": ("x.png", png_bytes((30, 20), "RGB"), "image/png")})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert (out["width"], out["height"]) == (16, 16)
+    assert decode_png(out["overlay"]).shape == (16, 16, 3) and decode_png(out["mask"]).shape == (16, 16, 4)
+    assert set(out["class_fractions"]) <= {"0", "1"} and abs(sum(out["class_fractions"].values()) - 1) < 1e-9
+    r = seg_client.post("/api/segment", files={"file": ("x.txt", b"abc", "text/plain")})
+    assert r.status_code == 415
+    r = seg_client.post("/api/decode", json={"z": [[0.0]]})
+    assert r.status_code == 400 and "no latent space" in r.json()["error"]
+
+
+def test_segment_with_aekit_unet():
+    from aekit.models import MODELS, build_model
+
+    if "unet" not in MODELS:
+        pytest.skip("the unet model is not registered in this checkout")
+    cfg = MODELS["unet"].make_config({"depth": 1, "base_channels": 4, "num_classes": 3}).resolve((1, 12, 12), True)
+    ex = Explorer(build_model("unet", cfg), None, model_name="unet")
+    assert ex.info()["can_segment"] and not ex.info()["latent"]  # its decode takes skip features, not codes
+    out = TestClient(create_app(ex)).post("/api/segment", files={"file": ("x.png", png_bytes((24, 20)), "image/png")})
+    assert out.status_code == 200, out.text
+    assert (out.json()["width"], out.json()["height"]) == (12, 12)
+
+
+def test_class_maps_from_any_output_form():
+    hw = (4, 4)
+    assert to_class_map(torch.ones(1, 4, 4, dtype=torch.long), hw).sum() == 16
+    scores = torch.zeros(1, 3, 4, 4)
+    scores[:, 2] = 1.0
+    assert (to_class_map(scores, hw) == 2).all()
+    assert to_class_map(torch.full((1, 1, 4, 4), 0.7), hw).sum() == 16  # probabilities
+    assert to_class_map(torch.full((1, 4, 4), -2.0), hw).sum() == 0  # logits
+    assert to_class_map(torch.ones(1, 2, 2, dtype=torch.bool), hw).shape == hw  # resized (nearest)
+
+
+def test_table_run_renders_bar_charts(tiny_table):
+    from aekit.models import MODELS, build_model
+
+    cfg = MODELS["ae"].make_config({"hidden": (8,), "latent_dim": 2}).resolve(tiny_table.shape, False)
+    ex = Explorer(build_model("ae", cfg), tiny_table)
+    assert ex.info()["kind"] == "table" and ex.points()["axis_labels"] == ["z1", "z2"]
+    item = ex.item(0)
+    assert decode_png(item["reconstruction"]).shape[2] == 3
+    with pytest.raises(Exception, match="table rows"):
+        ex.encode_image(png_bytes(), "image/png")

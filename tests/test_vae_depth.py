@@ -1,0 +1,222 @@
+"""Issue 4: IWAE likelihood, active units / KL per dim, traversals (CLI, report), the domain classifier and FID,
+and the ae-vs-vae / beta-sweep experiments in quick mode."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import aekit
+from aekit.cli import main
+from aekit.data import DataConfig, load_data, to_float
+from aekit.errors import ConfigError, DataError
+from aekit.evaluate import evaluate
+from aekit.evaluate.classifier import frechet_distance, gaussian_stats, load_or_train
+from aekit.evaluate.likelihood import (
+    active_units,
+    iwae_log_likelihood,
+    iwae_nll,
+    kl_per_dim,
+    posterior_stats,
+)
+from aekit.experiments import ExperimentContext, run_experiment
+from aekit.models import VAE, VAEConfig
+from aekit.viz.traversal import traversal_figure, unit_usage
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run faster on one thread, especially on a shared, busy CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("depth") / "vae"
+    torch.set_num_threads(1)
+    aekit.train("vae", "digits", out, hidden="32", latent_dim=4, epochs=4, batch_size=64, lr=2e-3, progress=False,
+                report=False)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- likelihood
+
+
+def test_iwae_is_exact_when_posterior_equals_prior_and_decoder_ignores_z():
+    """q(z|x) = p(z) and p(x|z) = p(x): every importance weight is p(x), so log p̂_K = log p(x) for any K and
+    any chunking (checks the −log K normalisation and the logsumexp accumulation)."""
+    model = VAE(VAEConfig(input_shape=(1, 4, 4), hidden=(8,), latent_dim=3, likelihood="bernoulli"))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.decoder[-1].bias.copy_(torch.linspace(-2, 2, 16))
+    x = torch.rand(5, 1, 4, 4)
+    exact = -model.nll(model.decode_logits(torch.zeros(5, 3)), x).double()
+    for k, chunk in [(1, None), (7, 3), (50, 50), (64, 1)]:
+        got = iwae_log_likelihood(model, x, k, k_chunk=chunk)
+        assert torch.allclose(got, exact, atol=1e-4), (k, chunk)
+
+
+def test_iwae_k1_equals_elbo_and_improves_with_k(vae_run):
+    run = aekit.load_run(vae_run)
+    model = run.model
+    x = to_float(load_data("digits").test.x)
+    xr = x.repeat(6, 1, 1, 1)  # 6 noise draws per test image
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        q = model.encode(xr)
+        elbo = -(model.nll(model.decode_logits(q.sample(g)), xr) + q.kl()).double()
+    iw1 = -iwae_nll(model, xr, 1, seed=2)
+    se = math.sqrt(elbo.var() / len(elbo) + iw1.var() / len(iw1))
+    assert abs(float(iw1.mean() - elbo.mean())) < 4 * se + 1e-3
+    nll = {k: float(iwae_nll(model, x, k, seed=3).mean()) for k in (1, 10, 100, 1000)}
+    assert nll[1] > nll[10] > nll[100] >= nll[1000] - 0.02, nll
+    assert nll[1000] <= -run.evaluation["elbo"] + 0.05
+
+
+def test_active_units_and_kl_per_dim():
+    mean = torch.stack([torch.linspace(-1, 1, 100), torch.full((100,), 3.0), 0.05 * torch.randn(100)], 1)
+    n, var = active_units(mean)
+    assert n == 1 and var[0] > 0.3 and var[1] == 0 and var[2] < 0.01
+    logvar = torch.zeros(100, 3)
+    kl = kl_per_dim(mean, logvar)
+    assert kl[1].item() == pytest.approx(4.5)  # ½ μ² with σ = 1
+    assert kl.sum().item() == pytest.approx(0.5 * mean.double().pow(2).sum(1).mean().item())
+
+
+def test_evaluate_iwae_fields(vae_run, digits):
+    run = aekit.load_run(vae_run)
+    res = evaluate(run.model, digits, "test", iwae_samples=20)
+    for key in ("nll", "bits_per_dim", "active_units", "kl_per_dim", "iwae_samples"):
+        assert key in res
+    assert res["nll"] <= -res["elbo"] + 0.05
+    assert res["bits_per_dim"] == pytest.approx(res["nll"] / (64 * math.log(2)))
+    assert len(res["kl_per_dim"]) == 4 and sum(res["kl_per_dim"]) == pytest.approx(res["kl"], rel=1e-3)
+    mean, _ = posterior_stats(run.model, digits.test.x)
+    assert res["active_units"] == active_units(mean)[0]
+    ae = aekit.train("ae", "digits", None, hidden="16", latent_dim=2, epochs=1, progress=False).model
+    with pytest.raises(ConfigError, match="--model vae"):
+        evaluate(ae, digits, iwae_samples=10)
+
+
+def test_cli_evaluate_iwae(vae_run, capsys):
+    assert main(["-q", "evaluate", str(vae_run), "--iwae-samples", "10", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["nll"] > 0 and isinstance(out["kl_per_dim"], list) and out["iwae_samples"] == 10
+    assert main(["-q", "evaluate", str(vae_run), "--iwae-samples", "0"]) == 2
+
+
+# ------------------------------------------------------------------------------------------- traversals
+
+
+def test_traverse_cli(vae_run, tmp_path, capsys):
+    out = tmp_path / "t.png"
+    assert main(["-q", "traverse", str(vae_run), "--index", "3", "--dims", "2", "--out", str(out)]) == 0
+    w2, h2 = Image.open(out).size
+    assert main(["-q", "traverse", str(vae_run), "--out", str(tmp_path / "all.png")]) == 0
+    w4, h4 = Image.open(tmp_path / "all.png").size
+    assert w4 == w2 and h4 > h2  # 4 rows instead of 2, same 9 columns
+    assert main(["-q", "traverse", str(vae_run), "--index", "100000", "--out", str(out)]) == 2
+    assert "out of range" in capsys.readouterr().err
+    assert main(["-q", "traverse", str(vae_run), "--out", str(tmp_path / "t.jpg")]) == 2
+
+
+def test_traversal_rows_ordered_by_kl(vae_run, digits, tmp_path):
+    model = aekit.load(vae_run)
+    usage, what = unit_usage(model, digits.test.x)
+    _, dims = traversal_figure(model, to_float(digits.test.x[:1])[0], digits.test.x, tmp_path / "t.png")
+    assert what == "KL" and sorted(dims) == list(range(4))
+    assert list(usage[dims]) == sorted(usage, reverse=True)
+
+
+def test_report_has_traversals_and_manifold(tmp_path):
+    run = aekit.train("vae", "digits", tmp_path / "v2", hidden="16", latent_dim=2, epochs=1, progress=False)
+    names = {p.name for p in run.path.glob("*.png")}
+    assert {"traversals.png", "manifold.png", "samples.png", "interpolation.png", "latent.png"} <= names
+    assert "traversals.png" in (run.path / "report.html").read_text()
+
+
+def test_subsample_is_deterministic(digits):
+    a = load_data(DataConfig("digits", subsample=500))
+    b = load_data(DataConfig("digits", subsample=500))
+    assert len(a.train) + len(a.val) + len(a.test) == 500
+    assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
+    with pytest.raises(ConfigError, match="subsample"):
+        DataConfig("digits", subsample=1)
+
+
+# ------------------------------------------------------------------------------------------- classifier / FID
+
+
+def test_frechet_distance_hand_computed():
+    # 1-D: (0 − 1)² + 1 + 4 − 2·√(1·4) = 2
+    assert frechet_distance(np.zeros(1), np.eye(1), np.ones(1), 4 * np.eye(1)) == pytest.approx(2.0)
+    # diagonal: ‖(1, 2)‖² + (1 − 3)² + (2 − 4)² = 13
+    assert frechet_distance(np.zeros(2), np.diag([1.0, 4.0]), np.array([1.0, 2.0]),
+                            np.diag([9.0, 16.0])) == pytest.approx(13.0)
+    # non-commuting covariances: Tr((C1 C2)^½) by hand via scipy's sqrtm
+    from scipy.linalg import sqrtm
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(4, 4)), rng.normal(size=(4, 4))
+    c1, c2 = a @ a.T + 0.1 * np.eye(4), b @ b.T + 0.1 * np.eye(4)
+    mu1, mu2 = rng.normal(size=4), rng.normal(size=4)
+    want = ((mu1 - mu2) ** 2).sum() + np.trace(c1 + c2 - 2 * np.real(sqrtm(c1 @ c2)))
+    assert frechet_distance(mu1, c1, mu2, c2) == pytest.approx(want, rel=1e-6)
+    assert frechet_distance(mu1, c1, mu1, c1) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_classifier_trains_and_is_cached(digits, tmp_path):
+    path = tmp_path / "clf.safetensors"
+    clf = load_or_train(path, digits, epochs=1, min_steps=80)
+    with torch.no_grad():
+        acc = (clf(to_float(digits.test.x)).argmax(1) == digits.test.y).float().mean().item()
+    assert acc > 0.7
+    again = load_or_train(path, digits, epochs=1, min_steps=80)
+    for a, b in zip(clf.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    from aekit.evaluate.classifier import classify_all
+
+    feats, probs = classify_all(clf, digits.test.x)
+    mu, cov = gaussian_stats(feats)
+    assert feats.shape == (len(digits.test), 128) and np.allclose(probs.sum(1), 1)
+    assert cov.shape == (128, 128) and np.isfinite(mu).all()
+
+
+# ------------------------------------------------------------------------------------------- experiments
+
+
+def test_ae_vs_vae_quick(tmp_path):
+    res = run_experiment("ae-vs-vae", ExperimentContext("digits", tmp_path / "avv", quick=True, progress=False))
+    by = {(r["model"], r["latent_samples"]) for r in res.rows}
+    assert {("AE", "N(0, I)"), ("AE", "Gaussian fitted to codes"), ("VAE", "N(0, I)")} <= by
+    for r in res.rows[1:]:
+        assert r["domain_fid"] >= 0 and 0 < r["max_prob"] <= 1 and r["path_step_ratio"] >= 1
+    assert "Completeness" in res.summary and "Continuity" in res.summary
+    for f in (*res.figures, "summary.md", "results.csv", "classifier.safetensors"):
+        assert (tmp_path / "avv" / f).is_file()
+
+
+def test_beta_sweep_quick(tmp_path):
+    ctx = ExperimentContext("dsprites", tmp_path / "bs", quick=True, progress=False)
+    res = run_experiment("beta-sweep", ctx)
+    assert [r["beta"] for r in res.rows] == [1.0, 4.0]
+    for r in res.rows:
+        for k in ("elbo", "kl", "active_units", "beta_vae", "factor_vae", "mig", "dci_disentanglement",
+                  "dci_completeness", "dci_informativeness"):
+            assert r[k] is not None
+    assert "β = 4 vs β = 1" in res.summary
+    assert {"beta_sweep.png", "traversal_beta1.png", "traversal_beta4.png"} <= set(res.figures)
+    # a second run reuses the finished runs (same configuration)
+    again = run_experiment("beta-sweep", ctx)
+    assert again.rows[0]["elbo"] == res.rows[0]["elbo"]
+    with pytest.raises(DataError, match="dsprites"):
+        run_experiment("beta-sweep", ExperimentContext("digits", tmp_path / "bad", quick=True, progress=False))
