@@ -211,3 +211,13 @@ def test_bf16_autocast_trains(tmp_path):
     run = aekit.train("vae", "digits", None, epochs=2, bf16=True, **{k: v for k, v in QUICK.items() if k != "report"})
     assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in run.metrics)
     assert run.metrics[-1]["train_loss"] < run.metrics[0]["train_loss"]
+
+
+def test_trailing_batch_of_one_sample_is_skipped_for_batchnorm(tmp_path):
+    from aekit.data import load_data
+
+    n = len(load_data(DataConfig(spec="digits")).train.x)
+    opts = {**QUICK, "batch_size": n - 1}  # batches of n - 1 and 1: BatchNorm cannot train on the second
+    run = aekit.train("ae", "digits", None, epochs=2, norm="batch", **{k: v for k, v in opts.items() if k != "report"})
+    assert [r["step"] for r in run.metrics] == [1.0, 2.0]
+    assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in run.metrics)

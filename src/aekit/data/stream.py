@@ -353,6 +353,7 @@ class StreamSplit(Split):
         try:
             nxt: Future | None = pool.submit(load, 0) if spans else None
             carry_x = carry_y = None
+            batches_before = 0
             for k in range(len(spans)):
                 x, y = nxt.result()  # type: ignore[union-attr]
                 nxt = pool.submit(load, k + 1) if k + 1 < len(spans) else None
@@ -367,7 +368,9 @@ class StreamSplit(Split):
                 yd = None if y is None else y.to(device, non_blocking=True)
                 permd = perm.to(device, non_blocking=True)
                 for start in range(0, stop, batch_size):
-                    idx = shard(permd[start:start + batch_size])
+                    b = permd[start:start + batch_size]
+                    idx = shard(b, droppable=len(b) < batch_size and batches_before > 0)
+                    batches_before += 1
                     if idx is not None:
                         yield xd, yd, idx
                 rest = perm[stop:]

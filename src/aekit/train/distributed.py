@@ -10,7 +10,8 @@ The rules, so that N processes train the same model a single process would:
 - ``--batch-size`` is the *global* batch.  Every rank draws the same permutation from the shared seed; each
   global batch is split into equal strided shards (rank r takes samples r, r + N, …), and DDP averages the
   gradients, which is then exactly the gradient of the global batch mean.  The few samples of a last batch
-  that do not split evenly (at most N − 1 per epoch) are skipped.
+  that do not split evenly (at most N − 1 per epoch) are skipped, and so is a last batch that would give each
+  rank a single sample (BatchNorm cannot train on one sample) unless it is the epoch's only batch.
 - Rank 0 alone writes the run directory (config, metrics, checkpoints, weights, evaluation, report); every
   rank reads the checkpoint on ``--resume``.  Checkpoints are written at epoch ends, and every rank reseeds
   its sampling noise from (seed, epoch, rank) at each epoch start, so a resumed run continues exactly.
@@ -82,14 +83,22 @@ class Context:
             raise ConfigError(f"--batch-size {batch_size} is the global batch, split evenly over {self.world} "
                               f"processes: use a multiple of {self.world}, e.g. {batch_size - batch_size % self.world or self.world}")
         full, last = divmod(n, batch_size)
-        return full + (1 if last - last % self.world > 0 else 0)
+        return full + (1 if self._last_kept(full, last) else 0)
 
-    def shard(self, idx: torch.Tensor) -> torch.Tensor | None:
-        """This rank's equal strided share of a global batch of indices (None: too few to share)."""
-        if self.world == 1:
-            return idx
+    def _last_kept(self, full: int, last: int) -> bool:
+        """Whether a trailing partial batch of ``last`` samples (after ``full`` full ones) is trained on."""
+        per_rank = (last - last % self.world) // self.world
+        return per_rank >= 2 or (per_rank == 1 and full == 0)
+
+    def shard(self, idx: torch.Tensor, droppable: bool = False) -> torch.Tensor | None:
+        """This rank's equal strided share of a global batch of indices (None: skip this batch).
+
+        ``droppable``: a trailing partial batch after others; skipped when it would leave one sample per rank.
+        """
         usable = len(idx) - len(idx) % self.world
-        return idx[self.rank:usable:self.world] if usable else None
+        if not usable or (droppable and usable == self.world):
+            return None
+        return idx if self.world == 1 else idx[self.rank:usable:self.world]
 
     def index_batches(self, n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
         """One epoch of this rank's index batches: one permutation drawn on the host from the shared
@@ -98,7 +107,7 @@ class Context:
         if self.device.type != "cpu":
             order = order.to(self.device, non_blocking=True)
         for start in range(0, n, batch_size):
-            idx = self.shard(order[start:start + batch_size])
+            idx = self.shard(order[start:start + batch_size], droppable=start > 0 and n - start < batch_size)
             if idx is not None:
                 yield idx
 

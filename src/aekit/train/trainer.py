@@ -252,6 +252,7 @@ def fit(
         ctx.seed_epoch(cfg.seed, epoch)
         t0 = time.perf_counter()
         sums: dict[str, torch.Tensor] = {}
+        acc: torch.Tensor | None = None  # the epoch's loss sums, one device tensor (2 small kernels per step)
         seen = 0
         lr = None
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if cfg.progress else True,
@@ -280,8 +281,9 @@ def fit(
             opt.step()
             loop["step"] = step + 1
             seen += len(idx)
-            for k, v in {"loss": losses.total, **losses.terms}.items():
-                sums[k] = sums.get(k, 0.0) + v.detach().float() * len(idx)
+            terms = {"loss": losses.total, **losses.terms}
+            vec = torch.stack([v.detach().float() for v in terms.values()])
+            acc = vec.mul_(len(idx)) if acc is None else acc.add_(vec, alpha=len(idx))
             if (i + 1) % cfg.log_every == 0 or i + 1 == steps_per_epoch:
                 total = ctx.loss_value(losses.total)  # one sync per log_every steps (all ranks agree)
                 if not math.isfinite(total):
@@ -298,6 +300,8 @@ def fit(
                 on_step(epoch, i)
         bar.close()
         t1 = time.perf_counter()
+        if acc is not None:
+            sums = dict(zip(terms, acc))
         sums, seen = ctx.reduce_sums(sums, seen)  # over all ranks (once per epoch)
         row = {"epoch": float(epoch + 1), "step": float(loop["step"]), "lr": opt.param_groups[0]["lr"],
                "time_s": t1 - t0}
