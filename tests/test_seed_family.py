@@ -359,3 +359,18 @@ def test_small_data_gets_enough_steps_unless_epochs_are_explicit(tmp_path):
     assert _enough_steps(PcaVsAeConfig(min_steps=1000), ExperimentContext("digits", tmp_path, epochs=3), 1280).epochs == 50
     st = _enough_steps(StackedConfig(pretrain_epochs=5, finetune_epochs=20, min_steps=1000), ctx, 1280)
     assert (st.pretrain_epochs, st.finetune_epochs) == (25, 100)  # one factor: the ratio is kept
+
+
+def test_evaluate_any_ae_on_corrupted_inputs(tmp_path, capsys):
+    from aekit.cli import main
+
+    run = aekit.train("ae", "digits", tmp_path / "plain", epochs=1, hidden="16", latent_dim=3, **QUIET)
+    assert "sse_per_image_corrupted" not in run.evaluation  # a plain AE: clean inputs only by default
+    assert main(["evaluate", str(tmp_path / "plain"), "--json", "--corruption", "gaussian:0.2"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["corruption"] == "gaussian:0.2"
+    test_x = aekit.data.load_data(aekit.data.DataConfig("digits")).test.x
+    expected = corrupted_errors(run.model, test_x, "gaussian:0.2")
+    assert ev["sse_per_image_corrupted"] == pytest.approx(expected.mean().item())
+    assert main(["evaluate", str(tmp_path / "plain"), "--corruption", "blur:3"]) == 2
+    assert "is not a corruption" in capsys.readouterr().err

@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model and write a run directory")
     t.add_argument("--model", default="vae", help="one of: " + ", ".join(MODELS) + " (default vae)")
-    t.add_argument("--data", dest="data_spec", default="digits", help="dataset spec (default: digits)")
+    t.add_argument("--data", dest="data_spec", default="digits",
+                   help="dataset spec (default: digits): digits, fashion-mnist, mnist, kmnist, dsprites, cells, "
+                        "idx:DIR, images:DIR, seg:DIR, npy:FILE, npz:FILE, csv:FILE (aekit datasets lists them)")
     t.add_argument("--out", help="run directory to create")
     t.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (its saved config)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
@@ -86,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--iwae-samples", type=int, default=None, metavar="K",
                    help="VAE: add the importance-weighted estimate of -log p(x) with K samples (nll, "
                         "bits_per_dim), active_units and kl_per_dim (Burda et al. 2016; e.g. 5000)")
+    e.add_argument("--corruption", default=None, metavar="SPEC",
+                   help="deterministic AEs: also the error of reconstructing clean test inputs from corrupted ones "
+                        "(mask:0.25, gaussian:0.1, salt-pepper:0.1; default: a denoising AE's own corruption)")
 
     r = sub.add_parser("reconstruct", help="originals vs reconstructions as a PNG")
     r.add_argument("run")
@@ -184,7 +189,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .train import load_run
 
     run = load_run(args.run)
-    result = evaluate(run.model, _dataset_for(run, args), args.split, iwae_samples=args.iwae_samples)
+    result = evaluate(run.model, _dataset_for(run, args), args.split, iwae_samples=args.iwae_samples,
+                      corruption=args.corruption)
     result = {"run": str(args.run), "model": run.model_name, **result}
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")

@@ -9,6 +9,9 @@
 ``npy:FILE``          a NumPy array (N, ...) — uint8 → images, floats → table
 ``npz:FILE``          an .npz with ``x`` (and optionally ``y``), or its first array
 ``csv:FILE``          numeric table, standardised with training statistics
+``dsprites``          procedural dSprites (737,280 64×64 sprites, 5 factors as labels)
+``cells``             procedural microscopy-like cells with segmentation masks
+``seg:DIR``           segmentation pairs DIR/images/NAME.png|jpg + DIR/masks/NAME.png
 ====================  =====================================================================
 
 The registry :data:`SOURCES` maps the name/prefix to a loader ``(argument, DataConfig) -> Dataset``.

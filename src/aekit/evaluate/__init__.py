@@ -34,9 +34,17 @@ def reconstruction_errors(model: Autoencoder, x: torch.Tensor, batch_size: int =
 
 @torch.no_grad()
 def evaluate(model: Autoencoder, data: Dataset, split: str = "test", batch_size: int = 1000,
-             iwae_samples: int | None = None) -> dict[str, Any]:
+             iwae_samples: int | None = None, corruption: str | None = None) -> dict[str, Any]:
     """Reconstruction (and VAE ELBO) figures of ``split``; ``iwae_samples=K`` adds the IWAE ``nll``,
-    ``bits_per_dim``, ``active_units`` and ``kl_per_dim`` of :mod:`aekit.evaluate.likelihood` (VAEs only)."""
+    ``bits_per_dim``, ``active_units`` and ``kl_per_dim`` of :mod:`aekit.evaluate.likelihood` (VAEs only).
+
+    ``corruption`` (e.g. ``"mask:0.25"``; deterministic AEs): also report ``sse_per_image_corrupted``, the error
+    of reconstructing the clean inputs from corrupted ones (default: a denoising AE's own training corruption).
+    """
+    if corruption is not None and not isinstance(model, AE):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--corruption applies to deterministic autoencoders, not {type(model).__name__}: drop it")
     if getattr(model, "supervised", False):  # segmentation models: mIoU, Dice, boundary F1 (not reconstruction)
         from .segmentation import evaluate_segmentation
 
@@ -61,7 +69,7 @@ def evaluate(model: Autoencoder, data: Dataset, split: str = "test", batch_size:
     if isinstance(model, AE):  # code activity (sparsity) and, for denoising AEs, the error on corrupted inputs
         from .deterministic import deterministic_metrics
 
-        result.update(deterministic_metrics(model, data, split))
+        result.update(deterministic_metrics(model, data, split, corruption))
     if iwae_samples is not None:
         from .likelihood import likelihood_report
 

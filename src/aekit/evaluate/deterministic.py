@@ -54,11 +54,13 @@ def corrupted_errors(model: Autoencoder, x: torch.Tensor, corruption: Corruption
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
-def deterministic_metrics(model: Autoencoder, data: Dataset, split: str = "test") -> dict[str, Any]:
-    """Code activity of ``split`` and, for a denoising AE, its error on corrupted inputs."""
+def deterministic_metrics(model: Autoencoder, data: Dataset, split: str = "test",
+                          corruption: str | None = None) -> dict[str, Any]:
+    """Code activity of ``split`` and its error on corrupted inputs: with ``corruption``, or for a denoising AE
+    with its own training corruption."""
     s = data.split(split)
     result: dict[str, Any] = activation_stats(encode_all(model, s.x))
-    spec = getattr(model.config, "corruption", "none")
+    spec = corruption if corruption is not None else getattr(model.config, "corruption", "none")
     c = parse_corruption(spec)
     if c is not None:
         low, high = value_range(data)
