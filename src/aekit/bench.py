@@ -358,7 +358,8 @@ def run_aekit(case: Case, epochs: int, seed: int, levers: frozenset[str], subsam
 
     data = _load(case, subsample)
     opts = {**case.options, "epochs": epochs, "batch_size": case.batch_size, "lr": case.lr, "seed": seed,
-            "schedule": "constant", "progress": False, "compile": "compile" in levers, "bf16": "bf16" in levers}
+            "schedule": "constant", "progress": False, "compile": "compile" in levers, "bf16": "bf16" in levers,
+            "channels_last": "channels_last" in levers}
     run = train(case.model, _data_config(case, subsample), None, report=False, evaluate=False, **opts)
     times = [float(r["time_s"]) for r in run.metrics]
     with torch.random.fork_rng():
@@ -816,7 +817,7 @@ def register(sub: Any) -> None:
         t = bs.add_parser(name, help=hlp)
         t.add_argument("--cases", default=",".join(CASES) if name == "train" else "mlp-vae,conv-vae",
                        help=f"comma-separated: {', '.join(CASES)}")
-        t.add_argument("--impls", default=None, help="comma-separated implementations: aekit[+compile][+bf16], "
+        t.add_argument("--impls", default=None, help="comma-separated implementations: aekit[+compile][+bf16][+channels_last], "
                        "reference[+resident][+flush][+fused][+logits][+compile][+bf16][+channels_last], pythae")
         t.add_argument("--epochs", type=int, default=None, help="epochs per run (default: per case)")
         t.add_argument("--repeats", type=int, default=3)
