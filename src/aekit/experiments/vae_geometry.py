@@ -273,6 +273,7 @@ class BetaSweepConfig:
     lr: float = 5e-4
     subsample: int | None = 100_000  # dSprites images used (train + val + test); None = all 737,280
     metric_rows: int = 10000  # test codes the metrics are computed on
+    bf16: bool = False  # bf16 autocast (and channels_last for conv): about 2× faster on CPUs with AMX
     data_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -306,7 +307,8 @@ def beta_sweep(ctx: ExperimentContext) -> ExperimentResult:
     x_pool, f_pool = data.test.x[pool], data.test.factors[pool].numpy()
     common = {"arch": cfg.arch, "latent_dim": cfg.latent_dim, "likelihood": "bernoulli", "epochs": cfg.epochs,
               "batch_size": cfg.batch_size, "lr": cfg.lr,
-              **({"channels": cfg.channels} if cfg.arch == "conv" else {"hidden": cfg.hidden})}
+              **({"channels": cfg.channels} if cfg.arch == "conv" else {"hidden": cfg.hidden}),
+              **({"bf16": True, "channels_last": cfg.arch == "conv"} if cfg.bf16 else {})}
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {"config": dataclasses.asdict(cfg), "per_beta": {}}
     figures: list[str] = []
