@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 bench: $(STAMP)
-	$(BIN)/aekit bench
+	$(BIN)/aekit bench train --out BENCHMARKS-local.md
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -188,7 +188,10 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     results: dict[str, dict[str, Any]] = {}
     paths: dict[str, torch.Tensor] = {}
     for name in ("ae", "vae"):
-        run = train_or_reuse(ctx, name, name, data_cfg, common)
+        # the same network and training for both: the VAE has no BatchNorm and a constant LR, so the AE's
+        # defaults (BatchNorm, cosine schedule) are switched off here
+        opts = {**common, "norm": "none", "schedule": "constant"} if name == "ae" else {**common, "schedule": "constant"}
+        run = train_or_reuse(ctx, name, name, data_cfg, opts)
         model = run.model.eval()
         g = torch.Generator().manual_seed(ctx.seed)
         samplers = {"N(0, I)": torch.randn(cfg.n_samples, model.latent_dim, generator=g)}
