@@ -74,8 +74,8 @@ def test_save_load_identical_outputs(name, digits, tmp_path):
 
 
 def test_tied_weights_are_one_parameter():
-    tied = tiny_model("ae", (1, 8, 8), tied=True, hidden=(16, 8), norm="none")
-    untied = tiny_model("ae", (1, 8, 8), tied=False, hidden=(16, 8), norm="none")
+    tied = tiny_model("ae", (1, 8, 8), tied=True, hidden=(16, 8), norm="none", activation="relu")
+    untied = tiny_model("ae", (1, 8, 8), tied=False, hidden=(16, 8), norm="none", activation="relu")
     n_tied = sum(p.numel() for p in tied.parameters())
     n_untied = sum(p.numel() for p in untied.parameters())
     weights = 64 * 16 + 16 * 8 + 8 * 3
