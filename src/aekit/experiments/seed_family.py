@@ -74,13 +74,31 @@ def deep_hidden(d: int, code: int) -> tuple[int, ...]:
     return tuple(max(2 * code, round(w * scale)) for w in H_AND_S)
 
 
+def _epoch_fields(cls: Any) -> list[str]:
+    """A config's training-length fields (``…epochs``; not the LR warm-up, which is not a length)."""
+    return [f.name for f in dataclasses.fields(cls) if f.name.endswith("epochs") and f.name != "lr_warmup_epochs"]
+
+
 def _options(cls: type, ctx: ExperimentContext, quick: dict[str, Any], name: str) -> Any:
     values: dict[str, Any] = {**(quick if ctx.quick else {}), **ctx.options}
     if ctx.epochs is not None:
-        for f in dataclasses.fields(cls):
-            if f.name.endswith("epochs") and f.name not in ("pretrain_epochs", "lr_warmup_epochs"):
-                values[f.name] = ctx.epochs
+        values.update({f: ctx.epochs for f in _epoch_fields(cls) if f != "pretrain_epochs"})
     return from_dict(cls, values, what=f"experiment {name} (--set)")
+
+
+def _setup(cls: type, ctx: ExperimentContext, quick: dict[str, Any], name: str) -> tuple[Any, DataConfig, Dataset]:
+    """An experiment's config (from its defaults, ``--quick``, ``--set``, ``--epochs`` and the data size),
+    its data config and its data."""
+    cfg = _options(cls, ctx, quick, name)
+    data_cfg = DataConfig(spec=ctx.data, data_dir=cfg.data_dir)
+    data = load_data(data_cfg)
+    return _enough_steps(cfg, ctx, len(data.train)), data_cfg, data
+
+
+def _deep_options(cfg: Any) -> dict[str, Any]:
+    """Training options of the deep AE from an experiment config (the recipe + its epochs, lr, …)."""
+    return {"epochs": cfg.epochs, "lr": cfg.lr, "lr_warmup_epochs": cfg.lr_warmup_epochs,
+            "batch_size": cfg.batch_size, "activation": cfg.activation, **DEEP_RECIPE}
 
 
 def _enough_steps(cfg: Any, ctx: ExperimentContext, n_train: int) -> Any:
@@ -92,8 +110,7 @@ def _enough_steps(cfg: Any, ctx: ExperimentContext, n_train: int) -> Any:
     """
     if cfg.min_steps <= 0 or ctx.epochs is not None:
         return cfg
-    names = [f.name for f in dataclasses.fields(cfg)
-             if f.name.endswith("epochs") and f.name != "lr_warmup_epochs" and f.name not in ctx.options]
+    names = [f for f in _epoch_fields(cfg) if f not in ctx.options]
     changes: dict[str, int] = {}
     if "finetune_epochs" in names and "pretrain_epochs" in names:
         steps = math.ceil(n_train / cfg.batch_size) * cfg.finetune_epochs
@@ -108,11 +125,6 @@ def _enough_steps(cfg: Any, ctx: ExperimentContext, n_train: int) -> Any:
         log.info("small data (%d training samples): epochs raised to reach %d steps: %s", n_train, cfg.min_steps,
                  ", ".join(f"{k} {getattr(cfg, k)} → {v}" for k, v in changed.items()))
     return dataclasses.replace(cfg, **changed)
-
-
-def _data(ctx: ExperimentContext, data_dir: str | None) -> tuple[DataConfig, Dataset]:
-    cfg = DataConfig(spec=ctx.data, data_dir=data_dir)
-    return cfg, load_data(cfg)
 
 
 def _train(ctx: ExperimentContext, data_cfg: DataConfig, name: str, model: str, **options: Any) -> Run:
@@ -199,18 +211,14 @@ PCA_VS_AE_QUICK = {"min_steps": 0, "epochs": 8, "linear_epochs": 40, "batch_size
 
 @register("pca-vs-ae")
 def pca_vs_ae(ctx: ExperimentContext) -> ExperimentResult:
-    cfg = _options(PcaVsAeConfig, ctx, PCA_VS_AE_QUICK, "pca-vs-ae")
-    data_cfg, data = _data(ctx, cfg.data_dir)
-    cfg = _enough_steps(cfg, ctx, len(data.train))
+    cfg, data_cfg, data = _setup(PcaVsAeConfig, ctx, PCA_VS_AE_QUICK, "pca-vs-ae")
     d = math.prod(data.shape)
     k = cfg.latent_dim or code_size(d)
     hidden = cfg.hidden or deep_hidden(d, k)
     pca = _train(ctx, data_cfg, f"pca-{k}", "pca", latent_dim=k)
     lin = _train(ctx, data_cfg, f"linear-ae-{k}", "linear-ae", latent_dim=k, epochs=cfg.linear_epochs,
                  lr=cfg.linear_lr, batch_size=cfg.linear_batch_size, **LINEAR_RECIPE)
-    deep = _train(ctx, data_cfg, f"deep-ae-{k}", "ae", hidden=hidden, latent_dim=k, epochs=cfg.epochs, lr=cfg.lr,
-                  lr_warmup_epochs=cfg.lr_warmup_epochs, batch_size=cfg.batch_size, activation=cfg.activation,
-                  **DEEP_RECIPE)
+    deep = _train(ctx, data_cfg, f"deep-ae-{k}", "ae", hidden=hidden, latent_dim=k, **_deep_options(cfg))
     arch = "-".join(str(v) for v in (d, *hidden, k))
     p = pca.evaluation["sse_per_image"]
     rows = []
@@ -280,9 +288,7 @@ CODE_SIZE_QUICK = {"min_steps": 0, "epochs": 6, "batch_size": 64}
 
 @register("code-size")
 def code_size_sweep(ctx: ExperimentContext) -> ExperimentResult:
-    cfg = _options(CodeSizeConfig, ctx, CODE_SIZE_QUICK, "code-size")
-    data_cfg, data = _data(ctx, cfg.data_dir)
-    cfg = _enough_steps(cfg, ctx, len(data.train))
+    cfg, data_cfg, data = _setup(CodeSizeConfig, ctx, CODE_SIZE_QUICK, "code-size")
     d = math.prod(data.shape)
     sizes = sorted(set(cfg.sizes or [*(2 ** i for i in range(1, 31) if 2 ** i < d), d]))
     check(max(sizes) <= d, f"code-size: sizes must be at most the input size {d}")
@@ -291,9 +297,7 @@ def code_size_sweep(ctx: ExperimentContext) -> ExperimentResult:
     for k in sizes:
         hidden = tuple(max(w, k) for w in base)  # no layer narrower than the code: the AE can be the identity
         pca = _train(ctx, data_cfg, f"pca-{k}", "pca", latent_dim=k)
-        ae = _train(ctx, data_cfg, f"deep-ae-{k}", "ae", hidden=hidden, latent_dim=k, epochs=cfg.epochs,
-                    lr=cfg.lr, lr_warmup_epochs=cfg.lr_warmup_epochs, batch_size=cfg.batch_size,
-                    activation=cfg.activation, **DEEP_RECIPE)
+        ae = _train(ctx, data_cfg, f"deep-ae-{k}", "ae", hidden=hidden, latent_dim=k, **_deep_options(cfg))
         p, a = pca.evaluation["sse_per_image"], ae.evaluation["sse_per_image"]
         rows.append({"code_size": k, "architecture": "-".join(str(v) for v in (d, *hidden, k)),
                      "pca_test_sse_per_image": p, "ae_test_sse_per_image": a, "ae_over_pca": a / max(p, 1e-12)})
@@ -370,9 +374,7 @@ def filter_images(weight: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
 def sparsity_sweep(ctx: ExperimentContext) -> ExperimentResult:
     from ..viz.plots import save_image_grid
 
-    cfg = _options(SparsityConfig, ctx, SPARSITY_QUICK, "sparsity")
-    data_cfg, data = _data(ctx, cfg.data_dir)
-    cfg = _enough_steps(cfg, ctx, len(data.train))
+    cfg, data_cfg, data = _setup(SparsityConfig, ctx, SPARSITY_QUICK, "sparsity")
     d = math.prod(data.shape)
     units = cfg.units or min(d, max(64, d // 4))
     common = {"latent_dim": units, "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size}
@@ -473,9 +475,7 @@ STACKED_QUICK = {"min_steps": 0, "pretrain_epochs": 2, "finetune_epochs": 4, "ba
 
 @register("stacked")
 def stacked(ctx: ExperimentContext) -> ExperimentResult:
-    cfg = _options(StackedConfig, ctx, STACKED_QUICK, "stacked")  # --epochs sets the fine-tuning epochs
-    data_cfg, data = _data(ctx, cfg.data_dir)
-    cfg = _enough_steps(cfg, ctx, len(data.train))
+    cfg, data_cfg, data = _setup(StackedConfig, ctx, STACKED_QUICK, "stacked")  # --epochs sets the fine-tuning epochs
     d = math.prod(data.shape)
     k = cfg.latent_dim or code_size(d)
     hidden = cfg.hidden or deep_hidden(d, k)
@@ -569,14 +569,11 @@ DENOISING_QUICK = {"min_steps": 0, "epochs": 5, "batch_size": 64}
 def denoising(ctx: ExperimentContext) -> ExperimentResult:
     from ..data.corrupt import corrupt, parse_corruption, value_range
 
-    cfg = _options(DenoisingConfig, ctx, DENOISING_QUICK, "denoising")
-    data_cfg, data = _data(ctx, cfg.data_dir)
-    cfg = _enough_steps(cfg, ctx, len(data.train))
+    cfg, data_cfg, data = _setup(DenoisingConfig, ctx, DENOISING_QUICK, "denoising")
     d = math.prod(data.shape)
     k = cfg.latent_dim or code_size(d)
     hidden = cfg.hidden or deep_hidden(d, k)
-    common = {"hidden": hidden, "latent_dim": k, "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
-              "lr_warmup_epochs": cfg.lr_warmup_epochs, "activation": cfg.activation, **DEEP_RECIPE}
+    common = {"hidden": hidden, "latent_dim": k, **_deep_options(cfg)}
     clean = _train(ctx, data_cfg, "clean", "ae", **common)
     low, high = value_range(data)
     rows, strips = [], []
