@@ -34,6 +34,16 @@ class ExperimentContext:
         """A sub-directory for one trained run of the experiment."""
         return self.out / "runs" / name
 
+    def config(self, cls: type, quick: dict[str, Any], name: str, epoch_fields: tuple[str, ...] = ("epochs",)) -> Any:
+        """The experiment's typed config: its defaults, then ``quick`` (with ``--quick``), then ``--set`` options,
+        then ``--epochs`` into ``epoch_fields``; unknown keys and wrong types are one-line errors."""
+        from ..config import from_dict
+
+        values: dict[str, Any] = {**(quick if self.quick else {}), **self.options}
+        if self.epochs is not None:
+            values.update(dict.fromkeys(epoch_fields, self.epochs))
+        return from_dict(cls, values, what=f"experiment {name} (--set)")
+
 
 @dataclasses.dataclass
 class ExperimentResult:

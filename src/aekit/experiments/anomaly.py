@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import check, from_dict, to_dict
+from ..config import check, to_dict
 from ..data import DataConfig, Dataset, Split, load_data
 from ..errors import DataError
 from ..evaluate.anomaly import anomaly_scores, detection_metrics
@@ -81,10 +81,7 @@ def _train(model_name: str, fields: dict[str, Any], data: Dataset, cfg: OneClass
 
 @register("one-class")
 def one_class(ctx: ExperimentContext) -> ExperimentResult:
-    values: dict[str, Any] = {**(QUICK if ctx.quick else {}), **ctx.options}
-    if ctx.epochs is not None:
-        values["epochs"] = ctx.epochs
-    cfg = from_dict(OneClassConfig, values, what="experiment one-class")
+    cfg = ctx.config(OneClassConfig, QUICK, "one-class")
     data = load_data(DataConfig(spec=ctx.data, data_dir=cfg.data_dir))
     if data.train.y is None or data.test.y is None:
         raise DataError(f"one-class needs labelled data, {data.name!r} has no labels: use e.g. --data fashion-mnist")

@@ -36,7 +36,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..config import check, from_dict
+from ..config import check
 from ..data import DataConfig, Dataset, load_data, to_float
 from ..evaluate import evaluate
 from ..evaluate.deterministic import corrupted_errors
@@ -79,17 +79,10 @@ def _epoch_fields(cls: Any) -> list[str]:
     return [f.name for f in dataclasses.fields(cls) if f.name.endswith("epochs") and f.name != "lr_warmup_epochs"]
 
 
-def _options(cls: type, ctx: ExperimentContext, quick: dict[str, Any], name: str) -> Any:
-    values: dict[str, Any] = {**(quick if ctx.quick else {}), **ctx.options}
-    if ctx.epochs is not None:
-        values.update({f: ctx.epochs for f in _epoch_fields(cls) if f != "pretrain_epochs"})
-    return from_dict(cls, values, what=f"experiment {name} (--set)")
-
-
 def _setup(cls: type, ctx: ExperimentContext, quick: dict[str, Any], name: str) -> tuple[Any, DataConfig, Dataset]:
     """An experiment's config (from its defaults, ``--quick``, ``--set``, ``--epochs`` and the data size),
     its data config and its data."""
-    cfg = _options(cls, ctx, quick, name)
+    cfg = ctx.config(cls, quick, name, tuple(f for f in _epoch_fields(cls) if f != "pretrain_epochs"))
     data_cfg = DataConfig(spec=ctx.data, data_dir=cfg.data_dir)
     data = load_data(data_cfg)
     return _enough_steps(cfg, ctx, len(data.train)), data_cfg, data

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import torch
 
-from ..config import check, from_dict
+from ..config import check
 from ..data import DataConfig, load_data
 from ..evaluate.segmentation import evaluate_segmentation, predict_masks
 from ..models import build_model, get_spec
@@ -54,10 +54,7 @@ VARIANTS = {"skip": True, "no-skip": False}
 
 @register("skip-vs-noskip")
 def skip_vs_noskip(ctx: ExperimentContext) -> ExperimentResult:
-    values: dict[str, Any] = {**(QUICK if ctx.quick else {}), **ctx.options}
-    if ctx.epochs is not None:
-        values["epochs"] = ctx.epochs
-    cfg = from_dict(SkipConfig, values, what="experiment skip-vs-noskip")
+    cfg = ctx.config(SkipConfig, QUICK, "skip-vs-noskip")
     data = load_data(DataConfig(spec=ctx.data, image_size=cfg.image_size, cells_count=cfg.cells_count,
                                 cells_difficulty=cfg.cells_difficulty, cells_borders=cfg.cells_borders))
     spec = get_spec("unet")

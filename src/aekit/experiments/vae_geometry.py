@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..config import check, from_dict, to_dict
+from ..config import check, to_dict
 from ..data import DataConfig, Dataset, load_data, to_float
 from ..errors import AekitError, DataError
 from ..latent import encode_all
@@ -157,10 +157,7 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     from ..viz.plots import save_image_grid
     from ..viz.traversal import plot_traversal
 
-    values: dict[str, Any] = {**(AE_VS_VAE_QUICK if ctx.quick else {}), **ctx.options}
-    if ctx.epochs is not None:
-        values["epochs"] = ctx.epochs
-    cfg = from_dict(AeVsVaeConfig, values, what="experiment ae-vs-vae")
+    cfg = ctx.config(AeVsVaeConfig, AE_VS_VAE_QUICK, "ae-vs-vae")
     data_cfg = DataConfig(spec=ctx.data, data_dir=cfg.data_dir, subsample=cfg.subsample)
     data = load_data(data_cfg)
     if data.kind != "image" or data.train.y is None:
@@ -297,10 +294,7 @@ def beta_sweep(ctx: ExperimentContext) -> ExperimentResult:
     from ..evaluate.likelihood import active_units, kl_per_dim, posterior_stats
     from ..viz.traversal import traversal_figure
 
-    values: dict[str, Any] = {**(BETA_SWEEP_QUICK if ctx.quick else {}), **ctx.options}
-    if ctx.epochs is not None:
-        values["epochs"] = ctx.epochs
-    cfg = from_dict(BetaSweepConfig, values, what="experiment beta-sweep")
+    cfg = ctx.config(BetaSweepConfig, BETA_SWEEP_QUICK, "beta-sweep")
     data_cfg = DataConfig(spec=ctx.data, data_dir=cfg.data_dir, subsample=cfg.subsample)
     data = load_data(data_cfg)
     if data.test.factors is None:
