@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import aekit
 from aekit.cli import main
@@ -21,13 +20,7 @@ from aekit.evaluate.anomaly import (
     threshold_at_fpr,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # tiny networks: one thread is many times faster than two contended ones
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 @pytest.fixture(scope="module")

@@ -5,17 +5,13 @@ overlay.  Screenshots go to the pytest tmp dir (and to $AEKIT_SCREENSHOTS when s
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from PIL import Image
 
 CHROMIUM = "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
@@ -24,41 +20,17 @@ pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
+from serve_stubs import StandInSegmenter, png_bytes  # noqa: E402
+
 import aekit  # noqa: E402
 from aekit.serve.app import create_app, explorer_for_run  # noqa: E402
 from aekit.serve.explorer import Explorer  # noqa: E402
-
-
-class StandInSegmenter(torch.nn.Module):
-    """A stand-in for a segmentation run (e.g. a U-Net): pixels brighter than a level are class 1."""
-
-    input_shape = (1, 16, 16)
-
-    def __init__(self):
-        super().__init__()
-        self.level = torch.nn.Parameter(torch.tensor(0.5))
-
-    def predict_mask(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.mean(1) > self.level).long()
-
-
-def png_bytes(size=(20, 20), mode="L", seed=0) -> bytes:
-    rng = np.random.default_rng(seed)
-    shape = (size[1], size[0]) if mode == "L" else (size[1], size[0], 3)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(buf, format="PNG")
-    return buf.getvalue()
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-proxy-server"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # tiny networks: one thread is many times faster than two contended ones
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 class LocalServer:

@@ -11,14 +11,7 @@ from aekit.data import DataConfig, load_data
 from aekit.data.cells import generate_cells, instance_masks
 from aekit.errors import ConfigError, DataError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions run faster on one thread (and do not stall on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 def test_cells_are_deterministic_and_independent_of_the_count():

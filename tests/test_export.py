@@ -14,13 +14,7 @@ from aekit.cli import main
 from aekit.errors import AekitError, RunError
 from aekit.hub import from_pretrained, save_pretrained
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 @pytest.fixture(scope="module")

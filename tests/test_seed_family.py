@@ -22,13 +22,7 @@ from aekit.train import TrainConfig, fit
 QUIET = {"progress": False, "report": False}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared machine: one thread avoids oversubscription (and is faster here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 # ----------------------------------------------------------------------------------------------- sparsity

@@ -15,39 +15,13 @@ pytest.importorskip("httpx")
 pytest.importorskip("multipart")
 
 from fastapi.testclient import TestClient  # noqa: E402
+from serve_stubs import StandInSegmenter, png_bytes  # noqa: E402
 
 import aekit  # noqa: E402
 from aekit.serve.app import create_app, explorer_for_run  # noqa: E402
 from aekit.serve.explorer import Explorer, to_class_map  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # tiny networks: one thread is many times faster than two contended ones
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-class StandInSegmenter(torch.nn.Module):
-    """A stand-in for a segmentation run (e.g. a U-Net): pixels brighter than a learnable level are class 1."""
-
-    input_shape = (1, 16, 16)
-
-    def __init__(self):
-        super().__init__()
-        self.level = torch.nn.Parameter(torch.tensor(0.5))
-
-    def predict_mask(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.mean(1) > self.level).long()
-
-
-def png_bytes(size=(20, 20), mode="L", seed=0) -> bytes:
-    rng = np.random.default_rng(seed)
-    shape = (size[1], size[0]) if mode == "L" else (size[1], size[0], 3)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(buf, format="PNG")
-    return buf.getvalue()
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 @pytest.fixture(scope="module")

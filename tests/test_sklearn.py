@@ -7,7 +7,6 @@ import pickle
 
 import numpy as np
 import pytest
-import torch
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -19,12 +18,7 @@ from aekit.sklearn import AutoencoderTransformer, expected_failed_checks
 TINY = {"hidden": (8,), "epochs": 2, "batch_size": 32, "random_state": 0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # tiny networks: one thread is many times faster than two contended ones
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 @parametrize_with_checks([AutoencoderTransformer(**TINY), AutoencoderTransformer("vae", **TINY)],

@@ -26,13 +26,7 @@ from aekit.segment import predict_tiled, segment_image
 TINY = {"cells_count": 24, "image_size": 32, "depth": 2, "base_channels": 4, "batch_size": 8, "progress": False}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions run faster on one thread (and do not stall on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 def unet(shape=(1, 16, 16), **kw):

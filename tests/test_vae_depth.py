@@ -28,14 +28,7 @@ from aekit.experiments import ExperimentContext, run_experiment
 from aekit.models import VAE, VAEConfig
 from aekit.viz.traversal import traversal_figure, unit_usage
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread, especially on a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 @pytest.fixture(scope="module")
