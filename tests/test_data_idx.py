@@ -93,7 +93,9 @@ def test_gzip_detected_by_magic_not_extension(tmp_path: Path) -> None:
 
 def test_read_idx_result_is_writable(tmp_path: Path) -> None:
     a = read_idx(write_idx(tmp_path / "a", np.zeros((2, 2), np.uint8)))
-    a[0, 0] = 1  # no read-only buffer (torch.from_numpy would warn)
+    assert a.flags.writeable  # no read-only buffer (torch.from_numpy would warn)
+    a[0, 0] = 1
+    assert a[0, 0] == 1
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is
 @parametrize_with_checks([AutoencoderTransformer(**TINY), AutoencoderTransformer("vae", **TINY)],
                          expected_failed_checks=expected_failed_checks)
 def test_sklearn_estimator_checks(estimator, check):
-    check(estimator)
+    check(estimator)  # each scikit-learn check raises (AssertionError, ValueError, ...) when the estimator fails it
 
 
 def test_pipeline_scaler_autoencoder_logistic_regression():
