@@ -6,8 +6,10 @@
 
 The step is exactly the trainer's (batch slice of the resident uint8 tensor → float, ``model.loss``,
 backward, fused Adam, flushed denormals, loss sums kept on the device).  Variants: ``base``, ``bf16`` (autocast),
-``compile`` (torch.compile of ``model.loss``), ``channels_last`` (conv models), ``foreach`` / ``forloop``
-(the other Adam implementations), ``noflush`` (denormals kept), combinable with ``+``.
+``compile`` (torch.compile of ``model.loss``, as the trainer: ATen's random ops; ``+philox``: inductor's own;
+``+autotune``: mode max-autotune-no-cudagraphs), ``optcompile`` (torch.compile of ``opt.step``), ``optstep`` (``opt.step()`` instead of the trainer's
+:class:`aekit.train.optim.AdamStep`),
+``channels_last`` (conv models), ``foreach`` / ``forloop`` (the other Adam implementations), ``noflush`` (denormals kept), combinable with ``+``.
 Timings are medians of 60-step windows, best of ``--rounds`` interleaved rounds (robust to other load).
 ``--clock cpu --threads 1`` times the thread's CPU time instead of wall time: indicative A/B ratios on a
 machine other processes are loading (not figures to report).
@@ -25,6 +27,7 @@ import torch
 from aekit.bench import get_case
 from aekit.data import DataConfig, load_data, to_float
 from aekit.models import MODELS, build_model
+from aekit.train.optim import AdamStep
 
 
 def make_step(case, data, variant: set[str]):
@@ -38,8 +41,12 @@ def make_step(case, data, variant: set[str]):
         model = model.to(memory_format=torch.channels_last)
     kind = {"foreach": {"foreach": True}, "forloop": {"foreach": False}}
     opt_kw = next((kind[k] for k in kind if k in variant), {"fused": True})
-    opt = torch.optim.Adam(model.parameters(), lr=case.lr, **opt_kw)
-    fn = torch.compile(model.loss) if "compile" in variant else model.loss
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=case.lr, **opt_kw)
+    options = {} if "philox" in variant else {"fallback_random": True}  # philox: inductor's own randn
+    if "autotune" in variant:  # what mode="max-autotune-no-cudagraphs" sets (mode and options exclude each other)
+        options.update(max_autotune=True, coordinate_descent_tuning=True)
+    fn = torch.compile(model.loss, options=options) if "compile" in variant else model.loss
+    opt_step = torch.compile(opt.step) if "optcompile" in variant else opt.step if "optstep" in variant else AdamStep(opt)
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if "bf16" in variant else contextlib.nullcontext
     sup = getattr(model, "supervised", False)
     x_all, y_all = data.train.x, data.train.y
@@ -47,14 +54,14 @@ def make_step(case, data, variant: set[str]):
 
     def step(idx: torch.Tensor) -> None:
         torch.set_flush_denormal("noflush" not in variant)
-        x = to_float(x_all[idx])
+        x = to_float(x_all.index_select(0, idx))
         if cl:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast():
-            losses = fn(x, y=y_all[idx]) if sup else fn(x)
+            losses = fn(x, y=y_all.index_select(0, idx)) if sup else fn(x)
         opt.zero_grad(set_to_none=True)
         losses.total.backward()
-        opt.step()
+        opt_step()
         for k, v in {"loss": losses.total, **losses.terms}.items():
             sums[k] = sums.get(k, 0.0) + v.detach().float() * len(idx)
 

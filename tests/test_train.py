@@ -240,3 +240,61 @@ def test_channels_last_trains_conv_models_and_saves_plain_weights(tmp_path):
     again = aekit.load(tmp_path / "nhwc")
     x = torch.rand(3, 1, 8, 8)
     assert torch.allclose(again.embed(x), b.model.embed(x.contiguous(memory_format=torch.channels_last)), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind,weight_decay", [("adam", 0.0), ("adam", 0.01), ("adamw", 0.01)])
+def test_adam_step_is_opt_step_bit_for_bit(kind, weight_decay):
+    from aekit.train.optim import AdamStep, make_optimizer
+
+    def run(fast: bool):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+        opt = make_optimizer(model, 1e-2, weight_decay, kind)
+        step = AdamStep(opt) if fast else opt.step
+        x = torch.randn(32, 6)
+        for i in range(6):
+            for g in opt.param_groups:
+                g["lr"] = 1e-2 / (i + 1)  # the trainer's schedule changes lr between steps
+            opt.zero_grad(set_to_none=True)
+            model(x).pow(2).sum().backward()
+            step()
+        return model.state_dict(), opt.state_dict(), step
+
+    (w_slow, s_slow, _), (w_fast, s_fast, step) = run(False), run(True)
+    assert step.fast and step._state is not None  # the fused kernel is there on this torch: the fast path ran
+    for k in w_slow:
+        assert torch.equal(w_slow[k], w_fast[k]), k
+    for i, st in s_slow["state"].items():
+        for k, v in st.items():
+            assert torch.equal(v, s_fast["state"][i][k]), (i, k)
+
+
+def test_adam_step_falls_back_to_opt_step_when_it_does_not_cover_the_optimiser():
+    from aekit.train.optim import AdamStep
+
+    p = torch.nn.Parameter(torch.ones(3))
+    step = AdamStep(torch.optim.Adam([p], lr=0.1, amsgrad=True))
+    assert not step.fast
+    p.grad = torch.ones(3)
+    step()
+    assert torch.all(p < 1)  # opt.step() did the update
+    assert not AdamStep(torch.optim.SGD([p], lr=0.1)).fast
+
+
+def test_adam_step_skips_parameters_without_gradients_like_opt_step():
+    from aekit.train.optim import AdamStep
+
+    def run(fast: bool):
+        torch.manual_seed(0)
+        used, unused = torch.nn.Parameter(torch.randn(4)), torch.nn.Parameter(torch.randn(4))
+        opt = torch.optim.Adam([used, unused], lr=0.1, fused=True)
+        step = AdamStep(opt) if fast else opt.step
+        for i in range(4):
+            opt.zero_grad(set_to_none=True)
+            (used.pow(2).sum() + (unused.sum() if i == 2 else 0)).backward()  # `unused` gets a gradient once
+            step()
+        return used.detach(), unused.detach(), opt.state_dict()["state"]
+
+    a, b = run(False), run(True)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert all(torch.equal(a[2][i][k], b[2][i][k]) for i in a[2] for k in a[2][i])
