@@ -7,7 +7,7 @@
 The step is exactly the trainer's (batch slice of the resident uint8 tensor → float, ``model.loss``,
 backward, fused Adam, flushed denormals, loss sums kept on the device).  Variants: ``base``, ``bf16`` (autocast),
 ``compile`` (torch.compile of ``model.loss``, as the trainer: ATen's random ops; ``+philox``: inductor's own;
-``+autotune``: mode max-autotune-no-cudagraphs), ``optcompile`` (torch.compile of ``opt.step``), ``optstep`` (``opt.step()`` instead of the trainer's
+``+autotune``: mode max-autotune-no-cudagraphs; ``+cppwrapper``: inductor's C++ wrapper), ``optcompile`` (torch.compile of ``opt.step``), ``optstep`` (``opt.step()`` instead of the trainer's
 :class:`aekit.train.optim.AdamStep`),
 ``channels_last`` (conv models), ``foreach`` / ``forloop`` (the other Adam implementations), ``noflush`` (denormals kept), combinable with ``+``.
 Timings are medians of 60-step windows, best of ``--rounds`` interleaved rounds (robust to other load).
@@ -43,6 +43,8 @@ def make_step(case, data, variant: set[str]):
     opt_kw = next((kind[k] for k in kind if k in variant), {"fused": True})
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=case.lr, **opt_kw)
     options = {} if "philox" in variant else {"fallback_random": True}  # philox: inductor's own randn
+    if "cppwrapper" in variant:  # the compiled graph's call() in C++ instead of Python
+        options["cpp_wrapper"] = True
     if "autotune" in variant:  # what mode="max-autotune-no-cudagraphs" sets (mode and options exclude each other)
         options.update(max_autotune=True, coordinate_descent_tuning=True)
     fn = torch.compile(model.loss, options=options) if "compile" in variant else model.loss

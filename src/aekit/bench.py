@@ -290,6 +290,7 @@ def run_plain(case: Case, epochs: int, seed: int, levers: frozenset[str], subsam
     from torch.utils.data import DataLoader, TensorDataset
 
     from .data import to_float
+    from .train.trainer import compile_options
 
     unknown = levers - {"resident", "flush", "fused", "foreach", "logits", "compile", "bf16", "channels_last"}
     if unknown:
@@ -309,7 +310,7 @@ def run_plain(case: Case, epochs: int, seed: int, levers: frozenset[str], subsam
     opt = torch.optim.Adam(model.parameters(), lr=case.lr, **kw)
     loss_fn: Callable[..., Any] = lambda x, y: _reference_loss(case, model, x, y, "logits" in levers)  # noqa: E731
     if "compile" in levers:
-        loss_fn = torch.compile(loss_fn, options={"fallback_random": True})  # as aekit's trainer
+        loss_fn = torch.compile(loss_fn, options=compile_options(torch.device("cpu")))  # as aekit's trainer
     autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if "bf16" in levers else contextlib.nullcontext())
     xtr, ytr = data.train.x, (data.train.y if supervised else None)
     n = len(xtr)

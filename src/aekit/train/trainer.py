@@ -80,6 +80,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def compile_options(device: torch.device) -> dict[str, bool]:
+    """Inductor options of ``--compile``, each measured on an MLP VAE step (``benchmarks/profile_step.py``).
+
+    ``fallback_random``: random ops (the VAE's reparameterisation noise) stay ATen's vectorised kernels, the
+    same draws as without ``--compile``; inductor's own per-element Philox took 3 % of a CPU step.
+    ``cpp_wrapper`` (CPU): the compiled graphs' launcher in C++ instead of Python, 5 % of a CPU step; it adds
+    a few seconds of compilation to the first epoch.
+    """
+    return {"fallback_random": True, **({"cpp_wrapper": True} if device.type == "cpu" else {})}
+
+
 def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     """Learning rate as a pure function of the global step (nothing to save for resume)."""
     total = max(1, cfg.epochs * steps_per_epoch)
@@ -239,9 +250,7 @@ def fit(
         ckpt = best_path = None
     loss_fn = ctx.wrap(model).loss  # DDP routes the loss through its forward; else the model's own
     if cfg.compile:
-        # fallback_random: random ops (the VAE's reparameterisation noise) stay ATen's vectorised kernels, the
-        # same draws as without --compile; inductor's own per-element Philox took 6% of a CPU MLP VAE step
-        loss_fn = torch.compile(loss_fn, options={"fallback_random": True})
+        loss_fn = torch.compile(loss_fn, options=compile_options(device))
     autocast = (
         torch.autocast(device_type=device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
     )
