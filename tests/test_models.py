@@ -163,3 +163,22 @@ def test_conv_handles_odd_sizes():
     for shape in [(1, 28, 28), (3, 9, 13), (1, 8, 8)]:
         m = AE(AEConfig(input_shape=shape, arch="conv", channels=(4, 8), latent_dim=2))
         assert m(torch.rand(2, *shape)).shape == (2, *shape)
+
+
+def test_aekit_evaluate_is_both_the_function_and_the_package():
+    import importlib
+    import pathlib
+
+    import aekit
+
+    evaluate_pkg = importlib.import_module("aekit.evaluate")
+    files = {p.stem for p in pathlib.Path(evaluate_pkg.__file__).parent.glob("*.py")} - {"__init__"}
+    assert set(evaluate_pkg.SUBMODULES) == files  # every submodule is reachable as an attribute
+    lik = importlib.import_module("aekit.evaluate.likelihood")  # `import aekit.evaluate.likelihood as L`
+    assert aekit.evaluate.likelihood is lik
+    assert callable(aekit.evaluate.disentanglement.mig)
+    cfg = aekit.MODELS["ae"].make_config({"hidden": "8", "latent_dim": 2}, name="ae").resolve((1, 8, 8), True)
+    report = aekit.evaluate(aekit.build_model("ae", cfg), aekit.load_data(aekit.DataConfig("digits", subsample=200)))
+    assert report["sse_per_image"] > 0
+    with pytest.raises(AttributeError):
+        aekit.evaluate.no_such_module  # noqa: B018

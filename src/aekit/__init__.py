@@ -10,8 +10,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from . import evaluate  # noqa: E402  (a callable module: aekit.evaluate(model, data), aekit.evaluate.likelihood)
 from .data import DataConfig, load_data  # noqa: E402
-from .evaluate import evaluate  # noqa: E402
 from .hub import from_pretrained, save_pretrained  # noqa: E402
 from .models import MODELS, build_model  # noqa: E402
 from .train import Run, TrainConfig, load, load_run, train  # noqa: E402

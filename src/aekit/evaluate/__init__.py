@@ -8,6 +8,9 @@ fixed seed), ``elbo`` is a log-likelihood bound and therefore negative for Berno
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
 from typing import Any
 
 import torch
@@ -76,3 +79,24 @@ def evaluate(model: Autoencoder, data: Dataset, split: str = "test", batch_size:
         result.update(likelihood_report(model, s.x, iwae_samples, image=data.kind == "image",
                                         batch_size=batch_size))
     return result
+
+
+# ``aekit.evaluate`` is both this package (``aekit.evaluate.likelihood``, ``aekit.evaluate.disentanglement``, …)
+# and the function above (``aekit.evaluate(model, data)``): the package's module object is made callable, so
+# neither shadows the other (with a plain ``from .evaluate import evaluate`` in ``aekit/__init__.py``,
+# ``import aekit.evaluate.likelihood as L`` raised AttributeError).
+SUBMODULES = ("anomaly", "classifier", "deterministic", "disentanglement", "likelihood", "metrics", "segmentation")
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return evaluate(*args, **kwargs)
+
+
+def __getattr__(name: str) -> Any:  # submodules load on first use (``aekit.evaluate.disentanglement.mig``)
+    if name in SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+sys.modules[__name__].__class__ = _CallableModule
