@@ -61,7 +61,7 @@ def make_step(case, data, variant: set[str]):
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast():
             losses = fn(x, y=y_all.index_select(0, idx)) if sup else fn(x)
-        opt.zero_grad(set_to_none=True)
+        opt_step.zero_grad() if isinstance(opt_step, AdamStep) else opt.zero_grad(set_to_none=True)
         losses.total.backward()
         opt_step()
         for k, v in {"loss": losses.total, **losses.terms}.items():

@@ -286,7 +286,7 @@ def fit(
                     losses = loss_fn(x, y=yb, anneal=anneal)
                 else:
                     losses = loss_fn(corrupt(x), anneal=anneal, target=x) if corrupt else loss_fn(x, anneal=anneal)
-            opt.zero_grad(set_to_none=True)
+            opt_step.zero_grad()
             losses.total.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
