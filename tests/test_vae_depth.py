@@ -211,5 +211,6 @@ def test_beta_sweep_quick(tmp_path):
     # a second run reuses the finished runs (same configuration)
     again = run_experiment("beta-sweep", ctx)
     assert again.rows[0]["elbo"] == res.rows[0]["elbo"]
+    assert again.rows[0]["train_seconds"] == res.rows[0]["train_seconds"] > 0  # the run's time, not the reuse's
     with pytest.raises(DataError, match="dsprites"):
         run_experiment("beta-sweep", ExperimentContext("digits", tmp_path / "bad", quick=True, progress=False))

@@ -311,16 +311,16 @@ def beta_sweep(ctx: ExperimentContext) -> ExperimentResult:
     figures: list[str] = []
     t_all = time.perf_counter()
     for beta in cfg.betas:
-        t0 = time.perf_counter()
         run = train_or_reuse(ctx, f"beta{beta:g}", "vae", data_cfg, {**common, "beta": float(beta)})
-        train_s = time.perf_counter() - t0
+        # the training time of the run (its epochs' time in metrics.csv), also when it was reused or resumed
+        train_s = sum(float(r.get("time_s", 0.0) or 0.0) for r in run.metrics)
         model = run.model.eval()
         ev = run.evaluation or {}
         mean, logvar = posterior_stats(model, x_pool)
         n_active, _ = active_units(mean)
         metrics = disentanglement_metrics(mean.numpy(), f_pool, quick=ctx.quick, seed=ctx.seed)
         row = {"beta": float(beta), "elbo": ev.get("elbo"), "recon": ev.get("recon"), "kl": ev.get("kl"),
-               "active_units": n_active, **{k: metrics[k] for k in METRIC_KEYS}, "seconds": round(train_s, 1)}
+               "active_units": n_active, **{k: metrics[k] for k in METRIC_KEYS}, "train_seconds": round(train_s, 1)}
         rows.append(row)
         fig = f"traversal_beta{beta:g}.png"
         traversal_figure(model, to_float(data.test.x[:1])[0], x_pool, ctx.out / fig,
