@@ -5,11 +5,14 @@
     python benchmarks/profile_step.py --case conv-vae --variants base,bf16,channels_last
 
 The step is exactly the trainer's (batch slice of the resident uint8 tensor → float, ``model.loss``,
-backward, fused Adam, flushed denormals, loss sums kept on the device).  Variants: ``base``, ``bf16`` (autocast),
-``compile`` (torch.compile of ``model.loss``, as the trainer: ATen's random ops; ``+philox``: inductor's own;
-``+autotune``: mode max-autotune-no-cudagraphs; ``+cppwrapper``: inductor's C++ wrapper), ``optcompile`` (torch.compile of ``opt.step``), ``optstep`` (``opt.step()`` instead of the trainer's
-:class:`aekit.train.optim.AdamStep`),
-``channels_last`` (conv models), ``foreach`` / ``forloop`` (the other Adam implementations), ``noflush`` (denormals kept), combinable with ``+``.
+backward, the trainer's :class:`aekit.train.optim.AdamStep`, flushed denormals, loss sums kept on the device).
+Variants, combinable with ``+``: ``base``; ``bf16`` (autocast); ``compile`` (torch.compile of ``model.loss``
+with ATen's random ops), with ``+philox`` (inductor's own random ops instead), ``+autotune`` (what mode
+max-autotune-no-cudagraphs sets) or ``+cppwrapper`` (inductor's C++ wrapper; ``compile+cppwrapper`` is what
+the trainer's ``--compile`` does on CPU); ``optcompile``
+(torch.compile of ``opt.step``); ``optstep`` (``opt.step()`` / ``opt.zero_grad()`` instead of AdamStep);
+``channels_last`` (conv models); ``foreach`` / ``forloop`` (the other Adam implementations); ``noflush``
+(denormals kept).
 Timings are medians of 60-step windows, best of ``--rounds`` interleaved rounds (robust to other load).
 ``--clock cpu --threads 1`` times the thread's CPU time instead of wall time: indicative A/B ratios on a
 machine other processes are loading (not figures to report).
@@ -48,7 +51,9 @@ def make_step(case, data, variant: set[str]):
     if "autotune" in variant:  # what mode="max-autotune-no-cudagraphs" sets (mode and options exclude each other)
         options.update(max_autotune=True, coordinate_descent_tuning=True)
     fn = torch.compile(model.loss, options=options) if "compile" in variant else model.loss
-    opt_step = torch.compile(opt.step) if "optcompile" in variant else opt.step if "optstep" in variant else AdamStep(opt)
+    fast = AdamStep(opt)
+    opt_step = torch.compile(opt.step) if "optcompile" in variant else opt.step if "optstep" in variant else fast
+    zero_grad = fast.zero_grad if opt_step is fast else lambda: opt.zero_grad(set_to_none=True)
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if "bf16" in variant else contextlib.nullcontext
     sup = getattr(model, "supervised", False)
     x_all, y_all = data.train.x, data.train.y
@@ -61,7 +66,7 @@ def make_step(case, data, variant: set[str]):
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast():
             losses = fn(x, y=y_all.index_select(0, idx)) if sup else fn(x)
-        opt_step.zero_grad() if isinstance(opt_step, AdamStep) else opt.zero_grad(set_to_none=True)
+        zero_grad()
         losses.total.backward()
         opt_step()
         for k, v in {"loss": losses.total, **losses.terms}.items():

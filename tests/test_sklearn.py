@@ -27,6 +27,19 @@ def test_sklearn_estimator_checks(estimator, check):
     check(estimator)  # each scikit-learn check raises (AssertionError, ValueError, ...) when the estimator fails it
 
 
+def test_the_estimator_checks_can_fail():
+    """The checks above pass by not raising; a transformer that skips input validation makes one raise."""
+    from sklearn.utils.estimator_checks import check_estimators_nan_inf
+
+    class NoValidation(AutoencoderTransformer):
+        def transform(self, X):
+            return np.zeros((len(X), self.latent_dim))
+
+    check_estimators_nan_inf("AutoencoderTransformer", AutoencoderTransformer(**TINY))
+    with pytest.raises(AssertionError, match="NaN and inf"):
+        check_estimators_nan_inf("NoValidation", NoValidation(**TINY))
+
+
 def test_pipeline_scaler_autoencoder_logistic_regression():
     x, y = load_digits(return_X_y=True)
     clf = make_pipeline(StandardScaler(), AutoencoderTransformer("ae", latent_dim=8, hidden=(64,), epochs=15,

@@ -179,16 +179,17 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     n_test = len(data.test)
     pairs = rng.integers(0, n_test, size=(cfg.n_paths, 2))
     pairs[:, 1] = np.where(pairs[:, 1] == pairs[:, 0], (pairs[:, 0] + 1) % n_test, pairs[:, 1])
+    # the same network and training for both: a constant LR, and no BatchNorm in the AE (the VAE has none), so
+    # the AE's own defaults (BatchNorm, cosine schedule) are switched off here
     common = {"arch": cfg.arch, "latent_dim": cfg.latent_dim, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
-              "lr": cfg.lr, **({"hidden": cfg.hidden} if cfg.arch == "mlp" else {"channels": cfg.channels})}
+              "lr": cfg.lr, "schedule": "constant",
+              **({"hidden": cfg.hidden} if cfg.arch == "mlp" else {"channels": cfg.channels})}
+    per_model = {"ae": {"norm": "none"}, "vae": {}}
     figures: list[str] = []
     results: dict[str, dict[str, Any]] = {}
     paths: dict[str, torch.Tensor] = {}
-    for name in ("ae", "vae"):
-        # the same network and training for both: the VAE has no BatchNorm and a constant LR, so the AE's
-        # defaults (BatchNorm, cosine schedule) are switched off here
-        opts = {**common, "norm": "none", "schedule": "constant"} if name == "ae" else {**common, "schedule": "constant"}
-        run = train_or_reuse(ctx, name, name, data_cfg, opts)
+    for name in per_model:
+        run = train_or_reuse(ctx, name, name, data_cfg, {**common, **per_model[name]})
         model = run.model.eval()
         g = torch.Generator().manual_seed(ctx.seed)
         samplers = {"N(0, I)": torch.randn(cfg.n_samples, model.latent_dim, generator=g)}
