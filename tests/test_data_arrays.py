@@ -239,8 +239,9 @@ def test_csv_unknown_label_column_lists_columns(tmp_path: Path) -> None:
     "text, message",
     [
         ("a,b\n1,2\n3,abc\n5,6\n", r"row 3, column 'b' is not a number \('abc'\): clean the file or drop the column"),
-        ("a,b\n1,2\n3,4\n,6\n", r"row 4, column 'a' is not a number \(''\)"),
-        ("a,b\n1,2\n3,nan\n5,6\n", r"row 3, column 'b' is not a number \('nan'\)"),
+        ("a,b\n1,2\n3,4\n,6\n", r"1 missing value\(s\) in 1 column\(s\), the first at row 4, column 'a' \(''\): fill"),
+        ("a,b\n1,2\n3,nan\n5, NA\n", r"2 missing value\(s\) in 1 column\(s\), the first at row 3, column 'b' \('nan'\)"),
+        ("a,b\n1,inf\n3,4\n", r"row 2, column 'b' is not a number \('inf'\)"),
         ("a,b\n1,2\n3,4,5\n", "row 3 has 3 cells but row 1 has 2"),
         ("a,b\n", "no data rows"),
         ("", "is empty"),

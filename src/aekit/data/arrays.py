@@ -273,6 +273,9 @@ def _read_rows(path: Path) -> tuple[list[list[str]], list[int]]:
     return rows, lines
 
 
+_MISSING = ("", "na", "n/a", "nan", "null", "none", "?")  # cells read as missing values (after strip, lower-case)
+
+
 def _has_header(rows: list[list[str]]) -> bool:
     """A first row with a non-numeric cell above a numeric one (or with no numeric cell at all) is a header."""
     first = [_is_number(c) for c in rows[0]]
@@ -332,6 +335,14 @@ def read_csv(
         x = np.array([[float(c) if _is_number(c) else np.nan for c in row] for row in features], dtype=np.float64)
     bad = ~np.isfinite(x)
     if bad.any():
+        missing = np.isin(np.char.lower(np.char.strip(features)), _MISSING)
+        if missing.any():  # blanks and NA-like cells: say how many, not only the first
+            r, c = (int(i) for i in np.argwhere(missing)[0])
+            raise DataError(
+                f"csv {path}: {int(missing.sum())} missing value(s) in {int(missing.any(0).sum())} column(s), the "
+                f"first at row {data_lines[r]}, column {names[feature_cols[c]]!r} ({str(features[r, c])!r}): "
+                "fill them in (e.g. with the column mean) or drop those rows or columns"
+            )
         r, c = (int(i) for i in np.argwhere(bad)[0])
         raise DataError(
             f"csv {path}: row {data_lines[r]}, column {names[feature_cols[c]]!r} is not a number "
