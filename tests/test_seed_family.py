@@ -343,16 +343,17 @@ def test_every_seed_model_is_registered():
 
 
 def test_small_data_gets_enough_steps_unless_epochs_are_explicit(tmp_path):
-    from aekit.experiments.seed_family import PcaVsAeConfig, StackedConfig, _enough_steps
+    from aekit.experiments import enough_steps
+    from aekit.experiments.seed_family import PcaVsAeConfig, StackedConfig
 
     ctx = ExperimentContext(data="digits", out=tmp_path)
-    cfg = _enough_steps(PcaVsAeConfig(min_steps=1000), ctx, 1280)  # 10 steps per epoch at batch 128
+    cfg = enough_steps(PcaVsAeConfig(min_steps=1000), ctx, 1280)  # 10 steps per epoch at batch 128
     assert (cfg.epochs, cfg.linear_epochs, cfg.lr_warmup_epochs) == (100, 100, 1.0)  # warm-up is not scaled
-    assert _enough_steps(PcaVsAeConfig(min_steps=1000), ctx, 60000) == PcaVsAeConfig(min_steps=1000)  # big data
+    assert enough_steps(PcaVsAeConfig(min_steps=1000), ctx, 60000) == PcaVsAeConfig(min_steps=1000)  # big data
     explicit = ExperimentContext(data="digits", out=tmp_path, options={"epochs": 7})
-    assert _enough_steps(PcaVsAeConfig(epochs=7, min_steps=1000), explicit, 1280).epochs == 7
-    assert _enough_steps(PcaVsAeConfig(min_steps=1000), ExperimentContext("digits", tmp_path, epochs=3), 1280).epochs == 50
-    st = _enough_steps(StackedConfig(pretrain_epochs=5, finetune_epochs=20, min_steps=1000), ctx, 1280)
+    assert enough_steps(PcaVsAeConfig(epochs=7, min_steps=1000), explicit, 1280).epochs == 7
+    assert enough_steps(PcaVsAeConfig(min_steps=1000), ExperimentContext("digits", tmp_path, epochs=3), 1280).epochs == 50
+    st = enough_steps(StackedConfig(pretrain_epochs=5, finetune_epochs=20, min_steps=1000), ctx, 1280)
     assert (st.pretrain_epochs, st.finetune_epochs) == (25, 100)  # one factor: the ratio is kept
 
 

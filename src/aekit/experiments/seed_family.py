@@ -45,14 +45,12 @@ from ..train.checkpoint import load_state, read_tensors
 from ..train.run import Run
 from ..train.run import train as train_run
 from ..train.trainer import PRETRAINED
-from . import ExperimentContext, ExperimentResult, register
+from . import MIN_STEPS, ExperimentContext, ExperimentResult, enough_steps, epoch_fields, register
 
 log = logging.getLogger(__name__)
 
 H_AND_S = (1000, 500, 250)  # Hinton & Salakhutdinov (2006), for 784-d inputs
 
-# Training length floor for small data sets (see _enough_steps); Fashion-MNIST's defaults are above it already
-MIN_STEPS = 5000
 # How the deep AE is trained, everywhere in this module (chosen on the validation split, see notes/issue-2.md);
 # with the configs' SiLU, lr 2e-3 and one warm-up epoch (before this: ReLU, 1e-3, none — `--set` restores them)
 DEEP_RECIPE: dict[str, Any] = {"recon_loss": "bce", "schedule": "cosine", "optimizer": "adam"}
@@ -74,50 +72,19 @@ def deep_hidden(d: int, code: int) -> tuple[int, ...]:
     return tuple(max(2 * code, round(w * scale)) for w in H_AND_S)
 
 
-def _epoch_fields(cls: Any) -> list[str]:
-    """A config's training-length fields (``…epochs``; not the LR warm-up, which is not a length)."""
-    return [f.name for f in dataclasses.fields(cls) if f.name.endswith("epochs") and f.name != "lr_warmup_epochs"]
-
-
 def _setup(cls: type, ctx: ExperimentContext, quick: dict[str, Any], name: str) -> tuple[Any, DataConfig, Dataset]:
     """An experiment's config (from its defaults, ``--quick``, ``--set``, ``--epochs`` and the data size),
     its data config and its data."""
-    cfg = ctx.config(cls, quick, name, tuple(f for f in _epoch_fields(cls) if f != "pretrain_epochs"))
+    cfg = ctx.config(cls, quick, name, tuple(f for f in epoch_fields(cls) if f != "pretrain_epochs"))
     data_cfg = DataConfig(spec=ctx.data, data_dir=cfg.data_dir)
     data = load_data(data_cfg)
-    return _enough_steps(cfg, ctx, len(data.train)), data_cfg, data
+    return enough_steps(cfg, ctx, len(data.train)), data_cfg, data
 
 
 def _deep_options(cfg: Any) -> dict[str, Any]:
     """Training options of the deep AE from an experiment config (the recipe + its epochs, lr, …)."""
     return {"epochs": cfg.epochs, "lr": cfg.lr, "lr_warmup_epochs": cfg.lr_warmup_epochs,
             "batch_size": cfg.batch_size, "activation": cfg.activation, **DEEP_RECIPE}
-
-
-def _enough_steps(cfg: Any, ctx: ExperimentContext, n_train: int) -> Any:
-    """``cfg`` with its default epoch counts raised so that each training run takes at least ``cfg.min_steps``
-    optimiser steps: 20 epochs are 8,600 steps on Fashion-MNIST but 220 on the 8×8 digits, far from converged.
-
-    Epoch counts given explicitly (``--epochs`` or ``--set ...epochs=``) are kept.  Pretraining and
-    fine-tuning epochs (stacked) are scaled by one factor, so their ratio stays the configured one.
-    """
-    if cfg.min_steps <= 0 or ctx.epochs is not None:
-        return cfg
-    names = [f for f in _epoch_fields(cfg) if f not in ctx.options]
-    changes: dict[str, int] = {}
-    if "finetune_epochs" in names and "pretrain_epochs" in names:
-        steps = math.ceil(n_train / cfg.batch_size) * cfg.finetune_epochs
-        factor = max(1, math.ceil(cfg.min_steps / steps))
-        changes = {"pretrain_epochs": cfg.pretrain_epochs * factor, "finetune_epochs": cfg.finetune_epochs * factor}
-    else:
-        for name in names:
-            bs = getattr(cfg, name.replace("epochs", "batch_size"), cfg.batch_size)
-            changes[name] = max(getattr(cfg, name), math.ceil(cfg.min_steps / math.ceil(n_train / bs)))
-    changed = {k: v for k, v in changes.items() if v != getattr(cfg, k)}
-    if changed:
-        log.info("small data (%d training samples): epochs raised to reach %d steps: %s", n_train, cfg.min_steps,
-                 ", ".join(f"{k} {getattr(cfg, k)} → {v}" for k, v in changed.items()))
-    return dataclasses.replace(cfg, **changed)
 
 
 def _train(ctx: ExperimentContext, data_cfg: DataConfig, name: str, model: str, **options: Any) -> Run:

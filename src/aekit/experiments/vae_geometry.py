@@ -42,7 +42,7 @@ from ..models.base import Autoencoder
 from ..train import Run, load_run, read_config, train
 from ..train.run import WEIGHTS
 from ..train.trainer import CHECKPOINT
-from . import ExperimentContext, ExperimentResult, register
+from . import MIN_STEPS, ExperimentContext, ExperimentResult, enough_steps, register
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,9 @@ class AeVsVaeConfig:
     path_steps: int = 32
     classifier_epochs: int = 3
     classifier_min_steps: int = 600
+    # small data: epochs not set explicitly are raised to reach this many steps (below the shared MIN_STEPS so
+    # that Fashion-MNIST keeps its 10 epochs = 4,300 steps)
+    min_steps: int = 4000
     data_dir: str | None = None
     subsample: int | None = None
 
@@ -118,7 +121,7 @@ class AeVsVaeConfig:
 
 AE_VS_VAE_QUICK: dict[str, Any] = {"latent_dim": 4, "hidden": (32,), "epochs": 2, "batch_size": 64,
                                    "n_samples": 300, "n_paths": 12, "classifier_epochs": 1,
-                                   "classifier_min_steps": 60}
+                                   "classifier_min_steps": 60, "min_steps": 0}
 
 
 def _scores(clf: Any, images: torch.Tensor, real: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
@@ -160,6 +163,7 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     cfg = ctx.config(AeVsVaeConfig, AE_VS_VAE_QUICK, "ae-vs-vae")
     data_cfg = DataConfig(spec=ctx.data, data_dir=cfg.data_dir, subsample=cfg.subsample)
     data = load_data(data_cfg)
+    cfg = enough_steps(cfg, ctx, len(data.train), ("epochs",))  # the classifier has its own floor
     if data.kind != "image" or data.train.y is None:
         raise DataError(f"ae-vs-vae needs labelled images (its classifier learns the classes); {data.name!r} "
                         "is not: use e.g. --data fashion-mnist or digits")
@@ -275,6 +279,7 @@ class BetaSweepConfig:
     subsample: int | None = 100_000  # dSprites images used (train + val + test); None = all 737,280
     metric_rows: int = 10000  # test codes the metrics are computed on
     bf16: bool = False  # bf16 autocast (and channels_last for conv): about 2× faster on CPUs with AMX
+    min_steps: int = MIN_STEPS  # small data: epochs not set explicitly are raised to reach this many steps
     data_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -284,7 +289,8 @@ class BetaSweepConfig:
 
 
 BETA_SWEEP_QUICK: dict[str, Any] = {"betas": (1.0, 4.0), "latent_dim": 4, "channels": (4, 8, 8, 8), "epochs": 1,
-                                    "subsample": 1000, "metric_rows": 200, "batch_size": 64}
+                                    "subsample": 1000, "metric_rows": 200, "batch_size": 64,
+                                    "min_steps": 0}
 
 METRIC_KEYS = ("beta_vae", "factor_vae", "mig", "dci_disentanglement", "dci_completeness", "dci_informativeness")
 
@@ -298,6 +304,7 @@ def beta_sweep(ctx: ExperimentContext) -> ExperimentResult:
     cfg = ctx.config(BetaSweepConfig, BETA_SWEEP_QUICK, "beta-sweep")
     data_cfg = DataConfig(spec=ctx.data, data_dir=cfg.data_dir, subsample=cfg.subsample)
     data = load_data(data_cfg)
+    cfg = enough_steps(cfg, ctx, len(data.train))
     if data.test.factors is None:
         raise DataError(f"beta-sweep needs data with known generative factors; {data.name!r} has none: "
                         "use --data dsprites")
