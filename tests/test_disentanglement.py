@@ -46,6 +46,7 @@ def test_codes_equal_to_factors_score_near_one(scores):
     for k in KEYS:
         assert s[k] > 0.95, (k, s[k])
     assert s["dci_informativeness"] > 0.95
+    assert len(s["beta_vae_per_factor"]) == len(SIZES) and min(s["beta_vae_per_factor"]) > 0.9
 
 
 def test_rotation_scores_clearly_lower(scores):
@@ -60,6 +61,7 @@ def test_noise_scores_near_chance(scores):
     s = scores["noise"]
     k = len(SIZES)
     assert s["beta_vae"] < 1.0 / k + 0.15
+    assert np.mean(s["beta_vae_per_factor"]) < 1.0 / k + 0.15  # its mean is the score, up to unequal counts
     assert s["factor_vae"] < 1.0 / k + 0.15
     assert s["mig"] < 0.05
     assert s["dci_disentanglement"] < 0.15 and s["dci_completeness"] < 0.15

@@ -5,7 +5,7 @@ Four standard scores, each in [0, 1] (higher = more disentangled):
 - **β-VAE score** (Higgins et al. 2017): pick a factor k; for ``batch_size`` pairs of samples that share the
   value of factor k (everything else random) average |z₁ − z₂| per code unit; a linear classifier (logistic
   regression on standardised features) must tell k from that average.  Score = its accuracy on held-out
-  points.  Chance = 1/K.
+  points (also per fixed factor, ``beta_vae_per_factor``).  Chance = 1/K.
 - **FactorVAE score** (Kim & Mnih 2018): codes are divided by their global standard deviation (units whose
   global variance is below 0.05 are dropped as collapsed); for a batch with factor k fixed to one value the
   unit of least variance votes for k; a majority-vote classifier (unit → factor) is fit on training votes
@@ -123,8 +123,12 @@ def beta_vae_score(sampler: FactorSampler, *, n_train: int = 10000, n_eval: int 
     feats = np.abs(sampler.encode(rows1) - sampler.encode(rows2)).mean(1)  # (n, D)
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     clf.fit(feats[:n_train], ks[:n_train])
-    return {"beta_vae_train": float(clf.score(feats[:n_train], ks[:n_train])),
-            "beta_vae": float(clf.score(feats[n_train:], ks[n_train:]))}
+    hit = clf.predict(feats[n_train:]) == ks[n_train:]
+    # which fixed factors the classifier can tell (None: a factor that never varies, or never drawn)
+    per_factor = [float(hit[ks[n_train:] == k].mean()) if (ks[n_train:] == k).any() else None
+                  for k in range(sampler.k)]
+    return {"beta_vae_train": float(clf.score(feats[:n_train], ks[:n_train])), "beta_vae": float(hit.mean()),
+            "beta_vae_per_factor": per_factor}
 
 
 def factor_vae_score(sampler: FactorSampler, *, n_train: int = 10000, n_eval: int = 5000, batch_size: int = 64,

@@ -337,17 +337,18 @@ def beta_sweep(ctx: ExperimentContext) -> ExperimentResult:
         extra["per_beta"][f"{beta:g}"] = {
             "kl_per_dim": kl_per_dim(mean, logvar).tolist(), "mig_per_factor": metrics["mig_per_factor"],
             "dci_importance": metrics["importance"], "factor_vae_active_units": metrics["factor_vae_active_units"],
-            "beta_vae_train": metrics["beta_vae_train"], "factor_vae_train": metrics["factor_vae_train"]}
+            "beta_vae_train": metrics["beta_vae_train"], "beta_vae_per_factor": metrics["beta_vae_per_factor"],
+            "factor_vae_train": metrics["factor_vae_train"]}
         log.info("β=%g: %s", beta, "  ".join(f"{k} {row[k]:.3f}" for k in ("elbo", "kl", *METRIC_KEYS)))
     _plot_sweep(rows, ctx.out / "beta_sweep.png")
     figures.insert(0, "beta_sweep.png")
     extra["seconds"] = time.perf_counter() - t_all
-    return ExperimentResult("beta-sweep", rows, _beta_summary(data, cfg, rows, len(pool), extra["seconds"]),
-                            figures, extra)
+    summary = _beta_summary(data, cfg, rows, len(pool), extra["seconds"], extra["per_beta"])
+    return ExperimentResult("beta-sweep", rows, summary, figures, extra)
 
 
 def _beta_summary(data: Dataset, cfg: BetaSweepConfig, rows: list[dict[str, Any]], n_pool: int,
-                  elapsed: float) -> str:
+                  elapsed: float, per_beta: dict[str, dict[str, Any]]) -> str:
     by = {r["beta"]: r for r in rows}
     size = len(data.train) + len(data.val) + len(data.test)
     arch = f"conv {','.join(map(str, cfg.channels))}" if cfg.arch == "conv" else f"MLP {','.join(map(str, cfg.hidden))}"
@@ -366,6 +367,12 @@ def _beta_summary(data: Dataset, cfg: BetaSweepConfig, rows: list[dict[str, Any]
                  f"({b['elbo']:.2f} vs {a['elbo']:.2f} nats) with KL {b['kl']:.2f} vs {a['kl']:.2f} nats and "
                  f"{b['active_units']} vs {a['active_units']} active units. β = 4 {verdict} β = 1 on MIG and the "
                  "β-VAE score. ")
+
+        def per_factor(beta: float) -> str:
+            return "/".join("–" if v is None else f"{v:.2f}" for v in per_beta[f"{beta:g}"]["beta_vae_per_factor"])
+
+        text += (f"β-VAE score per fixed factor (columns of the factor table): β = 4 {per_factor(4.0)}, "
+                 f"β = 1 {per_factor(1.0)}. ")
     return text + f"({elapsed:.0f} s in total.)"
 
 
