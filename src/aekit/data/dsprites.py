@@ -21,7 +21,9 @@ is on when at least half of its 16 points are inside (area coverage ≥ ½).  Th
 square |u|, |v| ≤ 7s; ellipse (u/10s)² + (v/5s)² ≤ 1; heart (x² + y² − 1)³ ≤ x² y³ with
 (x, y) = (u/7.5s, v/7.5s + 0.118) (upright at θ = 0, bounding box centred).  Orientation turns counter-clockwise on screen.  Every sprite
 fits within a radius of 12 px, so a canvas placed with its top-left corner at (posY, posX) pixels — integer
-translations 0…31 — never crosses the 64×64 border; the sprite's centre runs over pixels 16…47.
+translations 0…31 — never crosses the 64×64 border; the sprite's centre runs over pixels 16…47, one pixel per
+position step (the original chose its values as "the smallest step changes while ensuring that all pixel
+outputs were different"; a public re-implementation, disco's InfiniteDSprites, also centres at 16 + 32·pos).
 Placement is pure translation, so an image is a shifted copy of its sprite (vectorised fancy indexing;
 no per-sample Python).
 
