@@ -215,7 +215,7 @@ def test_beta_sweep_quick(tmp_path):
     assert "β = 4 vs β = 1" in res.summary
     per_factor = res.extra["per_beta"]["4"]["beta_vae_per_factor"]
     assert len(per_factor) == 5 and all(0 <= v <= 1 for v in per_factor)  # dSprites' five factors
-    assert "/".join(f"{v:.2f}" for v in per_factor) in res.summary
+    assert "(shape/scale/orientation/posX/posY): β = 4 " + "/".join(f"{v:.2f}" for v in per_factor) in res.summary
     # a short sweep that does not show β = 4 ahead says how long the runs were and what length did
     assert ("β-VAE papers train 300k" in res.summary) == ("does NOT beat" in res.summary)
     assert {"beta_sweep.png", "traversal_beta1.png", "traversal_beta4.png"} <= set(res.figures)

@@ -202,7 +202,8 @@ def load_dsprites(arg: str | None, cfg: DataConfig) -> Dataset:
         f = torch.from_numpy(factors[s.y.numpy()])
         return Split(s.x, f[:, 0].clone(), f)
 
-    return dataclasses.replace(ds, train=with_factors(ds.train), val=with_factors(ds.val), test=with_factors(ds.test))
+    return dataclasses.replace(ds, train=with_factors(ds.train), val=with_factors(ds.val), test=with_factors(ds.test),
+                               factor_names=FACTOR_NAMES)
 
 
 SOURCES: dict[str, Source] = {

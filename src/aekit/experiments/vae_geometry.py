@@ -374,8 +374,8 @@ def _beta_summary(data: Dataset, cfg: BetaSweepConfig, rows: list[dict[str, Any]
         def per_factor(beta: float) -> str:
             return "/".join("–" if v is None else f"{v:.2f}" for v in per_beta[f"{beta:g}"]["beta_vae_per_factor"])
 
-        text += (f"β-VAE score per fixed factor (columns of the factor table): β = 4 {per_factor(4.0)}, "
-                 f"β = 1 {per_factor(1.0)}. ")
+        names = "/".join(data.factor_names) if data.factor_names else "columns of the factor table"
+        text += f"β-VAE score per fixed factor ({names}): β = 4 {per_factor(4.0)}, β = 1 {per_factor(1.0)}. "
         steps = cfg.epochs * math.ceil(len(data.train) / cfg.batch_size)
         if verdict != "beats" and steps < LONG_RUN_STEPS:
             text += (f"These runs took {steps:,} steps each; β-VAE papers train 300k or more, and on dSprites "
