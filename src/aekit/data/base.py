@@ -86,10 +86,10 @@ class Dataset:
     test: Split
     classes: tuple[str, ...] | None = None
     feature_names: tuple[str, ...] | None = None
-    factor_names: tuple[str, ...] | None = None  # the columns of ``Split.factors`` (data with known factors)
     # table standardisation (train statistics), to map codes back to original units
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
+    factor_names: tuple[str, ...] | None = None  # the columns of ``Split.factors`` (data with known factors)
 
     @property
     def shape(self) -> tuple[int, ...]:
