@@ -47,6 +47,8 @@ def test_codes_equal_to_factors_score_near_one(scores):
         assert s[k] > 0.95, (k, s[k])
     assert s["dci_informativeness"] > 0.95
     assert len(s["beta_vae_per_factor"]) == len(SIZES) and min(s["beta_vae_per_factor"]) > 0.9
+    nmi = np.asarray(s["mutual_info_normalised"])  # I(z_j; v_k) / H(v_k): unit k carries all of factor k
+    assert s["mig_factors"] == list(range(len(SIZES))) and np.diag(nmi).min() > 0.9
 
 
 def test_rotation_scores_clearly_lower(scores):
@@ -111,3 +113,12 @@ def test_dci_importance_matrix_shape(codes, factors):
     imp = np.array(out["importance"])
     assert imp.shape == (5, 5) and (imp >= 0).all()
     assert (imp.argmax(0) == np.arange(5)).all()  # factor k is predicted from unit k
+
+
+def test_normalised_mutual_info_is_bias_corrected_on_small_pools(factors):
+    rng = np.random.default_rng(0)
+    rows = rng.permutation(len(factors))[:300]  # 300 rows, 20 bins × up to 8 values: the plug-in MI of noise ≈ 0.12
+    noise = mig(rng.standard_normal((300, len(SIZES))), factors[rows])
+    assert np.max(noise["mutual_info_normalised"]) < 0.05
+    ident = mig(factors[rows] + 0.01 * rng.standard_normal((300, len(SIZES))), factors[rows])
+    assert np.diag(np.asarray(ident["mutual_info_normalised"])).min() > 0.9

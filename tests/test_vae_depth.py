@@ -14,6 +14,7 @@ from PIL import Image
 import aekit
 from aekit.cli import main
 from aekit.data import DataConfig, load_data, to_float
+from aekit.data.dsprites import FACTOR_NAMES
 from aekit.errors import ConfigError, DataError
 from aekit.evaluate import evaluate
 from aekit.evaluate.classifier import frechet_distance, gaussian_stats, load_or_train
@@ -129,6 +130,11 @@ def test_traversal_rows_ordered_by_kl(vae_run, digits, tmp_path):
     _, dims = traversal_figure(model, to_float(digits.test.x[:1])[0], digits.test.x, tmp_path / "t.png")
     assert what == "KL" and sorted(dims) == list(range(4))
     assert list(usage[dims]) == sorted(usage, reverse=True)
+    # notes per unit (the factors a unit carries) widen the label margin to fit
+    notes = ["posX 0.41 · scale 0.12 · and a long note"] * 4
+    traversal_figure(model, to_float(digits.test.x[:1])[0], digits.test.x, tmp_path / "n.png", unit_notes=notes)
+    (w_plain, h_plain), (w_notes, h_notes) = (Image.open(tmp_path / f).size for f in ("t.png", "n.png"))
+    assert w_notes > w_plain and h_notes == h_plain
 
 
 def test_report_has_traversals_and_manifold(tmp_path):
@@ -215,6 +221,8 @@ def test_beta_sweep_quick(tmp_path):
     assert "β = 4 vs β = 1" in res.summary
     per_factor = res.extra["per_beta"]["4"]["beta_vae_per_factor"]
     assert len(per_factor) == 5 and all(0 <= v <= 1 for v in per_factor)  # dSprites' five factors
+    unit_factors = res.extra["per_beta"]["4"]["unit_factors"]  # what each unit carries, also in the traversal labels
+    assert len(unit_factors) == 4 and all(n == "" or n.split()[0] in FACTOR_NAMES for n in unit_factors)
     assert "(shape/scale/orientation/posX/posY): β = 4 " + "/".join(f"{v:.2f}" for v in per_factor) in res.summary
     # a short sweep that does not show β = 4 ahead says how long the runs were and what length did
     assert ("β-VAE papers train 300k" in res.summary) == ("does NOT beat" in res.summary)

@@ -164,7 +164,9 @@ def _render_grid(grid: np.ndarray, path: str | os.PathLike, *, title: str | None
     """Draw a tiled image at exactly one figure pixel per grid pixel (plus a title band / label margin)."""
     h, w = grid.shape[:2]
     title_px = 30 if title else 0
-    label_px = 118 if row_labels else 0
+    # the label margin fits the longest label line (≈ 7 px a character at 10 pt)
+    longest = max((len(line) for _, text in row_labels for line in text.split("\n")), default=0)
+    label_px = max(118, 12 + 7 * longest) if row_labels else 0
     width = max(w + label_px, 260 if title else 0)
     height = h + title_px
     left = label_px + (width - w - label_px) // 2
