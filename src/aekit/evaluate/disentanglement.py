@@ -123,10 +123,10 @@ def beta_vae_score(sampler: FactorSampler, *, n_train: int = 10000, n_eval: int 
     feats = np.abs(sampler.encode(rows1) - sampler.encode(rows2)).mean(1)  # (n, D)
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     clf.fit(feats[:n_train], ks[:n_train])
-    hit = clf.predict(feats[n_train:]) == ks[n_train:]
+    k_eval = ks[n_train:]
+    hit = clf.predict(feats[n_train:]) == k_eval
     # which fixed factors the classifier can tell (None: a factor that never varies, or never drawn)
-    per_factor = [float(hit[ks[n_train:] == k].mean()) if (ks[n_train:] == k).any() else None
-                  for k in range(sampler.k)]
+    per_factor = [float(hit[k_eval == k].mean()) if (k_eval == k).any() else None for k in range(sampler.k)]
     return {"beta_vae_train": float(clf.score(feats[:n_train], ks[:n_train])), "beta_vae": float(hit.mean()),
             "beta_vae_per_factor": per_factor}
 

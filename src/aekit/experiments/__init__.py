@@ -80,21 +80,24 @@ MIN_STEPS = 5000
 
 
 def epoch_fields(cls: Any) -> list[str]:
-    """A config's training-length fields (``…epochs``; not the LR warm-up, which is not a length)."""
-    return [f.name for f in dataclasses.fields(cls) if f.name.endswith("epochs") and f.name != "lr_warmup_epochs"]
+    """A config's training-length fields governed by its ``min_steps``: every ``…epochs`` field but the LR
+    warm-up (not a length) and those with a floor of their own (``classifier_epochs`` has
+    ``classifier_min_steps``)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return [f.name for f in dataclasses.fields(cls) if f.name.endswith("epochs") and f.name != "lr_warmup_epochs"
+            and (f.name == "epochs" or f.name.replace("epochs", "min_steps") not in names)]
 
 
-def enough_steps(cfg: Any, ctx: ExperimentContext, n_train: int, fields: tuple[str, ...] | None = None) -> Any:
+def enough_steps(cfg: Any, ctx: ExperimentContext, n_train: int) -> Any:
     """``cfg`` with its default epoch counts raised so that each training run takes at least ``cfg.min_steps``
     optimiser steps: 20 epochs are 8,600 steps on Fashion-MNIST but 220 on the 8×8 digits, far from converged.
 
-    ``fields`` names the epoch counts to raise (default: every ``…epochs`` field).  Epoch counts given
-    explicitly (``--epochs`` or ``--set ...epochs=``) are kept.  Pretraining and fine-tuning epochs (stacked)
-    are scaled by one factor, so their ratio stays the configured one.
+    Epoch counts given explicitly (``--epochs`` or ``--set ...epochs=``) are kept.  Pretraining and
+    fine-tuning epochs (stacked) are scaled by one factor, so their ratio stays the configured one.
     """
     if cfg.min_steps <= 0 or ctx.epochs is not None:
         return cfg
-    names = [f for f in (fields or epoch_fields(cfg)) if f not in ctx.options]
+    names = [f for f in epoch_fields(cfg) if f not in ctx.options]
     changes: dict[str, int] = {}
     if "finetune_epochs" in names and "pretrain_epochs" in names:
         steps = math.ceil(n_train / cfg.batch_size) * cfg.finetune_epochs

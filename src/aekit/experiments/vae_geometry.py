@@ -163,7 +163,7 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     cfg = ctx.config(AeVsVaeConfig, AE_VS_VAE_QUICK, "ae-vs-vae")
     data_cfg = DataConfig(spec=ctx.data, data_dir=cfg.data_dir, subsample=cfg.subsample)
     data = load_data(data_cfg)
-    cfg = enough_steps(cfg, ctx, len(data.train), ("epochs",))  # the classifier has its own floor
+    cfg = enough_steps(cfg, ctx, len(data.train))  # not classifier_epochs: it has its own floor
     if data.kind != "image" or data.train.y is None:
         raise DataError(f"ae-vs-vae needs labelled images (its classifier learns the classes); {data.name!r} "
                         "is not: use e.g. --data fashion-mnist or digits")
@@ -343,8 +343,7 @@ def beta_sweep(ctx: ExperimentContext) -> ExperimentResult:
             "kl_per_dim": kl_per_dim(mean, logvar).tolist(), "mig_per_factor": metrics["mig_per_factor"],
             "dci_importance": metrics["importance"], "factor_vae_active_units": metrics["factor_vae_active_units"],
             "beta_vae_train": metrics["beta_vae_train"], "beta_vae_per_factor": metrics["beta_vae_per_factor"],
-            "unit_factors": unit_factors,
-            "factor_vae_train": metrics["factor_vae_train"]}
+            "factor_vae_train": metrics["factor_vae_train"], "unit_factors": unit_factors}
         log.info("β=%g: %s", beta, "  ".join(f"{k} {row[k]:.3f}" for k in ("elbo", "kl", *METRIC_KEYS)))
     _plot_sweep(rows, ctx.out / "beta_sweep.png")
     figures.insert(0, "beta_sweep.png")
