@@ -194,6 +194,43 @@ def test_classifier_trains_and_is_cached(digits, tmp_path):
 # ------------------------------------------------------------------------------------------- experiments
 
 
+def test_step_ratio_even_and_jump():
+    from aekit.experiments.vae_geometry import step_ratio
+
+    t = torch.linspace(0, 1, 9)
+    even = torch.stack([t, 2 * t], -1)[None]  # one straight path at constant speed
+    jump = torch.stack([(t > 0.5).double(), 0 * t], -1)[None]  # 0 … 0 1 … 1: one step carries everything
+    torch.testing.assert_close(step_ratio(even), torch.tensor([1.0], dtype=torch.float64))
+    torch.testing.assert_close(step_ratio(jump), torch.tensor([8.0], dtype=torch.float64))  # max 1, mean 1/8
+
+
+def test_a_cross_fading_decoder_is_even_in_pixels_not_in_features(digits, tmp_path):
+    """A 'decoder' that blends the two end images linearly scores exactly 1 in pixels; the classifier's
+    features of the blends are not evenly spaced: that is why both ratios are reported."""
+    from aekit.experiments.vae_geometry import path_metrics
+
+    class CrossFade(torch.nn.Module):  # the code of image i is one-hot e_i, its decoding is image i
+        def __init__(self, x):
+            super().__init__()
+            self.images, self.input_shape, self.latent_dim = to_float(x), tuple(x.shape[1:]), len(x)
+
+        device = torch.device("cpu")
+
+        def embed(self, x):  # which stored image each row is
+            return (x.flatten(1)[:, None] == self.images.flatten(1)[None]).all(-1).float()
+
+        def decode(self, z):
+            return torch.einsum("nk,k...->n...", z, self.images)
+
+    x = digits.test.x[:40]
+    clf = load_or_train(tmp_path / "clf.safetensors", digits, epochs=1, min_steps=80)
+    pairs = np.array([[i, i + 20] for i in range(20) if digits.test.y[i] != digits.test.y[i + 20]])
+    out = path_metrics(CrossFade(x), clf, x, pairs, 16)
+    assert out["path_step_ratio"] == pytest.approx(1.0, abs=1e-6)
+    assert out["path_feature_step_ratio"] > 1.05  # 1.13 measured
+    assert out["paths"].shape == (len(pairs), 16, *x.shape[1:])
+
+
 def test_ae_vs_vae_quick(tmp_path):
     # a step floor of 100: the digits' 1,294 training images at batch 64 are 21 steps an epoch, so 2 → 5 epochs
     ctx = ExperimentContext("digits", tmp_path / "avv", quick=True, progress=False, options={"min_steps": 100})
@@ -227,6 +264,14 @@ def test_beta_sweep_quick(tmp_path):
     # a short sweep that does not show β = 4 ahead says how long the runs were and what length did
     assert ("β-VAE papers train 300k" in res.summary) == ("does NOT beat" in res.summary)
     assert {"beta_sweep.png", "traversal_beta1.png", "traversal_beta4.png"} <= set(res.figures)
+    # the traversals sweep around the metric pool's code nearest the prior's centre
+    data = load_data(DataConfig("dsprites", subsample=res.extra["config"]["subsample"]))
+    model = aekit.load_run(tmp_path / "bs" / "runs" / "beta4").model
+    row = res.extra["per_beta"]["4"]["traversal_test_row"]
+    pool = np.sort(np.random.default_rng(ctx.seed).permutation(len(data.test))[: res.extra["config"]["metric_rows"]])
+    assert row in pool
+    norms = posterior_stats(model, data.test.x[torch.from_numpy(pool)])[0].norm(dim=1)
+    assert float(posterior_stats(model, data.test.x[row : row + 1])[0].norm()) <= float(norms.min()) + 1e-5
     # a second run reuses the finished runs (same configuration)
     again = run_experiment("beta-sweep", ctx)
     assert again.rows[0]["elbo"] == res.rows[0]["elbo"]

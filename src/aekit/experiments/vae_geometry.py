@@ -10,7 +10,9 @@ VAE and measures the two properties the notes claim for a VAE's latent space:
   penultimate features of the generated and of the real test images (lower is better);
 - **continuity** (nearby codes decode to similar images): straight paths between the codes of ``n_paths``
   random pairs of test images, ``path_steps`` points each, decoded: ``path_step_ratio`` = largest decoded
-  step ‖x_{t+1} − x_t‖ / mean step, averaged over paths (1 = perfectly even, large = a jump), and
+  step ‖x_{t+1} − x_t‖ / mean step, averaged over paths (1 = perfectly even, large = a jump), the same ratio
+  in the classifier's penultimate features (``path_feature_step_ratio``: a pixel cross-fade scores 1 in pixels
+  but not there), and
   ``path_entropy`` = the classifier's mean entropy (nats) along the paths (high = images of no class).
 
 ``aekit experiment beta-sweep --data dsprites`` trains the β-VAE of Higgins et al. (2017) — 4 stride-2
@@ -131,13 +133,22 @@ def _scores(clf: Any, images: torch.Tensor, real: tuple[np.ndarray, np.ndarray])
     return {"max_prob": float(probs.max(1).mean()), "domain_fid": frechet_distance(*gaussian_stats(feats), *real)}
 
 
+def step_ratio(path_points: torch.Tensor) -> torch.Tensor:
+    """Per path, the largest step between consecutive points over the mean step (1 = perfectly even):
+    ``path_points`` is (P, steps, F), the result (P,)."""
+    p = path_points.double()
+    step = (p[:, 1:] - p[:, :-1]).norm(dim=-1)  # (P, steps − 1)
+    return step.max(1).values / step.mean(1).clamp_min(1e-12)
+
+
 @torch.no_grad()
 def path_metrics(model: Autoencoder, clf: Any, x: torch.Tensor, pairs: np.ndarray, steps: int) -> dict[str, Any]:
     """Continuity along straight latent paths between the codes of ``x[pairs[:, 0]]`` and ``x[pairs[:, 1]]``.
 
     Returns ``path_step_ratio`` (mean over paths of max step / mean step, decoded images, L2),
-    ``path_entropy`` (mean classifier entropy in nats over every point of every path) and the decoded paths
-    (P, steps, C, H, W) for figures."""
+    ``path_feature_step_ratio`` (the same in the classifier's penultimate features: a decoder that only
+    cross-fades the two images scores exactly 1 in pixels, not here), ``path_entropy`` (mean classifier entropy
+    in nats over every point of every path) and the decoded paths (P, steps, C, H, W) for figures."""
     from ..evaluate.classifier import classify_all
 
     codes = encode_all(model, x)
@@ -145,12 +156,11 @@ def path_metrics(model: Autoencoder, clf: Any, x: torch.Tensor, pairs: np.ndarra
     t = torch.linspace(0.0, 1.0, steps)
     z = za[:, None] * (1 - t)[None, :, None] + zb[:, None] * t[None, :, None]  # (P, steps, d)
     imgs = decode_all(model, z.reshape(-1, z.shape[-1]))
-    flat = imgs.reshape(len(pairs), steps, -1).double()
-    step = (flat[:, 1:] - flat[:, :-1]).norm(dim=-1)  # (P, steps − 1)
-    ratio = step.max(1).values / step.mean(1).clamp_min(1e-12)
-    _, probs = classify_all(clf, imgs)
+    feats, probs = classify_all(clf, imgs)
     entropy = -(probs * np.log(np.clip(probs, 1e-12, None))).sum(1)
-    return {"path_step_ratio": float(ratio.mean()), "path_entropy": float(entropy.mean()),
+    return {"path_step_ratio": float(step_ratio(imgs.reshape(len(pairs), steps, -1)).mean()),
+            "path_feature_step_ratio": float(step_ratio(torch.from_numpy(feats).reshape(len(pairs), steps, -1)).mean()),
+            "path_entropy": float(entropy.mean()),
             "paths": imgs.reshape(len(pairs), steps, *imgs.shape[1:])}
 
 
@@ -178,7 +188,7 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     ref_scores = _scores(clf, to_float(data.train.x[ref]), real)
     rows: list[dict[str, Any]] = [{
         "model": "real", "latent_samples": f"{len(ref)} training images", "max_prob": ref_scores["max_prob"],
-        "domain_fid": ref_scores["domain_fid"], "path_step_ratio": "", "path_entropy": "", "test_sse_per_image": "",
+        "domain_fid": ref_scores["domain_fid"], "path_step_ratio": "", "path_feature_step_ratio": "", "path_entropy": "", "test_sse_per_image": "",
     }]
     n_test = len(data.test)
     pairs = rng.integers(0, n_test, size=(cfg.n_paths, 2))
@@ -241,6 +251,7 @@ def _ae_vs_vae_summary(data: Dataset, cfg: AeVsVaeConfig, r: dict[str, dict[str,
 
     arch = f"MLP {','.join(map(str, cfg.hidden))}" if cfg.arch == "mlp" else f"conv {','.join(map(str, cfg.channels))}"
     closer = abs(a["path_step_ratio"] - 1) - abs(v["path_step_ratio"] - 1)
+    closer_f = abs(a["path_feature_step_ratio"] - 1) - abs(v["path_feature_step_ratio"] - 1)
     return (
         f"Same encoder/decoder ({arch}, latent {cfg.latent_dim}, {cfg.epochs} epochs) trained as a plain AE and as a "
         f"VAE on {data.name}; {cfg.n_samples} latent draws scored by a CNN trained on the real training images "
@@ -256,7 +267,10 @@ def _ae_vs_vae_summary(data: Dataset, cfg: AeVsVaeConfig, r: dict[str, dict[str,
         f"**Continuity** — along {cfg.n_paths} straight paths of {cfg.path_steps} steps between test codes, the "
         f"largest decoded step is {v['path_step_ratio']:.3f}× the mean step for the VAE vs "
         f"{a['path_step_ratio']:.3f}× for the AE (1 = perfectly even): the VAE {won(closer > 0)} "
-        f"({abs(closer):.3f} {'closer to' if closer > 0 else 'farther from'} 1). Mean classifier entropy along the "
+        f"({abs(closer):.3f} {'closer to' if closer > 0 else 'farther from'} 1). Measured in the classifier's "
+        f"features instead of pixels (where a decoder that merely cross-fades the two images would score exactly 1): "
+        f"{v['path_feature_step_ratio']:.3f} vs {a['path_feature_step_ratio']:.3f}: the VAE {won(closer_f > 0)}. "
+        f"Mean classifier entropy along the "
         f"paths: {v['path_entropy']:.3f} vs {a['path_entropy']:.3f} nats: the VAE "
         f"{won(v['path_entropy'] < a['path_entropy'])} (lower = images that look like a class). "
         f"({elapsed:.0f} s in total.)"
@@ -335,15 +349,19 @@ def beta_sweep(ctx: ExperimentContext) -> ExperimentResult:
         rows.append(row)
         fig = f"traversal_beta{beta:g}.png"
         unit_factors = _unit_factors(metrics, data.factor_names)
-        traversal_figure(model, to_float(data.test.x[:1])[0], x_pool, ctx.out / fig,
-                         n_dims=min(10, model.latent_dim), title=f"β = {beta:g}: traversals −3 … 3, rows by KL",
-                         unit_notes=unit_factors)
+        # around the pool's code nearest the prior's centre, so that −3 … 3 reaches as far either way (the
+        # first test image may be a sprite in a corner, which half of every position sweep pushes off the canvas)
+        base = int(mean.norm(dim=1).argmin())
+        traversal_figure(model, to_float(x_pool[base : base + 1])[0], x_pool, ctx.out / fig,
+                         n_dims=min(10, model.latent_dim), unit_notes=unit_factors,
+                         title=f"β = {beta:g}: traversals −3 … 3 around the test code nearest 0, rows by KL")
         figures.append(fig)
         extra["per_beta"][f"{beta:g}"] = {
             "kl_per_dim": kl_per_dim(mean, logvar).tolist(), "mig_per_factor": metrics["mig_per_factor"],
             "dci_importance": metrics["importance"], "factor_vae_active_units": metrics["factor_vae_active_units"],
             "beta_vae_train": metrics["beta_vae_train"], "beta_vae_per_factor": metrics["beta_vae_per_factor"],
-            "factor_vae_train": metrics["factor_vae_train"], "unit_factors": unit_factors}
+            "factor_vae_train": metrics["factor_vae_train"], "unit_factors": unit_factors,
+            "traversal_test_row": int(pool[base])}
         log.info("β=%g: %s", beta, "  ".join(f"{k} {row[k]:.3f}" for k in ("elbo", "kl", *METRIC_KEYS)))
     _plot_sweep(rows, ctx.out / "beta_sweep.png")
     figures.insert(0, "beta_sweep.png")
