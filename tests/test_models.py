@@ -165,6 +165,24 @@ def test_conv_handles_odd_sizes():
         assert m(torch.rand(2, *shape)).shape == (2, *shape)
 
 
+@pytest.mark.parametrize("cls, cfg_cls", [(AE, AEConfig), (VAE, VAEConfig)])
+def test_conv_hidden_adds_mirrored_fully_connected_layers(cls, cfg_cls):
+    base = dict(input_shape=(1, 16, 16), arch="conv", channels=(4, 8), latent_dim=3)
+    plain, fc = cls(cfg_cls(**base)), cls(cfg_cls(**base, conv_hidden=(12,)))
+    # no conv_hidden: the parameters of runs saved before the field existed, so they still load
+    assert not any(k.startswith("encoder") and ".fc." in k for k in plain.state_dict())
+    assert not any("hidden" in k for k in plain.state_dict())
+    extra = {k: tuple(v.shape) for k, v in fc.state_dict().items() if k not in plain.state_dict()}
+    d = 2 * 3 if cls is VAE else 3
+    flat = 8 * 4 * 4
+    assert sorted(extra.values()) == sorted([(12, flat), (12,), (12, 3), (12,)])  # encoder and decoder FC 12
+    assert any(v.shape == (d, 12) for k, v in fc.state_dict().items() if "head" in k)
+    x = torch.rand(2, 1, 16, 16)
+    assert fc(x).shape == x.shape
+    with pytest.raises(aekit.errors.ConfigError, match="conv-hidden"):
+        cfg_cls(**base, conv_hidden=(0,))
+
+
 def test_aekit_evaluate_is_both_the_function_and_the_package():
     import importlib
     import pathlib

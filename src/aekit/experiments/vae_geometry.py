@@ -16,7 +16,8 @@ VAE and measures the two properties the notes claim for a VAE's latent space:
   ``path_entropy`` = the classifier's mean entropy (nats) along the paths (high = images of no class).
 
 ``aekit experiment beta-sweep --data dsprites`` trains the β-VAE of Higgins et al. (2017) — 4 stride-2
-convolutions (32, 32, 64, 64 channels, kernel 4), 10 latent units, Bernoulli likelihood — for each
+convolutions (32, 32, 64, 64 channels, kernel 4), a fully connected layer of 256 (Burgess et al. 2018;
+disentanglement_lib), 10 latent units, Bernoulli likelihood; the decoder mirrors it — for each
 β ∈ {1, 2, 4, 8} with the same seed on a deterministic subsample of dSprites, and reports the ELBO, KL,
 active units and the four disentanglement metrics of :mod:`aekit.evaluate.disentanglement` on the codes
 (posterior means) of held-out test images, plus a traversal grid per β.
@@ -286,6 +287,9 @@ class BetaSweepConfig:
     latent_dim: int = 10
     arch: Literal["mlp", "conv"] = "conv"
     channels: tuple[int, ...] = (32, 32, 64, 64)  # Higgins et al. (2017) / Burgess et al. (2018)
+    # arch conv: the fully connected layer between the convs and the code (and mirrored in the decoder) of
+    # Burgess et al. (2018) and disentanglement_lib; "--set conv_hidden=" leaves it out
+    conv_hidden: tuple[int, ...] = (256,)
     hidden: tuple[int, ...] = (1200, 1200)  # arch mlp only
     epochs: int = 5
     batch_size: int = 64
@@ -302,9 +306,9 @@ class BetaSweepConfig:
         check(self.metric_rows >= 50, "beta-sweep: metric_rows must be ≥ 50")
 
 
-BETA_SWEEP_QUICK: dict[str, Any] = {"betas": (1.0, 4.0), "latent_dim": 4, "channels": (4, 8, 8, 8), "epochs": 1,
-                                    "subsample": 1000, "metric_rows": 200, "batch_size": 64,
-                                    "min_steps": 0}
+BETA_SWEEP_QUICK: dict[str, Any] = {"betas": (1.0, 4.0), "latent_dim": 4, "channels": (4, 8, 8, 8),
+                                    "conv_hidden": (16,), "epochs": 1, "subsample": 1000, "metric_rows": 200,
+                                    "batch_size": 64, "min_steps": 0}
 
 # steps per β after which β = 4 beat β = 1 on MIG and the β-VAE score on dSprites (400k sprites, 40 epochs)
 LONG_RUN_STEPS = 196_880
@@ -329,7 +333,8 @@ def beta_sweep(ctx: ExperimentContext) -> ExperimentResult:
     x_pool, f_pool = data.test.x[pool], data.test.factors[pool].numpy()
     common = {"arch": cfg.arch, "latent_dim": cfg.latent_dim, "likelihood": "bernoulli", "epochs": cfg.epochs,
               "batch_size": cfg.batch_size, "lr": cfg.lr,
-              **({"channels": cfg.channels} if cfg.arch == "conv" else {"hidden": cfg.hidden}),
+              **({"channels": cfg.channels, "conv_hidden": cfg.conv_hidden} if cfg.arch == "conv"
+                 else {"hidden": cfg.hidden}),
               **({"bf16": True, "channels_last": cfg.arch == "conv"} if cfg.bf16 else {})}
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {"config": dataclasses.asdict(cfg), "per_beta": {}}

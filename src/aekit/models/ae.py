@@ -27,6 +27,7 @@ class AEConfig:
     arch: Literal["mlp", "conv"] = "mlp"
     hidden: tuple[int, ...] = (512, 256)  # MLP widths, encoder side (the decoder mirrors them)
     channels: tuple[int, ...] = (32, 64)  # conv channels, encoder side
+    conv_hidden: tuple[int, ...] = ()  # arch conv: fully connected widths between conv features and code
     latent_dim: int = 16
     activation: Activation = "relu"
     norm: Norm = "batch"  # after each hidden linear layer of an MLP: BatchNorm trains deep AEs much faster (README)
@@ -41,6 +42,7 @@ class AEConfig:
     def __post_init__(self) -> None:
         check(self.latent_dim >= 1, "--latent-dim must be at least 1")
         check(all(h >= 1 for h in self.hidden), "--hidden widths must be positive, e.g. --hidden 512,256")
+        check(all(h >= 1 for h in self.conv_hidden), "--conv-hidden widths must be positive, e.g. --conv-hidden 256")
         check(len(self.channels) >= 1 and all(c >= 1 for c in self.channels), "--channels must be positive, e.g. 32,64")
         check(not (self.tied and self.arch == "conv"), "--tied works with --arch mlp only: drop --tied or use mlp")
         check(self.sparsity_weight >= 0, "--sparsity-weight must be ≥ 0")
@@ -72,8 +74,8 @@ class AE(Autoencoder):
         check(len(c.input_shape) >= 1, "AEConfig.input_shape is empty: it is set from the data at train time")
         if c.arch == "conv":
             check(len(c.input_shape) == 3, "--arch conv needs image data (C, H, W): use --arch mlp for tables")
-            self.encoder = nn.Sequential(ConvEncoder(c.input_shape, c.channels, c.latent_dim, c.activation))
-            self.decoder = ConvDecoder(c.input_shape, c.channels, c.latent_dim, c.activation)
+            self.encoder = nn.Sequential(ConvEncoder(c.input_shape, c.channels, c.latent_dim, c.activation, c.conv_hidden))
+            self.decoder = ConvDecoder(c.input_shape, c.channels, c.latent_dim, c.activation, c.conv_hidden)
         else:
             sizes = [self.input_dim, *c.hidden, c.latent_dim]
             self.encoder = mlp(sizes, c.activation, norm=c.norm)

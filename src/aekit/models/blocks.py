@@ -76,9 +76,11 @@ def conv_sizes(size: tuple[int, int], n: int) -> list[tuple[int, int]]:
 
 
 class ConvEncoder(nn.Module):
-    """Stride-2 convolutions (k=4, p=1) halving the resolution per layer, then a linear head to ``out_dim``."""
+    """Stride-2 convolutions (k=4, p=1) halving the resolution per layer, then fully connected ``fc`` layers
+    (none by default; the β-VAE reference has one of 256) and a linear head to ``out_dim``."""
 
-    def __init__(self, in_shape: tuple[int, ...], channels: tuple[int, ...], out_dim: int, act: str):
+    def __init__(self, in_shape: tuple[int, ...], channels: tuple[int, ...], out_dim: int, act: str,
+                 fc: tuple[int, ...] = ()):
         super().__init__()
         c, h, w = in_shape
         sizes = conv_sizes((h, w), len(channels))
@@ -89,21 +91,25 @@ class ConvEncoder(nn.Module):
             layers += [nn.Conv2d(cin, cout, 4, 2, 1), activation(act)]
         self.features = nn.Sequential(*layers)
         self.flat_dim = channels[-1] * sizes[-1][0] * sizes[-1][1]
-        self.head = nn.Linear(self.flat_dim, out_dim)
+        self.fc = mlp([self.flat_dim, *fc], act, last_act=True)  # empty (no parameters) when fc is ()
+        self.head = nn.Linear(fc[-1] if fc else self.flat_dim, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).flatten(1))
+        return self.head(self.fc(self.features(x).flatten(1)))
 
 
 class ConvDecoder(nn.Module):
-    """Mirror of :class:`ConvEncoder`: linear, then stride-2 transposed convs back to the exact input size."""
+    """Mirror of :class:`ConvEncoder`: the ``fc`` layers reversed, a linear layer to the smallest feature map,
+    then stride-2 transposed convs back to the exact input size."""
 
-    def __init__(self, out_shape: tuple[int, ...], channels: tuple[int, ...], in_dim: int, act: str):
+    def __init__(self, out_shape: tuple[int, ...], channels: tuple[int, ...], in_dim: int, act: str,
+                 fc: tuple[int, ...] = ()):
         super().__init__()
         c, h, w = out_shape
         sizes = conv_sizes((h, w), len(channels))
         self.start = (channels[-1], *sizes[-1])
-        self.fc = nn.Sequential(nn.Linear(in_dim, math.prod(self.start)), activation(act))
+        self.hidden = mlp([in_dim, *fc[::-1]], act, last_act=True)  # empty (no parameters) when fc is ()
+        self.fc = nn.Sequential(nn.Linear(fc[0] if fc else in_dim, math.prod(self.start)), activation(act))
         layers: list[nn.Module] = []
         rev = channels[::-1]
         outs = (*rev[1:], c)
@@ -115,7 +121,7 @@ class ConvDecoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(self.fc(z).view(-1, *self.start))
+        return self.net(self.fc(self.hidden(z)).view(-1, *self.start))
 
 
 class DoubleConv(nn.Sequential):

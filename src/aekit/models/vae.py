@@ -56,6 +56,7 @@ class VAEConfig:
     arch: Literal["mlp", "conv"] = "mlp"
     hidden: tuple[int, ...] = (512, 256)
     channels: tuple[int, ...] = (32, 64)
+    conv_hidden: tuple[int, ...] = ()  # arch conv: fully connected widths between conv features and code
     latent_dim: int = 16
     activation: Activation = "relu"
     beta: float = 1.0
@@ -66,6 +67,7 @@ class VAEConfig:
     def __post_init__(self) -> None:
         check(self.latent_dim >= 1, "--latent-dim must be at least 1")
         check(all(h >= 1 for h in self.hidden), "--hidden widths must be positive, e.g. --hidden 512,256")
+        check(all(h >= 1 for h in self.conv_hidden), "--conv-hidden widths must be positive, e.g. --conv-hidden 256")
         check(self.beta >= 0, "--beta must be ≥ 0")
         check(self.scale > 0, "--scale must be > 0")
 
@@ -83,8 +85,8 @@ class VAE(Autoencoder):
         check(len(c.input_shape) >= 1, "VAEConfig.input_shape is empty: it is set from the data at train time")
         if c.arch == "conv":
             check(len(c.input_shape) == 3, "--arch conv needs image data (C, H, W): use --arch mlp for tables")
-            self.encoder = ConvEncoder(c.input_shape, c.channels, 2 * c.latent_dim, c.activation)
-            self.decoder = ConvDecoder(c.input_shape, c.channels, c.latent_dim, c.activation)
+            self.encoder = ConvEncoder(c.input_shape, c.channels, 2 * c.latent_dim, c.activation, c.conv_hidden)
+            self.decoder = ConvDecoder(c.input_shape, c.channels, c.latent_dim, c.activation, c.conv_hidden)
         else:
             # encoder body ends in an activation; one linear head gives [μ, log σ²]
             self.encoder = nn.Sequential(
