@@ -247,6 +247,16 @@ def test_ae_vs_vae_quick(tmp_path):
         assert (tmp_path / "avv" / f).is_file()
 
 
+def test_unit_factor_labels_name_the_top_factors_of_active_units_only():
+    from aekit.experiments.vae_geometry import _unit_factors
+
+    metrics = {"mutual_info_normalised": [[0.4, 0.1, 0.0], [0.3, 0.0, 0.2], [0.01, 0.04, 0.0]],
+               "mig_factors": [0, 2, 3]}  # factors kept by MIG (a constant factor is dropped)
+    names = ("shape", "scale", "orientation", "posX")
+    assert _unit_factors(metrics, names, np.array([True, False, True])) == [
+        "shape 0.40 · orientation 0.10", "inactive", ""]
+
+
 def test_beta_sweep_quick(tmp_path):
     ctx = ExperimentContext("dsprites", tmp_path / "bs", quick=True, progress=False)
     res = run_experiment("beta-sweep", ctx)
@@ -259,7 +269,8 @@ def test_beta_sweep_quick(tmp_path):
     per_factor = res.extra["per_beta"]["4"]["beta_vae_per_factor"]
     assert len(per_factor) == 5 and all(0 <= v <= 1 for v in per_factor)  # dSprites' five factors
     unit_factors = res.extra["per_beta"]["4"]["unit_factors"]  # what each unit carries, also in the traversal labels
-    assert len(unit_factors) == 4 and all(n == "" or n.split()[0] in FACTOR_NAMES for n in unit_factors)
+    assert len(unit_factors) == 4
+    assert all(n in ("", "inactive") or n.split()[0] in FACTOR_NAMES for n in unit_factors)
     assert "(shape/scale/orientation/posX/posY): β = 4 " + "/".join(f"{v:.2f}" for v in per_factor) in res.summary
     # a short sweep that does not show β = 4 ahead says how long the runs were and what length did
     assert ("β-VAE papers train 300k" in res.summary) == ("does NOT beat" in res.summary)

@@ -319,7 +319,7 @@ METRIC_KEYS = ("beta_vae", "factor_vae", "mig", "dci_disentanglement", "dci_comp
 @register("beta-sweep")
 def beta_sweep(ctx: ExperimentContext) -> ExperimentResult:
     from ..evaluate.disentanglement import disentanglement_metrics
-    from ..evaluate.likelihood import active_units, kl_per_dim, posterior_stats
+    from ..evaluate.likelihood import ACTIVE_THRESHOLD, active_units, kl_per_dim, posterior_stats
     from ..viz.traversal import traversal_figure
 
     cfg = ctx.config(BetaSweepConfig, BETA_SWEEP_QUICK, "beta-sweep")
@@ -347,13 +347,13 @@ def beta_sweep(ctx: ExperimentContext) -> ExperimentResult:
         model = run.model.eval()
         ev = run.evaluation or {}
         mean, logvar = posterior_stats(model, x_pool)
-        n_active, _ = active_units(mean)
+        n_active, unit_var = active_units(mean)
         metrics = disentanglement_metrics(mean.numpy(), f_pool, quick=ctx.quick, seed=ctx.seed)
         row = {"beta": float(beta), "elbo": ev.get("elbo"), "recon": ev.get("recon"), "kl": ev.get("kl"),
                "active_units": n_active, **{k: metrics[k] for k in METRIC_KEYS}, "train_seconds": round(train_s, 1)}
         rows.append(row)
         fig = f"traversal_beta{beta:g}.png"
-        unit_factors = _unit_factors(metrics, data.factor_names)
+        unit_factors = _unit_factors(metrics, data.factor_names, (unit_var > ACTIVE_THRESHOLD).numpy())
         # around the pool's code nearest the prior's centre, so that −3 … 3 reaches as far either way (the
         # first test image may be a sprite in a corner, which half of every position sweep pushes off the canvas)
         base = int(mean.norm(dim=1).argmin())
@@ -375,15 +375,18 @@ def beta_sweep(ctx: ExperimentContext) -> ExperimentResult:
     return ExperimentResult("beta-sweep", rows, summary, figures, extra)
 
 
-def _unit_factors(metrics: dict[str, Any], names: tuple[str, ...] | None, min_share: float = 0.05) -> list[str]:
+def _unit_factors(metrics: dict[str, Any], names: tuple[str, ...] | None, active: np.ndarray,
+                  min_share: float = 0.05) -> list[str]:
     """Per latent unit, the factors it carries most: I(z_j; v_k) / H(v_k) (MIG's mutual information, less its
-    small-sample bias), the two largest of at least ``min_share``, e.g. "posX 0.41 · scale 0.12"."""
+    small-sample bias), the two largest of at least ``min_share``, e.g. "posX 0.41 · scale 0.12"; "inactive"
+    where ``active[j]`` is false.  The binned mutual information does not see a unit's scale, so the tiny
+    leftover variation of a collapsed unit (the decoder ignores it) would otherwise get a label."""
     nmi = np.asarray(metrics["mutual_info_normalised"])  # (D, kept factors)
     labels = [names[k] if names else f"v{k}" for k in metrics["mig_factors"]]
     notes = []
-    for row in nmi:
+    for row, on in zip(nmi, active):
         top = [k for k in np.argsort(-row)[:2] if row[k] >= min_share]
-        notes.append(" · ".join(f"{labels[k]} {row[k]:.2f}" for k in top))
+        notes.append(" · ".join(f"{labels[k]} {row[k]:.2f}" for k in top) if on else "inactive")
     return notes
 
 
