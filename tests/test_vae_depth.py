@@ -265,7 +265,7 @@ def test_beta_sweep_quick(tmp_path):
         for k in ("elbo", "kl", "active_units", "beta_vae", "factor_vae", "mig", "dci_disentanglement",
                   "dci_completeness", "dci_informativeness"):
             assert r[k] is not None
-    assert "β = 4 vs β = 1" in res.summary
+    assert "β = 4 vs β = 1" in res.summary and "conv 4,8,8,8 + FC 16," in res.summary
     per_factor = res.extra["per_beta"]["4"]["beta_vae_per_factor"]
     assert len(per_factor) == 5 and all(0 <= v <= 1 for v in per_factor)  # dSprites' five factors
     unit_factors = res.extra["per_beta"]["4"]["unit_factors"]  # what each unit carries, also in the traversal labels

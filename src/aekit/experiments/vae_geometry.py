@@ -394,7 +394,8 @@ def _beta_summary(data: Dataset, cfg: BetaSweepConfig, rows: list[dict[str, Any]
                   elapsed: float, per_beta: dict[str, dict[str, Any]]) -> str:
     by = {r["beta"]: r for r in rows}
     size = len(data.train) + len(data.val) + len(data.test)
-    arch = f"conv {','.join(map(str, cfg.channels))}" if cfg.arch == "conv" else f"MLP {','.join(map(str, cfg.hidden))}"
+    arch = (f"conv {','.join(map(str, cfg.channels))}" + "".join(f" + FC {w}" for w in cfg.conv_hidden)
+            if cfg.arch == "conv" else f"MLP {','.join(map(str, cfg.hidden))}")
     text = (f"β-VAEs ({arch}, latent {cfg.latent_dim}, Bernoulli, {cfg.epochs} epochs, batch {cfg.batch_size}, "
             f"lr {cfg.lr:g}, same seed) on {size:,} {data.name} images; metrics on the posterior means of {n_pool} "
             f"held-out test images. ")
