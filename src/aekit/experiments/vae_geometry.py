@@ -159,10 +159,12 @@ def path_metrics(model: Autoencoder, clf: Any, x: torch.Tensor, pairs: np.ndarra
     imgs = decode_all(model, z.reshape(-1, z.shape[-1]))
     feats, probs = classify_all(clf, imgs)
     entropy = -(probs * np.log(np.clip(probs, 1e-12, None))).sum(1)
-    return {"path_step_ratio": float(step_ratio(imgs.reshape(len(pairs), steps, -1)).mean()),
-            "path_feature_step_ratio": float(step_ratio(torch.from_numpy(feats).reshape(len(pairs), steps, -1)).mean()),
-            "path_entropy": float(entropy.mean()),
-            "paths": imgs.reshape(len(pairs), steps, *imgs.shape[1:])}
+
+    def mean_ratio(points: torch.Tensor) -> float:  # (P·steps, …) → mean over paths
+        return float(step_ratio(points.reshape(len(pairs), steps, -1)).mean())
+
+    return {"path_step_ratio": mean_ratio(imgs), "path_feature_step_ratio": mean_ratio(torch.from_numpy(feats)),
+            "path_entropy": float(entropy.mean()), "paths": imgs.reshape(len(pairs), steps, *imgs.shape[1:])}
 
 
 @register("ae-vs-vae")
@@ -189,7 +191,8 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     ref_scores = _scores(clf, to_float(data.train.x[ref]), real)
     rows: list[dict[str, Any]] = [{
         "model": "real", "latent_samples": f"{len(ref)} training images", "max_prob": ref_scores["max_prob"],
-        "domain_fid": ref_scores["domain_fid"], "path_step_ratio": "", "path_feature_step_ratio": "", "path_entropy": "", "test_sse_per_image": "",
+        "domain_fid": ref_scores["domain_fid"], "path_step_ratio": "", "path_feature_step_ratio": "",
+        "path_entropy": "", "test_sse_per_image": "",
     }]
     n_test = len(data.test)
     pairs = rng.integers(0, n_test, size=(cfg.n_paths, 2))
