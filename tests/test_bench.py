@@ -1,6 +1,7 @@
 """`aekit bench` works end to end on tiny stand-ins (a check of the machinery, not of any speed)."""
 
 import json
+import tempfile
 
 import numpy as np
 import pytest
@@ -35,11 +36,15 @@ def test_levers_smoke(tmp_path):
     assert [r["impl"] for r in rows] == ["reference+resident+flush+fused+logits+channels_last", "aekit+bf16"]
 
 
-def test_stream_suite_smoke(tmp_path):
+def test_stream_suite_smoke(tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the children's run directories go
     assert main(["-q", "bench", "stream", "--size", "3MB", "--budget", "1MB", "--skip-whole", "--path",
                  str(tmp_path / "big.npy"), "--json", str(tmp_path / "s.json")]) == 0
     r = json.loads((tmp_path / "s.json").read_text())
     assert r["streamed_rss_mb"] > 0 and r["footprint_rss_mb"] > 0 and r["streamed_samples_per_s"] > 0
+    assert list(scratch.iterdir()) == []  # nothing left behind in the temp directory
 
 
 def test_flop_count_and_impl_names():

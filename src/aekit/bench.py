@@ -732,7 +732,10 @@ def suite_stream(args: argparse.Namespace) -> dict[str, Any]:
               str(args.epochs), "--no-progress", "--no-report", "--val-fraction", "0.01", "--max-val", "1000"]
 
     def child(data: str, *extra: str) -> dict[str, Any]:
-        out = Path(tempfile.mkdtemp(prefix="aekit-bench-"))
+        with tempfile.TemporaryDirectory(prefix="aekit-bench-") as d:  # the child's run is removed afterwards
+            return _stream_child(Path(d), data, *extra)
+
+    def _stream_child(out: Path, data: str, *extra: str) -> dict[str, Any]:
         code = ("import json,sys,time;from aekit.cli import main;from aekit.bench import peak_rss_mb;"
                 "t=time.perf_counter();rc=main(sys.argv[1:]);"
                 "print('" + RESULT_TAG + "'+json.dumps({'rc':rc,'s':time.perf_counter()-t,'rss':peak_rss_mb()}))")
