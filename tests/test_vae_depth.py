@@ -233,13 +233,20 @@ def test_a_cross_fading_decoder_is_even_in_pixels_not_in_features(digits, tmp_pa
 
 def test_ae_vs_vae_quick(tmp_path):
     # a step floor of 100: the digits' 1,294 training images at batch 64 are 21 steps an epoch, so 2 → 5 epochs
-    ctx = ExperimentContext("digits", tmp_path / "avv", quick=True, progress=False, options={"min_steps": 100})
+    ctx = ExperimentContext("digits", tmp_path / "avv", quick=True, progress=False,
+                            options={"min_steps": 100, "betas": (0.5, 1.0)})
     res = run_experiment("ae-vs-vae", ctx)
-    for name in ("ae", "vae"):
+    for name in ("ae", "vae", "vae_beta0.5"):
         assert read_config(tmp_path / "avv" / "runs" / name)["train"]["epochs"] == 5
+    assert read_config(tmp_path / "avv" / "runs" / "vae_beta0.5")["model_config"]["beta"] == 0.5
+    assert read_config(tmp_path / "avv" / "runs" / "vae")["model_config"]["beta"] == 1.0
+    assert "against the VAE." in res.summary and "Trade-off over β** (AE, then β = 0.5, 1)" in res.summary
+    assert "tradeoff.png" in res.figures
+    with pytest.raises(ConfigError, match="betas must be > 0"):
+        run_experiment("ae-vs-vae", ExperimentContext("digits", tmp_path / "x", quick=True, options={"betas": (0,)}))
     assert res.extra["config"]["classifier_epochs"] == 1  # the classifier has its own floor, not this one
     by = {(r["model"], r["latent_samples"]) for r in res.rows}
-    assert {("AE", "N(0, I)"), ("AE", "Gaussian fitted to codes"), ("VAE", "N(0, I)")} <= by
+    assert {("AE", "N(0, I)"), ("AE", "Gaussian fitted to codes"), ("VAE", "N(0, I)"), ("VAE β=0.5", "N(0, I)")} <= by
     for r in res.rows[1:]:
         assert r["domain_fid"] >= 0 and 0 < r["max_prob"] <= 1 and r["path_step_ratio"] >= 1
     assert "Completeness" in res.summary and "Continuity" in res.summary

@@ -104,6 +104,9 @@ class AeVsVaeConfig:
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
+    # one VAE per KL weight β; the summary compares the AE with β = 1 (else the first β), and with several β
+    # it also shows the trade-off between completeness and even paths (β → 0 turns the VAE into a noisy AE)
+    betas: tuple[float, ...] = (1.0,)
     n_samples: int = 10000  # prior draws decoded and scored
     n_paths: int = 200  # random pairs of test codes
     path_steps: int = 32
@@ -118,6 +121,8 @@ class AeVsVaeConfig:
     def __post_init__(self) -> None:
         check(self.latent_dim >= 1, "ae-vs-vae: latent_dim must be ≥ 1")
         check(self.epochs >= 1, "ae-vs-vae: epochs must be ≥ 1")
+        check(len(self.betas) >= 1 and all(b > 0 for b in self.betas),
+              "ae-vs-vae: betas must be > 0, e.g. --set betas=0.3,1,3")
         check(self.n_samples >= 10, "ae-vs-vae: n_samples must be ≥ 10, e.g. --set n_samples=10000")
         check(self.n_paths >= 1 and self.path_steps >= 3, "ae-vs-vae: n_paths ≥ 1 and path_steps ≥ 3")
 
@@ -202,12 +207,14 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     common = {"arch": cfg.arch, "latent_dim": cfg.latent_dim, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
               "lr": cfg.lr, "schedule": "constant",
               **({"hidden": cfg.hidden} if cfg.arch == "mlp" else {"channels": cfg.channels})}
-    per_model = {"ae": {"norm": "none"}, "vae": {}}
+    # run name → (model, options); β = 1 keeps the name "vae" so earlier runs are reused
+    per_model = {"ae": ("ae", {"norm": "none"}),
+                 **{_vae_name(b): ("vae", {"beta": float(b)}) for b in dict.fromkeys(cfg.betas)}}
     figures: list[str] = []
     results: dict[str, dict[str, Any]] = {}
     paths: dict[str, torch.Tensor] = {}
-    for name in per_model:
-        run = train_or_reuse(ctx, name, name, data_cfg, {**common, **per_model[name]})
+    for name, (kind, options) in per_model.items():
+        run = train_or_reuse(ctx, name, kind, data_cfg, {**common, **options})
         model = run.model.eval()
         g = torch.Generator().manual_seed(ctx.seed)
         samplers = {"N(0, I)": torch.randn(cfg.n_samples, model.latent_dim, generator=g)}
@@ -223,19 +230,23 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
             imgs = decode_all(model, z)
             key = f"{name}_{'prior' if sampler == 'N(0, I)' else 'fitted'}"
             results[key] = {**_scores(clf, imgs, real), **cont}
-            rows.append({"model": name.upper(), "latent_samples": sampler, **results[key],
+            rows.append({"model": _label(name), "latent_samples": sampler, **results[key],
                          "test_sse_per_image": (run.evaluation or {}).get("sse_per_image", float("nan"))})
             fig = f"samples_{key}.png"
-            save_image_grid(imgs[:64], ctx.out / fig, nrow=8, title=f"{name.upper()}: decoded {sampler} draws")
+            save_image_grid(imgs[:64], ctx.out / fig, nrow=8, title=f"{_label(name)}: decoded {sampler} draws")
             figures.append(fig)
     # a few paths, AE above VAE, every other step
     show = np.unique(np.linspace(0, cfg.path_steps - 1, min(16, cfg.path_steps)).round().astype(int))
     k = min(4, cfg.n_paths)
-    grid = torch.cat([torch.cat([paths["ae"][i, show], paths["vae"][i, show]]) for i in range(k)])
-    labels = [f"{m} pair {i + 1}" for i in range(k) for m in ("AE", "VAE")]
+    main_vae = _vae_name(1.0 if 1.0 in cfg.betas else cfg.betas[0])
+    grid = torch.cat([torch.cat([paths["ae"][i, show], paths[main_vae][i, show]]) for i in range(k)])
+    labels = [f"{m} pair {i + 1}" for i in range(k) for m in ("AE", _label(main_vae))]
     plot_traversal(grid, len(show), ctx.out / "paths.png", row_labels=labels,
                    title=f"straight latent paths between test codes ({len(show)} of {cfg.path_steps} steps)")
     figures.append("paths.png")
+    if len(cfg.betas) > 1:
+        _plot_tradeoff(results, ctx.out / "tradeoff.png")
+        figures.append("tradeoff.png")
     elapsed = time.perf_counter() - t0
     summary = _ae_vs_vae_summary(data, cfg, results, ref_scores, clf_acc, elapsed)
     extra = {"config": dataclasses.asdict(cfg), "classifier_test_accuracy": clf_acc, "results": results,
@@ -243,9 +254,63 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     return ExperimentResult("ae-vs-vae", rows, summary, figures, extra)
 
 
+def _vae_name(beta: float) -> str:
+    """Run name of the VAE with KL weight ``beta``: ``vae`` for β = 1 (as before there were several), else
+    ``vae_beta0.3``."""
+    return "vae" if beta == 1 else f"vae_beta{beta:g}"
+
+
+def _label(name: str) -> str:
+    return {"ae": "AE", "vae": "VAE"}.get(name, f"VAE β={name.removeprefix('vae_beta')}")
+
+
+def _main_vae(cfg: AeVsVaeConfig) -> str:
+    return _vae_name(1.0 if 1.0 in cfg.betas else cfg.betas[0])
+
+
+def _tradeoff(cfg: AeVsVaeConfig, r: dict[str, dict[str, Any]]) -> str:
+    """With several β: how prior-sample FID and the path-step ratio move with β (the AE is the β → 0 end)."""
+    betas = sorted(set(cfg.betas))
+    if len(betas) < 2:
+        return ""
+    keys = ["ae_prior", *(f"{_vae_name(b)}_prior" for b in betas)]
+    fid = [r[k]["domain_fid"] for k in keys]
+    ratio = [r[k]["path_step_ratio"] for k in keys]
+
+    def trend(v: list[float]) -> str:
+        d = np.diff(v)
+        return "rises at every step" if (d > 0).all() else "falls at every step" if (d < 0).all() else "is not monotone"
+
+    return (f"\n\n**Trade-off over β** (AE, then β = {', '.join(f'{b:g}' for b in betas)}): prior-sample domain FID "
+            f"{' → '.join(f'{f:.3g}' for f in fid)}; path-step ratio {' → '.join(f'{x:.3f}' for x in ratio)} "
+            f"(it {trend(ratio)}). `tradeoff.png` plots one against the other.")
+
+
+def _plot_tradeoff(r: dict[str, dict[str, Any]], path: Any) -> None:
+    """Prior-sample domain FID against the path-step ratio, one point per model (AE and each β)."""
+    from ..viz.plots import _figure, _save
+
+    fig = _figure(5.2, 4.0, layout="tight")
+    ax = fig.subplots()
+    for name in (k.removesuffix("_prior") for k in r if k.endswith("_prior")):
+        p = r[f"{name}_prior"]
+        ax.plot(p["path_step_ratio"], p["domain_fid"], "s" if name == "ae" else "o", color="C3" if name == "ae"
+                else "C0")
+        ax.annotate("VAE β=1" if name == "vae" else _label(name), (p["path_step_ratio"], p["domain_fid"]), textcoords="offset points",
+                    xytext=(5, 4), fontsize=8)
+    ax.set_xlabel("path-step ratio (max / mean step; 1 = even)")
+    ax.set_ylabel("domain FID of prior samples (lower = better)")
+    ax.margins(x=0.25, y=0.15)
+    ax.set_title("completeness against even straight paths", fontsize=10)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
 def _ae_vs_vae_summary(data: Dataset, cfg: AeVsVaeConfig, r: dict[str, dict[str, Any]], ref: dict[str, float],
                        clf_acc: float, elapsed: float) -> str:
-    v, a, af = r["vae_prior"], r["ae_prior"], r["ae_fitted"]
+    main = _main_vae(cfg)
+    v, a, af = r[f"{main}_prior"], r["ae_prior"], r["ae_fitted"]
+    vae = _label(main)
 
     def won(ok: bool) -> str:
         return "wins" if ok else "does NOT win"
@@ -258,10 +323,11 @@ def _ae_vs_vae_summary(data: Dataset, cfg: AeVsVaeConfig, r: dict[str, dict[str,
     closer_f = abs(a["path_feature_step_ratio"] - 1) - abs(v["path_feature_step_ratio"] - 1)
     return (
         f"Same encoder/decoder ({arch}, latent {cfg.latent_dim}, {cfg.epochs} epochs) trained as a plain AE and as a "
-        f"VAE on {data.name}; {cfg.n_samples} latent draws scored by a CNN trained on the real training images "
-        f"(test accuracy {clf_acc:.3f}; real training images vs the test set: domain FID {ref['domain_fid']:.3g}, "
-        f"max-prob {ref['max_prob']:.3f}).\n\n"
-        f"**Completeness** — samples from the prior N(0, I): VAE domain FID {v['domain_fid']:.3g} vs AE "
+        f"VAE (β = {', '.join(f'{b:g}' for b in cfg.betas)}) on {data.name}; {cfg.n_samples} latent draws scored by "
+        f"a CNN trained on the real training images (test accuracy {clf_acc:.3f}; real training images vs the test "
+        f"set: domain FID {ref['domain_fid']:.3g}, max-prob {ref['max_prob']:.3f}). The comparison below is the AE "
+        f"against the {vae}.\n\n"
+        f"**Completeness** — samples from the prior N(0, I): {vae} domain FID {v['domain_fid']:.3g} vs AE "
         f"{a['domain_fid']:.3g} (the AE's is {times(a['domain_fid'], v['domain_fid'])} the VAE's), classifier "
         f"confidence {v['max_prob']:.3f} vs {a['max_prob']:.3f}: the VAE "
         f"{won(v['domain_fid'] < a['domain_fid'] and v['max_prob'] > a['max_prob'])} on prior samples. Against the AE "
@@ -269,7 +335,7 @@ def _ae_vs_vae_summary(data: Dataset, cfg: AeVsVaeConfig, r: dict[str, dict[str,
         f"the AE): FID {af['domain_fid']:.3g} ({times(af['domain_fid'], v['domain_fid'])} the VAE's), confidence "
         f"{af['max_prob']:.3f}: the VAE {won(v['domain_fid'] < af['domain_fid'])} on FID.\n\n"
         f"**Continuity** — along {cfg.n_paths} straight paths of {cfg.path_steps} steps between test codes, the "
-        f"largest decoded step is {v['path_step_ratio']:.3f}× the mean step for the VAE vs "
+        f"largest decoded step is {v['path_step_ratio']:.3f}× the mean step for the {vae} vs "
         f"{a['path_step_ratio']:.3f}× for the AE (1 = perfectly even): the VAE {won(closer > 0)} "
         f"({abs(closer):.3f} {'closer to' if closer > 0 else 'farther from'} 1). Measured in the classifier's "
         f"features instead of pixels (where a decoder that merely cross-fades the two images would score exactly 1): "
@@ -277,7 +343,7 @@ def _ae_vs_vae_summary(data: Dataset, cfg: AeVsVaeConfig, r: dict[str, dict[str,
         f"Mean classifier entropy along the "
         f"paths: {v['path_entropy']:.3f} vs {a['path_entropy']:.3f} nats: the VAE "
         f"{won(v['path_entropy'] < a['path_entropy'])} (lower = images that look like a class). "
-        f"({elapsed:.0f} s in total.)"
+        f"({elapsed:.0f} s in total.)" + _tradeoff(cfg, r)
     )
 
 
