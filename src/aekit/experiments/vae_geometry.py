@@ -15,6 +15,9 @@ VAE and measures the two properties the notes claim for a VAE's latent space:
   but not there), and
   ``path_entropy`` = the classifier's mean entropy (nats) along the paths (high = images of no class).
 
+``--set betas=0.1,0.3,1,3`` trains one VAE per KL weight β next to the AE (β = 1 is the comparison in the
+summary) and adds ``tradeoff.png``: prior-sample domain FID against the path-step ratio, one point per model.
+
 ``aekit experiment beta-sweep --data dsprites`` trains the β-VAE of Higgins et al. (2017) — 4 stride-2
 convolutions (32, 32, 64, 64 channels, kernel 4), a fully connected layer of 256 (Burgess et al. 2018;
 disentanglement_lib), 10 latent units, Bernoulli likelihood; the decoder mirrors it — for each
