@@ -242,6 +242,8 @@ def test_ae_vs_vae_quick(tmp_path):
     assert read_config(tmp_path / "avv" / "runs" / "vae")["model_config"]["beta"] == 1.0
     assert "against the VAE." in res.summary and "Trade-off over β** (AE, then β = 0.5, 1)" in res.summary
     assert "tradeoff.png" in res.figures
+    kls = {r["model"]: r["test_kl"] for r in res.rows}
+    assert kls["AE"] == "" and kls["VAE"] >= 0 and kls["VAE β=0.5"] >= 0
     with pytest.raises(ConfigError, match="betas must be > 0"):
         run_experiment("ae-vs-vae", ExperimentContext("digits", tmp_path / "x", quick=True, options={"betas": (0,)}))
     assert res.extra["config"]["classifier_epochs"] == 1  # the classifier has its own floor, not this one
@@ -252,6 +254,13 @@ def test_ae_vs_vae_quick(tmp_path):
     assert "Completeness" in res.summary and "Continuity" in res.summary
     for f in (*res.figures, "summary.md", "results.csv", "classifier.safetensors"):
         assert (tmp_path / "avv" / f).is_file()
+
+
+def test_ae_vs_vae_flags_a_collapsed_vae():
+    from aekit.experiments.vae_geometry import _collapse_note
+
+    assert "has collapsed (test KL 0.002" in _collapse_note("β = 3", {"test_kl": 0.002})
+    assert _collapse_note("β = 1", {"test_kl": 4.0}) == "" and _collapse_note("AE", {"test_kl": None}) == ""
 
 
 def test_unit_factor_labels_name_the_top_factors_of_active_units_only():

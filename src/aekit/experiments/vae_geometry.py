@@ -200,7 +200,7 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     rows: list[dict[str, Any]] = [{
         "model": "real", "latent_samples": f"{len(ref)} training images", "max_prob": ref_scores["max_prob"],
         "domain_fid": ref_scores["domain_fid"], "path_step_ratio": "", "path_feature_step_ratio": "",
-        "path_entropy": "", "test_sse_per_image": "",
+        "path_entropy": "", "test_sse_per_image": "", "test_kl": "",
     }]
     n_test = len(data.test)
     pairs = rng.integers(0, n_test, size=(cfg.n_paths, 2))
@@ -229,12 +229,15 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
             samplers["Gaussian fitted to codes"] = (mu + eps @ chol.T).float()
         cont = path_metrics(model, clf, data.test.x, pairs, cfg.path_steps)
         paths[name] = cont.pop("paths")
+        # the VAE's test KL (nats per image): ≈ 0 means a collapsed posterior, whose decoder ignores z
+        kl = (run.evaluation or {}).get("kl") if kind == "vae" else None
         for sampler, z in samplers.items():
             imgs = decode_all(model, z)
             key = f"{name}_{'prior' if sampler == 'N(0, I)' else 'fitted'}"
-            results[key] = {**_scores(clf, imgs, real), **cont}
+            results[key] = {**_scores(clf, imgs, real), **cont, "test_kl": kl}
             rows.append({"model": _label(name), "latent_samples": sampler, **results[key],
-                         "test_sse_per_image": (run.evaluation or {}).get("sse_per_image", float("nan"))})
+                         "test_sse_per_image": (run.evaluation or {}).get("sse_per_image", float("nan")),
+                         "test_kl": "" if kl is None else kl})
             fig = f"samples_{key}.png"
             save_image_grid(imgs[:64], ctx.out / fig, nrow=8, title=f"{_label(name)}: decoded {sampler} draws")
             figures.append(fig)
@@ -257,6 +260,9 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     return ExperimentResult("ae-vs-vae", rows, summary, figures, extra)
 
 
+COLLAPSED_KL = 0.1  # nats per image: a VAE below it carries (almost) no information in z
+
+
 def _vae_name(beta: float) -> str:
     """Run name of the VAE with KL weight ``beta``: ``vae`` for β = 1 (as before there were several), else
     ``vae_beta0.3``."""
@@ -269,6 +275,17 @@ def _label(name: str) -> str:
 
 def _main_vae(cfg: AeVsVaeConfig) -> str:
     return _vae_name(1.0 if 1.0 in cfg.betas else cfg.betas[0])
+
+
+def _collapsed(r: dict[str, Any]) -> bool:
+    """A VAE whose test KL is below ``COLLAPSED_KL``: its decoder ignores z, so its paths are trivially even."""
+    return r.get("test_kl") is not None and r["test_kl"] < COLLAPSED_KL
+
+
+def _collapse_note(label: str, r: dict[str, Any]) -> str:
+    return (f" {label} has collapsed (test KL {r['test_kl']:.3f} nats per image): its decoder ignores z, so its "
+            f"paths are even because nothing changes along them, and its samples are all alike." if _collapsed(r)
+            else "")
 
 
 def _tradeoff(cfg: AeVsVaeConfig, r: dict[str, dict[str, Any]]) -> str:
@@ -286,7 +303,8 @@ def _tradeoff(cfg: AeVsVaeConfig, r: dict[str, dict[str, Any]]) -> str:
 
     return (f"\n\n**Trade-off over β** (AE, then β = {', '.join(f'{b:g}' for b in betas)}): prior-sample domain FID "
             f"{' → '.join(f'{f:.3g}' for f in fid)}; path-step ratio {' → '.join(f'{x:.3f}' for x in ratio)} "
-            f"(it {trend(ratio)}). `tradeoff.png` plots one against the other.")
+            f"(it {trend(ratio)}). `tradeoff.png` plots one against the other."
+            + "".join(_collapse_note(f"β = {b:g}", r[f"{_vae_name(b)}_prior"]) for b in betas))
 
 
 def _plot_tradeoff(r: dict[str, dict[str, Any]], path: Any) -> None:
@@ -346,7 +364,7 @@ def _ae_vs_vae_summary(data: Dataset, cfg: AeVsVaeConfig, r: dict[str, dict[str,
         f"Mean classifier entropy along the "
         f"paths: {v['path_entropy']:.3f} vs {a['path_entropy']:.3f} nats: the VAE "
         f"{won(v['path_entropy'] < a['path_entropy'])} (lower = images that look like a class). "
-        f"({elapsed:.0f} s in total.)" + _tradeoff(cfg, r)
+        f"({elapsed:.0f} s in total.)" + _collapse_note(f"The {vae}", v) + _tradeoff(cfg, r)
     )
 
 
