@@ -244,7 +244,7 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     # a few paths, AE above VAE, every other step
     show = np.unique(np.linspace(0, cfg.path_steps - 1, min(16, cfg.path_steps)).round().astype(int))
     k = min(4, cfg.n_paths)
-    main_vae = _vae_name(1.0 if 1.0 in cfg.betas else cfg.betas[0])
+    main_vae = _main_vae(cfg)
     grid = torch.cat([torch.cat([paths["ae"][i, show], paths[main_vae][i, show]]) for i in range(k)])
     labels = [f"{m} pair {i + 1}" for i in range(k) for m in ("AE", _label(main_vae))]
     plot_traversal(grid, len(show), ctx.out / "paths.png", row_labels=labels,
@@ -264,8 +264,8 @@ COLLAPSED_KL = 0.1  # nats per image: a VAE below it carries (almost) no informa
 
 
 def _vae_name(beta: float) -> str:
-    """Run name of the VAE with KL weight ``beta``: ``vae`` for β = 1 (as before there were several), else
-    ``vae_beta0.3``."""
+    """Run name of the VAE with KL weight ``beta``: ``vae`` for β = 1 (the name from before there were
+    several, so those runs are reused), else e.g. ``vae_beta0.3``."""
     return "vae" if beta == 1 else f"vae_beta{beta:g}"
 
 
@@ -315,10 +315,10 @@ def _plot_tradeoff(r: dict[str, dict[str, Any]], path: Any) -> None:
     ax = fig.subplots()
     for name in (k.removesuffix("_prior") for k in r if k.endswith("_prior")):
         p = r[f"{name}_prior"]
-        ax.plot(p["path_step_ratio"], p["domain_fid"], "s" if name == "ae" else "o", color="C3" if name == "ae"
-                else "C0")
-        ax.annotate("VAE β=1" if name == "vae" else _label(name), (p["path_step_ratio"], p["domain_fid"]), textcoords="offset points",
-                    xytext=(5, 4), fontsize=8)
+        xy = (p["path_step_ratio"], p["domain_fid"])
+        ax.plot(*xy, "s" if name == "ae" else "o", color="C3" if name == "ae" else "C0")
+        ax.annotate("VAE β=1" if name == "vae" else _label(name), xy, textcoords="offset points", xytext=(5, 4),
+                    fontsize=8)
     ax.set_xlabel("path-step ratio (max / mean step; 1 = even)")
     ax.set_ylabel("domain FID of prior samples (lower = better)")
     ax.margins(x=0.25, y=0.15)
