@@ -732,23 +732,20 @@ def suite_stream(args: argparse.Namespace) -> dict[str, Any]:
               str(args.epochs), "--no-progress", "--no-report", "--val-fraction", "0.01", "--max-val", "1000"]
 
     def child(data: str, *extra: str) -> dict[str, Any]:
-        with tempfile.TemporaryDirectory(prefix="aekit-bench-") as d:  # the child's run is removed afterwards
-            return _stream_child(Path(d), data, *extra)
-
-    def _stream_child(out: Path, data: str, *extra: str) -> dict[str, Any]:
         code = ("import json,sys,time;from aekit.cli import main;from aekit.bench import peak_rss_mb;"
                 "t=time.perf_counter();rc=main(sys.argv[1:]);"
                 "print('" + RESULT_TAG + "'+json.dumps({'rc':rc,'s':time.perf_counter()-t,'rss':peak_rss_mb()}))")
-        r = subprocess.run([sys.executable, "-c", code, "-q", "train", "--data", data, *common, "--out", str(out / "r"),
-                            *extra], capture_output=True, text=True)
-        res = next((json.loads(line[len(RESULT_TAG):]) for line in r.stdout.splitlines() if line.startswith(RESULT_TAG)),
-                   None)
-        if res is None or res["rc"] != 0:
-            raise RuntimeError(f"stream benchmark child failed: {r.stderr.strip()[-2000:]}")
-        metrics = (out / "r" / "metrics.csv").read_text().splitlines()
+        with tempfile.TemporaryDirectory(prefix="aekit-bench-") as d:  # the child's run, removed afterwards
+            run = Path(d) / "r"
+            r = subprocess.run([sys.executable, "-c", code, "-q", "train", "--data", data, *common, "--out", str(run),
+                                *extra], capture_output=True, text=True)
+            res = next((json.loads(line[len(RESULT_TAG):]) for line in r.stdout.splitlines()
+                        if line.startswith(RESULT_TAG)), None)
+            if res is None or res["rc"] != 0:
+                raise RuntimeError(f"stream benchmark child failed: {r.stderr.strip()[-2000:]}")
+            metrics = (run / "metrics.csv").read_text().splitlines()
         head, last = metrics[0].split(","), metrics[-1].split(",")
-        row = dict(zip(head, last))
-        res["epoch_s"] = float(row["time_s"])
+        res["epoch_s"] = float(dict(zip(head, last))["time_s"])
         return res
 
     footprint = child(f"npy:{small}")

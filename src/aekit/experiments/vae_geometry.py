@@ -277,15 +277,13 @@ def _main_vae(cfg: AeVsVaeConfig) -> str:
     return _vae_name(1.0 if 1.0 in cfg.betas else cfg.betas[0])
 
 
-def _collapsed(r: dict[str, Any]) -> bool:
-    """A VAE whose test KL is below ``COLLAPSED_KL``: its decoder ignores z, so its paths are trivially even."""
-    return r.get("test_kl") is not None and r["test_kl"] < COLLAPSED_KL
-
-
 def _collapse_note(label: str, r: dict[str, Any]) -> str:
-    return (f" {label} has collapsed (test KL {r['test_kl']:.3f} nats per image): its decoder ignores z, so its "
-            f"paths are even because nothing changes along them, and its samples are all alike." if _collapsed(r)
-            else "")
+    """A sentence for a VAE whose test KL is below ``COLLAPSED_KL`` (its decoder ignores z), else ""."""
+    kl = r.get("test_kl")
+    if kl is None or kl >= COLLAPSED_KL:
+        return ""
+    return (f" {label} has collapsed (test KL {kl:.3f} nats per image): its decoder ignores z, so its paths are "
+            "even because nothing changes along them, and its samples are all alike.")
 
 
 def _tradeoff(cfg: AeVsVaeConfig, r: dict[str, dict[str, Any]]) -> str:
