@@ -305,3 +305,26 @@ def test_beta_sweep_quick(tmp_path):
     assert again.rows[0]["train_seconds"] == res.rows[0]["train_seconds"] > 0  # the run's time, not the reuse's
     with pytest.raises(DataError, match="dsprites"):
         run_experiment("beta-sweep", ExperimentContext("digits", tmp_path / "bad", quick=True, progress=False))
+
+
+def test_beta_sweep_trains_every_beta_with_every_seed_and_reports_mean_and_spread(tmp_path):
+    ctx = ExperimentContext("dsprites", tmp_path / "bs", quick=True, progress=False, options={"seeds": (0, 3)})
+    res = run_experiment("beta-sweep", ctx)
+    assert [(r["beta"], r["seed"]) for r in res.rows] == [(1.0, 0), (1.0, 3), (4.0, 0), (4.0, 3)]
+    runs = tmp_path / "bs" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["beta1", "beta1_seed3", "beta4", "beta4_seed3"]
+    assert aekit.load_run(runs / "beta4_seed3").train_config.seed == 3
+    assert aekit.load_run(runs / "beta4").train_config.seed == 0
+    # different seeds give different runs, and the summary gives mean ± sd (sample sd) and a per-seed verdict
+    mig = {(r["beta"], r["seed"]): r["mig"] for r in res.rows}
+    assert mig[4.0, 0] != mig[4.0, 3]
+    m4 = [mig[4.0, 0], mig[4.0, 3]]
+    assert f"MIG {np.mean(m4):.3f} ± {np.std(m4, ddof=1):.3f} vs" in res.summary
+    wins = sum(res.rows[i + 2]["mig"] > res.rows[i]["mig"] and res.rows[i + 2]["beta_vae"] > res.rows[i]["beta_vae"]
+               for i in range(2))
+    assert f"with {wins} of 2 seeds" in res.summary and "seeds 0, 3 for every β" in res.summary
+    assert set(res.extra["per_beta"]) == {"1", "1_seed3", "4", "4_seed3"}
+    assert {"traversal_beta1.png", "traversal_beta4.png"} <= set(res.figures)  # one grid per β (first seed)
+    with pytest.raises(ConfigError, match="seeds must differ"):
+        run_experiment("beta-sweep", ExperimentContext("dsprites", tmp_path / "x", quick=True, progress=False,
+                                                       options={"seeds": (1, 1)}))

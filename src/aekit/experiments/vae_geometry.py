@@ -23,7 +23,8 @@ convolutions (32, 32, 64, 64 channels, kernel 4), a fully connected layer of 256
 disentanglement_lib), 10 latent units, Bernoulli likelihood; the decoder mirrors it — for each
 β ∈ {1, 2, 4, 8} with the same seed on a deterministic subsample of dSprites, and reports the ELBO, KL,
 active units and the four disentanglement metrics of :mod:`aekit.evaluate.disentanglement` on the codes
-(posterior means) of held-out test images, plus a traversal grid per β.
+(posterior means) of held-out test images, plus a traversal grid per β.  ``--set seeds=0,1,2`` trains every β
+with each seed and reports mean ± sd (disentanglement scores vary much between seeds: Locatello et al. 2019).
 
 Both reuse a finished run under ``OUT/runs/NAME`` when its saved configuration matches (and resume an
 interrupted one), so a killed sweep continues where it stopped.
@@ -66,9 +67,10 @@ def _same(a: Any, b: Any) -> bool:
 
 def train_or_reuse(ctx: ExperimentContext, name: str, model: str, data: DataConfig, options: dict[str, Any]) -> Run:
     """Train ``model`` into ``ctx.run_dir(name)``, or reuse / resume the run there when its saved
-    configuration (model, data and every given option) matches."""
+    configuration (model, data and every given option) matches.  The seed is ``--seed`` unless ``options``
+    gives one."""
     out = ctx.run_dir(name)
-    opts = {**options, "seed": ctx.seed}
+    opts = {"seed": ctx.seed, **options}
     if (out / "config.json").exists():
         try:
             saved = read_config(out)
@@ -385,6 +387,9 @@ class BetaSweepConfig:
     subsample: int | None = 100_000  # dSprites images used (train + val + test); None = all 737,280
     metric_rows: int = 10000  # test codes the metrics are computed on
     bf16: bool = False  # bf16 autocast (and channels_last for conv): about 2× faster on CPUs with AMX
+    # training seeds: every β is trained once per seed (the same seeds for every β); () = --seed alone.  Runs of
+    # seed 0 are named beta4, the others beta4_seed1; several seeds add mean ± sd and a per-seed verdict
+    seeds: tuple[int, ...] = ()
     min_steps: int = MIN_STEPS  # small data: epochs not set explicitly are raised to reach this many steps
     data_dir: str | None = None
 
@@ -392,6 +397,7 @@ class BetaSweepConfig:
         check(len(self.betas) >= 1 and all(b >= 0 for b in self.betas), "beta-sweep: betas must be ≥ 0, e.g. 1,4")
         check(self.epochs >= 1, "beta-sweep: epochs must be ≥ 1")
         check(self.metric_rows >= 50, "beta-sweep: metric_rows must be ≥ 50")
+        check(len(set(self.seeds)) == len(self.seeds), "beta-sweep: seeds must differ, e.g. --set seeds=0,1,2")
 
 
 BETA_SWEEP_QUICK: dict[str, Any] = {"betas": (1.0, 4.0), "latent_dim": 4, "channels": (4, 8, 8, 8),
@@ -429,34 +435,40 @@ def beta_sweep(ctx: ExperimentContext) -> ExperimentResult:
     extra: dict[str, Any] = {"config": dataclasses.asdict(cfg), "per_beta": {}}
     figures: list[str] = []
     t_all = time.perf_counter()
+    seeds = cfg.seeds or (ctx.seed,)
     for beta in cfg.betas:
-        run = train_or_reuse(ctx, f"beta{beta:g}", "vae", data_cfg, {**common, "beta": float(beta)})
-        # the training time of the run (its epochs' time in metrics.csv), also when it was reused or resumed
-        train_s = sum(float(r.get("time_s", 0.0) or 0.0) for r in run.metrics)
-        model = run.model.eval()
-        ev = run.evaluation or {}
-        mean, logvar = posterior_stats(model, x_pool)
-        n_active, unit_var = active_units(mean)
-        metrics = disentanglement_metrics(mean.numpy(), f_pool, quick=ctx.quick, seed=ctx.seed)
-        row = {"beta": float(beta), "elbo": ev.get("elbo"), "recon": ev.get("recon"), "kl": ev.get("kl"),
-               "active_units": n_active, **{k: metrics[k] for k in METRIC_KEYS}, "train_seconds": round(train_s, 1)}
-        rows.append(row)
-        fig = f"traversal_beta{beta:g}.png"
-        unit_factors = _unit_factors(metrics, data.factor_names, (unit_var > ACTIVE_THRESHOLD).numpy())
-        # around the pool's code nearest the prior's centre, so that −3 … 3 reaches as far either way (the
-        # first test image may be a sprite in a corner, which half of every position sweep pushes off the canvas)
-        base = int(mean.norm(dim=1).argmin())
-        traversal_figure(model, to_float(x_pool[base : base + 1])[0], x_pool, ctx.out / fig,
-                         n_dims=min(10, model.latent_dim), unit_notes=unit_factors,
-                         title=f"β = {beta:g}: traversals −3 … 3 around the test code nearest 0, rows by KL")
-        figures.append(fig)
-        extra["per_beta"][f"{beta:g}"] = {
-            "kl_per_dim": kl_per_dim(mean, logvar).tolist(), "mig_per_factor": metrics["mig_per_factor"],
-            "dci_importance": metrics["importance"], "factor_vae_active_units": metrics["factor_vae_active_units"],
-            "beta_vae_train": metrics["beta_vae_train"], "beta_vae_per_factor": metrics["beta_vae_per_factor"],
-            "factor_vae_train": metrics["factor_vae_train"], "unit_factors": unit_factors,
-            "traversal_test_row": int(pool[base])}
-        log.info("β=%g: %s", beta, "  ".join(f"{k} {row[k]:.3f}" for k in ("elbo", "kl", *METRIC_KEYS)))
+        for k, seed in enumerate(seeds):
+            key = _run_key(beta, seed)
+            run = train_or_reuse(ctx, f"beta{key}", "vae", data_cfg, {**common, "beta": float(beta), "seed": seed})
+            # the training time of the run (its epochs' time in metrics.csv), also when it was reused or resumed
+            train_s = sum(float(r.get("time_s", 0.0) or 0.0) for r in run.metrics)
+            model = run.model.eval()
+            ev = run.evaluation or {}
+            mean, logvar = posterior_stats(model, x_pool)
+            n_active, unit_var = active_units(mean)
+            metrics = disentanglement_metrics(mean.numpy(), f_pool, quick=ctx.quick, seed=ctx.seed)
+            row = {"beta": float(beta), "seed": seed, "elbo": ev.get("elbo"), "recon": ev.get("recon"),
+                   "kl": ev.get("kl"), "active_units": n_active, **{m: metrics[m] for m in METRIC_KEYS},
+                   "train_seconds": round(train_s, 1)}
+            rows.append(row)
+            unit_factors = _unit_factors(metrics, data.factor_names, (unit_var > ACTIVE_THRESHOLD).numpy())
+            extra["per_beta"][key] = {
+                "kl_per_dim": kl_per_dim(mean, logvar).tolist(), "mig_per_factor": metrics["mig_per_factor"],
+                "dci_importance": metrics["importance"], "factor_vae_active_units": metrics["factor_vae_active_units"],
+                "beta_vae_train": metrics["beta_vae_train"], "beta_vae_per_factor": metrics["beta_vae_per_factor"],
+                "factor_vae_train": metrics["factor_vae_train"], "unit_factors": unit_factors}
+            log.info("β=%g seed %d: %s", beta, seed, "  ".join(f"{m} {row[m]:.3f}" for m in ("elbo", "kl", *METRIC_KEYS)))
+            if k == 0:  # one traversal grid per β, of the first seed's run
+                fig = f"traversal_beta{beta:g}.png"
+                # around the pool's code nearest the prior's centre, so that −3 … 3 reaches as far either way (the
+                # first test image may be a sprite in a corner, which half of every position sweep pushes off the
+                # canvas)
+                base = int(mean.norm(dim=1).argmin())
+                traversal_figure(model, to_float(x_pool[base : base + 1])[0], x_pool, ctx.out / fig,
+                                 n_dims=min(10, model.latent_dim), unit_notes=unit_factors,
+                                 title=f"β = {beta:g}: traversals −3 … 3 around the test code nearest 0, rows by KL")
+                figures.append(fig)
+                extra["per_beta"][key]["traversal_test_row"] = int(pool[base])
     _plot_sweep(rows, ctx.out / "beta_sweep.png")
     figures.insert(0, "beta_sweep.png")
     extra["seconds"] = time.perf_counter() - t_all
@@ -479,33 +491,63 @@ def _unit_factors(metrics: dict[str, Any], names: tuple[str, ...] | None, active
     return notes
 
 
+def _run_key(beta: float, seed: int) -> str:
+    """The name of a beta-sweep run (after "beta") and its key in ``extra["per_beta"]``: "4", "4_seed1"."""
+    return f"{beta:g}" + (f"_seed{seed}" if seed else "")
+
+
 def _beta_summary(data: Dataset, cfg: BetaSweepConfig, rows: list[dict[str, Any]], n_pool: int,
                   elapsed: float, per_beta: dict[str, dict[str, Any]]) -> str:
-    by = {r["beta"]: r for r in rows}
+    seeds = list(dict.fromkeys(r["seed"] for r in rows))
+    betas = list(dict.fromkeys(r["beta"] for r in rows))
+    by = {(r["beta"], r["seed"]): r for r in rows}
+    several = len(seeds) > 1
+
+    def values(beta: float, key: str) -> np.ndarray:
+        return np.array([by[beta, s][key] for s in seeds], dtype=float)
+
+    def show(beta: float, key: str, digits: int = 3) -> str:  # one seed: the value; several: mean ± sd
+        v = values(beta, key)
+        return f"{v.mean():.{digits}f}" + (f" ± {v.std(ddof=1):.{digits}f}" if several else "")
+
+    def diff(key: str) -> str:
+        return f"{values(4.0, key).mean() - values(1.0, key).mean():+.3f}"
+
     size = len(data.train) + len(data.val) + len(data.test)
     arch = (f"conv {','.join(map(str, cfg.channels))}" + "".join(f" + FC {w}" for w in cfg.conv_hidden)
             if cfg.arch == "conv" else f"MLP {','.join(map(str, cfg.hidden))}")
+    seed_text = (f"seeds {', '.join(map(str, seeds))} for every β; mean ± sd over the seeds" if several
+                 else f"the same seed {seeds[0]} for every β")
     text = (f"β-VAEs ({arch}, latent {cfg.latent_dim}, Bernoulli, {cfg.epochs} epochs, batch {cfg.batch_size}, "
-            f"lr {cfg.lr:g}, same seed) on {size:,} {data.name} images; metrics on the posterior means of {n_pool} "
+            f"lr {cfg.lr:g}, {seed_text}) on {size:,} {data.name} images; metrics on the posterior means of {n_pool} "
             f"held-out test images. ")
-    best = max(rows, key=lambda r: r["mig"])
-    text += f"Highest MIG at β = {best['beta']:g} ({best['mig']:.3f}). "
-    if 1.0 in by and 4.0 in by:
-        a, b = by[1.0], by[4.0]
-        verdict = "beats" if b["mig"] > a["mig"] and b["beta_vae"] > a["beta_vae"] else "does NOT beat"
-        text += (f"β = 4 vs β = 1: MIG {b['mig']:.3f} vs {a['mig']:.3f} ({b['mig'] - a['mig']:+.3f}), β-VAE score "
-                 f"{b['beta_vae']:.3f} vs {a['beta_vae']:.3f} ({b['beta_vae'] - a['beta_vae']:+.3f}), FactorVAE "
-                 f"{b['factor_vae']:.3f} vs {a['factor_vae']:.3f}, DCI disentanglement "
-                 f"{b['dci_disentanglement']:.3f} vs {a['dci_disentanglement']:.3f}; at the price of the ELBO "
-                 f"({b['elbo']:.2f} vs {a['elbo']:.2f} nats) with KL {b['kl']:.2f} vs {a['kl']:.2f} nats and "
-                 f"{b['active_units']} vs {a['active_units']} active units. β = 4 {verdict} β = 1 on MIG and the "
-                 "β-VAE score. ")
+    best = max(betas, key=lambda b: float(values(b, "mig").mean()))
+    text += f"Highest {'mean ' if several else ''}MIG at β = {best:g} ({show(best, 'mig')}). "
+    if 1.0 in betas and 4.0 in betas:
+        wins = [by[4.0, s]["mig"] > by[1.0, s]["mig"] and by[4.0, s]["beta_vae"] > by[1.0, s]["beta_vae"]
+                for s in seeds]
+        verdict = "beats" if all(wins) else "does NOT beat"
+        text += (f"β = 4 vs β = 1: MIG {show(4.0, 'mig')} vs {show(1.0, 'mig')} ({diff('mig')}), β-VAE score "
+                 f"{show(4.0, 'beta_vae')} vs {show(1.0, 'beta_vae')} ({diff('beta_vae')}), FactorVAE "
+                 f"{show(4.0, 'factor_vae')} vs {show(1.0, 'factor_vae')}, DCI disentanglement "
+                 f"{show(4.0, 'dci_disentanglement')} vs {show(1.0, 'dci_disentanglement')}; at the price of the "
+                 f"ELBO ({show(4.0, 'elbo', 2)} vs {show(1.0, 'elbo', 2)} nats) with KL {show(4.0, 'kl', 2)} vs "
+                 f"{show(1.0, 'kl', 2)} nats and {show(4.0, 'active_units', 1 if several else 0)} vs "
+                 f"{show(1.0, 'active_units', 1 if several else 0)} active units. ")
+        if several:
+            lost = [str(s) for s, w in zip(seeds, wins) if not w]
+            text += (f"β = 4 beats β = 1 on both MIG and the β-VAE score with {sum(wins)} of {len(seeds)} seeds"
+                     + (f" (not with seed {', '.join(lost)})" if lost else "") + ". ")
+        else:
+            text += f"β = 4 {verdict} β = 1 on MIG and the β-VAE score. "
 
         def per_factor(beta: float) -> str:
-            return "/".join("–" if v is None else f"{v:.2f}" for v in per_beta[f"{beta:g}"]["beta_vae_per_factor"])
+            scores = per_beta[_run_key(beta, seeds[0])]["beta_vae_per_factor"]
+            return "/".join("–" if v is None else f"{v:.2f}" for v in scores)
 
         names = "/".join(data.factor_names) if data.factor_names else "columns of the factor table"
-        text += f"β-VAE score per fixed factor ({names}): β = 4 {per_factor(4.0)}, β = 1 {per_factor(1.0)}. "
+        text += (f"β-VAE score per fixed factor ({names}{f', seed {seeds[0]}' if several else ''}): "
+                 f"β = 4 {per_factor(4.0)}, β = 1 {per_factor(1.0)}. ")
         steps = cfg.epochs * math.ceil(len(data.train) / cfg.batch_size)
         if verdict != "beats" and steps < LONG_RUN_STEPS:
             text += (f"These runs took {steps:,} steps each; β-VAE papers train 300k or more, and on dSprites "
@@ -515,20 +557,34 @@ def _beta_summary(data: Dataset, cfg: BetaSweepConfig, rows: list[dict[str, Any]
 
 
 def _plot_sweep(rows: list[dict[str, Any]], path: Any) -> None:
+    """Metrics, −ELBO and KL against β: the mean over seeds as a line, each seed's run as a dot."""
     from ..viz.plots import _figure, _save
 
-    betas = [r["beta"] for r in rows]
+    betas = list(dict.fromkeys(r["beta"] for r in rows))
+
+    def get(r: dict[str, Any], key: str) -> float:
+        return math.nan if r[key] is None else float(r[key])
+
+    def line(ax: Any, key: str, sign: float = 1.0, **kw: Any) -> None:
+        per_beta = [[sign * get(r, key) for r in rows if r["beta"] == b] for b in betas]
+        lines = ax.plot(betas, [float(np.mean(v)) for v in per_beta], **kw)
+        if any(len(v) > 1 for v in per_beta):
+            ax.plot([b for b, v in zip(betas, per_beta) for _ in v], [x for v in per_beta for x in v], ".",
+                    color=lines[0].get_color(), alpha=0.5, markersize=5)
+
     fig = _figure(10.0, 3.8, layout="tight")
     ax1, ax2 = fig.subplots(1, 2)
     for k in METRIC_KEYS:
-        ax1.plot(betas, [r[k] for r in rows], "-o", markersize=4, label=k)
+        line(ax1, k, marker="o", markersize=4, label=k)
     ax1.set_ylabel("score (higher = more disentangled)")
-    ax1.set_title("disentanglement metrics (test codes)")
+    several = len({r["seed"] for r in rows}) > 1
+    ax1.set_title("disentanglement metrics (test codes)" + ("; lines: mean over seeds, dots: seeds" if several else ""),
+                  fontsize=9 if several else None)
     ax1.legend(fontsize=7)
-    ax2.plot(betas, [-(r["elbo"] if r["elbo"] is not None else math.nan) for r in rows], "-o", color="C0")
+    line(ax2, "elbo", -1.0, marker="o", color="C0")
     ax2.set_ylabel("−ELBO (nats per image)", color="C0")
     ax3 = ax2.twinx()
-    ax3.plot(betas, [r["kl"] if r["kl"] is not None else math.nan for r in rows], "-s", color="C3")
+    line(ax3, "kl", marker="s", color="C3")
     ax3.set_ylabel("KL (nats per image)", color="C3")
     ax2.set_title("test −ELBO (left) and KL (right)")
     positive = all(b > 0 for b in betas)
