@@ -579,8 +579,10 @@ def _plot_sweep(rows: list[dict[str, Any]], path: Any) -> None:
         line(ax1, k, marker="o", markersize=4, label=k)
     ax1.set_ylabel("score (higher = more disentangled)")
     several = len({r["seed"] for r in rows}) > 1
-    ax1.set_title("disentanglement metrics (test codes)" + ("; lines: mean over seeds, dots: seeds" if several else ""),
-                  fontsize=9 if several else None)
+    if several:
+        ax1.set_title("disentanglement metrics (test codes); lines: mean over seeds, dots: seeds", fontsize=9)
+    else:
+        ax1.set_title("disentanglement metrics (test codes)")
     ax1.legend(fontsize=7)
     line(ax2, "elbo", -1.0, marker="o", color="C0")
     ax2.set_ylabel("−ELBO (nats per image)", color="C0")
