@@ -33,6 +33,7 @@ interrupted one), so a killed sweep continues where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 import time
@@ -437,39 +438,37 @@ def beta_sweep(ctx: ExperimentContext) -> ExperimentResult:
     figures: list[str] = []
     t_all = time.perf_counter()
     seeds = cfg.seeds or (ctx.seed,)
-    for beta in cfg.betas:
-        for k, seed in enumerate(seeds):
-            key = _run_key(beta, seed)
-            run = train_or_reuse(ctx, f"beta{key}", "vae", data_cfg, {**common, "beta": float(beta), "seed": seed})
-            # the training time of the run (its epochs' time in metrics.csv), also when it was reused or resumed
-            train_s = sum(float(r.get("time_s", 0.0) or 0.0) for r in run.metrics)
-            model = run.model.eval()
-            ev = run.evaluation or {}
-            mean, logvar = posterior_stats(model, x_pool)
-            n_active, unit_var = active_units(mean)
-            metrics = disentanglement_metrics(mean.numpy(), f_pool, quick=ctx.quick, seed=ctx.seed)
-            row = {"beta": float(beta), "seed": seed, "elbo": ev.get("elbo"), "recon": ev.get("recon"),
-                   "kl": ev.get("kl"), "active_units": n_active, **{m: metrics[m] for m in METRIC_KEYS},
-                   "train_seconds": round(train_s, 1)}
-            rows.append(row)
-            unit_factors = _unit_factors(metrics, data.factor_names, (unit_var > ACTIVE_THRESHOLD).numpy())
-            extra["per_beta"][key] = {
-                "kl_per_dim": kl_per_dim(mean, logvar).tolist(), "mig_per_factor": metrics["mig_per_factor"],
-                "dci_importance": metrics["importance"], "factor_vae_active_units": metrics["factor_vae_active_units"],
-                "beta_vae_train": metrics["beta_vae_train"], "beta_vae_per_factor": metrics["beta_vae_per_factor"],
-                "factor_vae_train": metrics["factor_vae_train"], "unit_factors": unit_factors}
-            log.info("β=%g seed %d: %s", beta, seed, "  ".join(f"{m} {row[m]:.3f}" for m in ("elbo", "kl", *METRIC_KEYS)))
-            if k == 0:  # one traversal grid per β, of the first seed's run
-                fig = f"traversal_beta{beta:g}.png"
-                # around the pool's code nearest the prior's centre, so that −3 … 3 reaches as far either way (the
-                # first test image may be a sprite in a corner, which half of every position sweep pushes off the
-                # canvas)
-                base = int(mean.norm(dim=1).argmin())
-                traversal_figure(model, to_float(x_pool[base : base + 1])[0], x_pool, ctx.out / fig,
-                                 n_dims=min(10, model.latent_dim), unit_notes=unit_factors,
-                                 title=f"β = {beta:g}: traversals −3 … 3 around the test code nearest 0, rows by KL")
-                figures.append(fig)
-                extra["per_beta"][key]["traversal_test_row"] = int(pool[base])
+    for beta, seed in itertools.product(cfg.betas, seeds):  # β-major: rows ordered by β, then seed
+        key = _run_key(beta, seed)
+        run = train_or_reuse(ctx, f"beta{key}", "vae", data_cfg, {**common, "beta": float(beta), "seed": seed})
+        # the training time of the run (its epochs' time in metrics.csv), also when it was reused or resumed
+        train_s = sum(float(r.get("time_s", 0.0) or 0.0) for r in run.metrics)
+        model = run.model.eval()
+        ev = run.evaluation or {}
+        mean, logvar = posterior_stats(model, x_pool)
+        n_active, unit_var = active_units(mean)
+        metrics = disentanglement_metrics(mean.numpy(), f_pool, quick=ctx.quick, seed=ctx.seed)
+        row = {"beta": float(beta), "seed": seed, "elbo": ev.get("elbo"), "recon": ev.get("recon"),
+               "kl": ev.get("kl"), "active_units": n_active, **{m: metrics[m] for m in METRIC_KEYS},
+               "train_seconds": round(train_s, 1)}
+        rows.append(row)
+        unit_factors = _unit_factors(metrics, data.factor_names, (unit_var > ACTIVE_THRESHOLD).numpy())
+        extra["per_beta"][key] = {
+            "kl_per_dim": kl_per_dim(mean, logvar).tolist(), "mig_per_factor": metrics["mig_per_factor"],
+            "dci_importance": metrics["importance"], "factor_vae_active_units": metrics["factor_vae_active_units"],
+            "beta_vae_train": metrics["beta_vae_train"], "beta_vae_per_factor": metrics["beta_vae_per_factor"],
+            "factor_vae_train": metrics["factor_vae_train"], "unit_factors": unit_factors}
+        log.info("β=%g seed %d: %s", beta, seed, "  ".join(f"{m} {row[m]:.3f}" for m in ("elbo", "kl", *METRIC_KEYS)))
+        if seed == seeds[0]:  # one traversal grid per β, of the first seed's run
+            fig = f"traversal_beta{beta:g}.png"
+            # around the pool's code nearest the prior's centre, so that −3 … 3 reaches as far either way (the
+            # first test image may be a sprite in a corner, which half of every position sweep pushes off the canvas)
+            base = int(mean.norm(dim=1).argmin())
+            traversal_figure(model, to_float(x_pool[base : base + 1])[0], x_pool, ctx.out / fig,
+                             n_dims=min(10, model.latent_dim), unit_notes=unit_factors,
+                             title=f"β = {beta:g}: traversals −3 … 3 around the test code nearest 0, rows by KL")
+            figures.append(fig)
+            extra["per_beta"][key]["traversal_test_row"] = int(pool[base])
     _plot_sweep(rows, ctx.out / "beta_sweep.png")
     figures.insert(0, "beta_sweep.png")
     extra["seconds"] = time.perf_counter() - t_all
