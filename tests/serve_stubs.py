@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
 import torch
 from PIL import Image
 
+from aekit.data import Batch
+from aekit.models.base import Autoencoder, Losses, ModelConfig
 
-class StandInSegmenter(torch.nn.Module):
-    """A stand-in for a segmentation run (e.g. a U-Net): pixels brighter than a learnable level are class 1."""
 
-    input_shape = (1, 16, 16)
+@dataclasses.dataclass(frozen=True)
+class StandInConfig(ModelConfig):
+    input_shape: tuple[int, ...] = (1, 16, 16)
 
-    def __init__(self):
-        super().__init__()
+
+class StandInSegmenter(Autoencoder):
+    """A stand-in for a segmentation run (e.g. a U-Net), written against the model contract only: pixels
+    brighter than a learnable level are class 1."""
+
+    supervised = True
+    latent_vectors = False
+    units = {"mse": "squared error per pixel"}
+
+    def __init__(self, config: StandInConfig | None = None):
+        super().__init__(config or StandInConfig())
         self.level = torch.nn.Parameter(torch.tensor(0.5))
 
-    def predict_mask(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def latent_dim(self) -> int:
+        return 1
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(1, keepdim=True)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(z - self.level)
+
+    def loss(self, batch: Batch) -> Losses:
+        err = ((self.decode(self.encode(batch.x))[:, 0] - batch.labels.float()) ** 2).mean()
+        return Losses(err, {"mse": err})
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
         return (x.mean(1) > self.level).long()
 
 

@@ -110,6 +110,7 @@ def click_point(page, k: int) -> None:
     page.mouse.click(box["x"] + pos[0], box["y"] + pos[1])
 
 
+@pytest.mark.slow
 def test_click_and_slider_change_the_decoded_image(browser, vae_url, tmp_path):
     page = browser.new_page()
     errors: list[str] = []
@@ -140,6 +141,7 @@ def test_click_and_slider_change_the_decoded_image(browser, vae_url, tmp_path):
     assert not errors, errors
 
 
+@pytest.mark.slow
 def test_bad_upload_shows_an_error_and_the_page_keeps_working(browser, vae_url, tmp_path):
     page = browser.new_page()
     page.goto(vae_url)
@@ -158,6 +160,7 @@ def test_bad_upload_shows_an_error_and_the_page_keeps_working(browser, vae_url, 
     assert "error" not in (page.get_attribute("#status", "class") or "")
 
 
+@pytest.mark.slow
 def test_upload_returns_a_mask_overlay(browser, seg_url, tmp_path):
     page = browser.new_page()
     page.goto(seg_url)

@@ -35,6 +35,7 @@ def torchrun(tmp_path, *args):
     return r
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process_and_resume(tmp_path):
     # one process, 3 epochs (in this process)
     single = aekit.train("ae", "digits", tmp_path / "single", epochs=3, progress=False, report=False, **OPTS)

@@ -11,6 +11,7 @@ import torch
 
 import aekit
 from aekit.cli import main
+from aekit.data import DataShape
 from aekit.errors import AekitError, RunError
 from aekit.hub import from_pretrained, save_pretrained
 
@@ -111,6 +112,31 @@ def test_from_pretrained_errors_offline(tmp_path):
         from_pretrained("aekit-tests/no-such-model", local_files_only=True, cache_dir=tmp_path / "hf")
 
 
+def test_from_pretrained_expands_home_and_keeps_local_paths_local(vae_run, tmp_path, monkeypatch):
+    import aekit.hub as hub
+
+    monkeypatch.setenv("HOME", str(vae_run.path.parent))
+    _same_weights(vae_run.model, from_pretrained(f"~/{vae_run.path.name}"))
+
+    def no_network(*a, **k):
+        raise AssertionError("a local-looking path went to the Hub")
+
+    monkeypatch.setattr(hub, "_download", no_network)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    for name in ("runs/typo", "./typo", "~/typo", "a/b/c"):  # runs/ exists here: runs/typo is a path
+        with pytest.raises(RunError, match="not a directory"):
+            from_pretrained(name)
+
+
+@pytest.mark.parametrize("name", ["sparse-ae", "denoising-ae", "linear-ae"])
+def test_save_pretrained_keeps_the_registry_name_of_a_variant(tmp_path, name):
+    run = aekit.train(name, "digits", None, epochs=1, progress=False, **aekit.MODELS[name].tiny)
+    saved = save_pretrained(run.model, tmp_path / name)
+    assert json.loads((saved / "config.json").read_text())["model"] == name
+    assert from_pretrained(saved).registry_name == name
+
+
 # ----------------------------------------------------------------------------------------------- tensorboard
 
 
@@ -146,8 +172,22 @@ def test_tensorboard_missing_is_one_clear_line(tmp_path, monkeypatch, capsys):
     assert "pip install 'aekit[tensorboard]'" in err and err.count("\n") == 1
 
 
-def test_aekit_errors_are_aekit_errors():
-    assert issubclass(RunError, AekitError)
+def test_export_failures_are_one_line_cli_errors(vae_run, tmp_path, capsys, monkeypatch):
+    """What the error classes are for: export's failures (a missing run, a bad exporter, an ONNX graph that
+    disagrees with PyTorch) are AekitErrors, which `aekit export` prints as one line with exit status 2."""
+    pytest.importorskip("onnxruntime")
+    import aekit.export as export_mod
+
+    with pytest.raises(AekitError, match="--exporter 'keras'"):
+        export_mod.export_onnx(vae_run.model, tmp_path / "x", exporter="keras")
+    monkeypatch.setattr(export_mod, "check_onnx", lambda model, out, **kw: {"encoder.mean": 0.0, "decoder.x": 0.5})
+    with pytest.raises(AekitError, match="decoder.x differs from PyTorch by 0.5"):
+        export_mod.export_onnx(vae_run.model, tmp_path / "y", exporter="torchscript")
+    for args, words in [([tmp_path / "missing", "--onnx", tmp_path / "o"], "does not exist"),
+                        ([vae_run.path, "--onnx", tmp_path / "z", "--exporter", "torchscript"], "differs from PyTorch")]:
+        assert main(["export", *map(str, args)]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1, err
 
 
 def test_onnx_export_of_a_unet_is_the_whole_model(tmp_path):
@@ -157,7 +197,7 @@ def test_onnx_export_of_a_unet_is_the_whole_model(tmp_path):
 
     if "unet" not in MODELS:
         pytest.skip("the unet model is not registered in this checkout")
-    cfg = MODELS["unet"].make_config({"depth": 1, "base_channels": 4, "num_classes": 3}).resolve((1, 8, 8), True)
+    cfg = MODELS["unet"].make_config({"depth": 1, "base_channels": 4, "num_classes": 3}).resolve(DataShape((1, 8, 8), True))
     net = build_model("unet", cfg).eval()
     manifest = export_onnx(net, tmp_path / "unet", model_name="unet", exporter="torchscript")
     assert manifest["graph"] == "forward" and (tmp_path / "unet" / "model.onnx").exists()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import aekit
-from aekit.data import to_float
+from aekit.data import Batch, DataShape, to_float
 from aekit.models import AE, MODELS, PCA, VAE, AEConfig, PCAConfig, VAEConfig, build_model
 
 TINY = {"hidden": (16,), "latent_dim": 3, "channels": (4, 8)}
@@ -13,7 +13,7 @@ TINY = {"hidden": (16,), "latent_dim": 3, "channels": (4, 8)}
 def tiny_model(name, shape=(1, 8, 8), unit=True, **extra):
     spec = MODELS[name]
     values = {k: v for k, v in {**TINY, **extra}.items() if k in spec.config_cls.__dataclass_fields__}
-    cfg = spec.make_config(values).resolve(shape, unit)
+    cfg = spec.make_config(values).resolve(DataShape(shape, unit))
     return build_model(name, cfg)
 
 
@@ -26,12 +26,12 @@ def test_forward_backward_every_model(name, arch):
     x = torch.rand(5, 3, 12, 10)
     if model.closed_form:
         model.fit(torch.rand(30, 3, 12, 10))
-    if getattr(model, "supervised", False):  # segmentation: targets are masks, outputs are per-pixel class probabilities
-        losses = model.loss(x, y=torch.randint(0, model.num_classes, (5, 12, 10)))
+    if model.supervised:  # segmentation: targets are masks, outputs are per-pixel class probabilities
+        losses = model.loss(Batch(x, labels=torch.randint(0, model.num_classes, (5, 12, 10))))
         assert model(x).shape == (5, model.num_classes, 12, 10)
         assert model.embed(x).shape == (5, model.latent_dim)
     else:
-        losses = model.loss(x)
+        losses = model.loss(Batch(x))
         assert "recon" in losses.terms
         assert model(x).shape == x.shape
         assert model.embed(x).shape == (5, 3)
@@ -47,22 +47,22 @@ def test_forward_backward_every_model(name, arch):
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_table_data(name):
-    if getattr(MODELS[name].model_cls, "supervised", False):
+    if MODELS[name].model_cls.supervised:
         pytest.skip(f"{name} segments images: no table variant")
     model = tiny_model(name, (7,), unit=False)
     x = torch.randn(6, 7)
     if model.closed_form:
         model.fit(torch.randn(20, 7))
     assert model(x).shape == (6, 7)
-    assert torch.isfinite(model.loss(x).total)
+    assert torch.isfinite(model.loss(Batch(x)).total)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_save_load_identical_outputs(name, digits, tmp_path):
     opts = {k: v for k, v in TINY.items() if k in MODELS[name].config_cls.__dataclass_fields__}
-    if getattr(MODELS[name].model_cls, "supervised", False):  # needs masks: tiny generated cells (1 channel, like the digits)
+    if MODELS[name].model_cls.supervised:  # needs masks: tiny generated cells (1 channel, like the digits)
         opts.update(base_channels=4, depth=2, cells_count=12, image_size=16)
-    data = "cells" if getattr(MODELS[name].model_cls, "supervised", False) else "digits"
+    data = "cells" if MODELS[name].model_cls.supervised else "digits"
     run = aekit.train(name, data, tmp_path / name, epochs=1, report=False, progress=False, **opts)
     loaded = aekit.load(tmp_path / name)
     x = to_float(digits.test.x[:16])
@@ -126,27 +126,39 @@ def test_vae_loss_is_recon_plus_beta_kl():
     torch.manual_seed(0)
     model = VAE(VAEConfig(input_shape=(1, 8, 8), hidden=(16,), latent_dim=3, beta=4.0, likelihood="bernoulli"))
     x = torch.rand(8, 1, 8, 8)
-    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    losses = model.loss(x, generator=g1)
+    torch.manual_seed(3)
+    losses = model.loss(Batch(x))  # one draw z ~ q(z|x) from the global generator
     q = model.encode(x)
-    z = q.sample(g2)
+    torch.manual_seed(3)
+    z = q.sample()
     recon = torch.nn.functional.binary_cross_entropy_with_logits(model.decode_logits(z), x, reduction="sum") / 8
     assert losses.terms["recon"].item() == pytest.approx(recon.item(), rel=1e-5)
     assert losses.total.item() == pytest.approx(recon.item() + 4.0 * q.kl().mean().item(), rel=1e-5)
     assert losses.terms["elbo"].item() == pytest.approx(-(recon.item() + q.kl().mean().item()), rel=1e-5)
     # warm-up scales only the KL weight
-    g3 = torch.Generator().manual_seed(3)
-    assert model.loss(x, anneal=0.0, generator=g3).total.item() == pytest.approx(recon.item(), rel=1e-5)
+    torch.manual_seed(3)
+    assert model.loss(Batch(x, anneal=0.0)).total.item() == pytest.approx(recon.item(), rel=1e-5)
 
 
 def test_vae_sampling_shapes_and_likelihoods():
     for lik in ("bernoulli", "gaussian", "laplace"):
-        model = VAE(VAEConfig(input_shape=(1, 8, 8), hidden=(16,), latent_dim=2, likelihood=lik, learn_scale=True))
+        model = VAE(VAEConfig(input_shape=(1, 8, 8), hidden=(16,), latent_dim=2, likelihood=lik,
+                              learn_scale=lik != "bernoulli"))
         assert model.sample(5, torch.Generator().manual_seed(0)).shape == (5, 1, 8, 8)
-        assert torch.isfinite(model.loss(torch.rand(4, 1, 8, 8)).total)
+        assert torch.isfinite(model.loss(Batch(torch.rand(4, 1, 8, 8))).total)
     learned = VAE(VAEConfig(input_shape=(4,), hidden=(8,), likelihood="gaussian", learn_scale=True))
     fixed = VAE(VAEConfig(input_shape=(4,), hidden=(8,), likelihood="gaussian"))
     assert learned.log_scale.requires_grad and not fixed.log_scale.requires_grad
+
+
+def test_learned_scale_needs_a_likelihood_with_a_scale():
+    # a Bernoulli likelihood has no scale: the parameter would never get a gradient
+    with pytest.raises(aekit.errors.ConfigError, match="--learn-scale needs --likelihood gaussian or laplace"):
+        VAEConfig(likelihood="bernoulli", learn_scale=True)
+    auto = VAEConfig(learn_scale=True)  # auto resolves to bernoulli for images: refused at resolve time
+    with pytest.raises(aekit.errors.ConfigError, match="--learn-scale"):
+        auto.resolve(DataShape((1, 8, 8), True))
+    assert auto.resolve(DataShape((4,), False)).likelihood == "gaussian"
 
 
 def test_ae_sparsity_terms():
@@ -154,7 +166,7 @@ def test_ae_sparsity_terms():
     l1 = AE(AEConfig(input_shape=(1, 8, 8), hidden=(16,), latent_dim=5, sparsity="l1", sparsity_weight=0.1,
                      code_activation="relu", recon_loss="mse"))
     z = l1.encode(x)
-    assert l1.loss(x).terms["sparsity"].item() == pytest.approx(0.1 * z.abs().sum(1).mean().item(), rel=1e-5)
+    assert l1.loss(Batch(x)).terms["sparsity"].item() == pytest.approx(0.1 * z.abs().sum(1).mean().item(), rel=1e-5)
     with pytest.raises(aekit.errors.ConfigError, match="code-activation sigmoid"):
         AEConfig(sparsity="kl")
 
@@ -195,7 +207,7 @@ def test_aekit_evaluate_is_both_the_function_and_the_package():
     lik = importlib.import_module("aekit.evaluate.likelihood")  # `import aekit.evaluate.likelihood as L`
     assert aekit.evaluate.likelihood is lik
     assert callable(aekit.evaluate.disentanglement.mig)
-    cfg = aekit.MODELS["ae"].make_config({"hidden": "8", "latent_dim": 2}, name="ae").resolve((1, 8, 8), True)
+    cfg = aekit.MODELS["ae"].make_config({"hidden": "8", "latent_dim": 2}, name="ae").resolve(DataShape((1, 8, 8), True))
     report = aekit.evaluate(aekit.build_model("ae", cfg), aekit.load_data(aekit.DataConfig("digits", subsample=200)))
     assert report["sse_per_image"] > 0
     with pytest.raises(AttributeError):

@@ -10,14 +10,14 @@ import torch
 from safetensors.torch import load_file
 
 import aekit
-from aekit.data import to_float
-from aekit.data.corrupt import corrupt, make_corrupter, parse_corruption
+from aekit.data import Batch, DataShape, to_float
+from aekit.data.corrupt import corrupt, corruption_transform, parse_corruption
 from aekit.errors import ConfigError
 from aekit.evaluate import evaluate, reconstruction_errors
 from aekit.evaluate.deterministic import activation_stats, corrupted_errors
 from aekit.experiments import ExperimentContext, run_experiment
 from aekit.models import AE, MODELS, AEConfig, StackedAE, StackedAEConfig, build_model
-from aekit.train import TrainConfig, fit
+from aekit.train import TrainConfig, fit, run_stages
 
 QUIET = {"progress": False, "report": False}
 
@@ -40,7 +40,7 @@ def test_l1_penalty_matches_hand_computed_value():
         model.encoder[0].weight.copy_(torch.eye(2))
         model.encoder[0].bias.zero_()
     x = torch.tensor([[1.0, -2.0], [3.0, 0.5]])
-    terms = model.loss(x).terms
+    terms = model.loss(Batch(x)).terms
     # λ·Σᵢ|aᵢ| per sample, averaged: 0.1 · (3 + 3.5) / 2
     assert terms["sparsity"].item() == pytest.approx(0.325, rel=1e-6)
     assert terms["mean_abs_activation"].item() == pytest.approx(6.5 / 4, rel=1e-6)
@@ -58,13 +58,13 @@ def test_kl_penalty_matches_hand_computed_value():
         return rho * math.log(rho / r) + (1 - rho) * math.log((1 - rho) / (1 - r))
 
     expected = 3.0 * (kl(0.05, 0.1) + kl(0.05, 0.5))
-    assert model.loss(x).terms["sparsity"].item() == pytest.approx(expected, rel=1e-5)
+    assert model.loss(Batch(x)).terms["sparsity"].item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_sparse_ae_kl_picks_a_sigmoid_code_by_itself():
-    cfg = MODELS["sparse-ae"].make_config({"sparsity": "kl"}).resolve((1, 8, 8), True)
+    cfg = MODELS["sparse-ae"].make_config({"sparsity": "kl"}).resolve(DataShape((1, 8, 8), True))
     assert cfg.code_activation == "sigmoid" and cfg.hidden == ()
-    assert MODELS["sparse-ae"].make_config({}).resolve((1, 8, 8), True).code_activation == "relu"
+    assert MODELS["sparse-ae"].make_config({}).resolve(DataShape((1, 8, 8), True)).code_activation == "relu"
     with pytest.raises(ConfigError, match="code-activation sigmoid"):
         AEConfig(sparsity="kl", code_activation="relu")
 
@@ -90,7 +90,7 @@ def test_evaluate_reports_code_activity(tmp_path):
 
 
 def _stacked(**kw):
-    cfg = StackedAEConfig(hidden=(16, 8), latent_dim=3, **kw).resolve((1, 8, 8), True)
+    cfg = StackedAEConfig(hidden=(16, 8), latent_dim=3, **kw).resolve(DataShape((1, 8, 8), True))
     torch.manual_seed(0)
     return StackedAE(cfg)
 
@@ -131,7 +131,7 @@ def test_pretraining_trains_every_layer_in_place_and_logs_stages(tmp_path, digit
     model = _stacked(pretrain_epochs=2)
     init = {k: v.clone() for k, v in model.state_dict().items()}
     cfg = TrainConfig(epochs=1, batch_size=64, progress=False)
-    rows = model.pretrain(digits, cfg, tmp_path)
+    rows = run_stages(model, digits, cfg, tmp_path)
     assert [r["stage"] for r in rows] == ["pretrain-1"] * 2 + ["pretrain-2"] * 2 + ["pretrain-3"] * 2
     assert all(r["val_recon"] > 0 for r in rows)
     after = model.state_dict()
@@ -233,26 +233,25 @@ def test_corruption_is_deterministic_given_the_seed():
     b = corrupt(x, "mask", 0.5, generator=torch.Generator().manual_seed(1))
     c = corrupt(x, "mask", 0.5, generator=torch.Generator().manual_seed(2))
     assert torch.equal(a, b) and not torch.equal(a, c)
-    torch.manual_seed(3)  # the trainer's hook draws from the global generator (saved in checkpoints)
-    hook = make_corrupter("gaussian:0.2", aekit.load_data("digits"))
-    first = hook(x)
-    torch.manual_seed(3)
-    assert torch.equal(first, hook(x))
-    assert make_corrupter("none", aekit.load_data("digits")) is None
+    # the trainer's transform draws from a generator seeded from (seed, step): nothing to checkpoint
+    t = corruption_transform("gaussian:0.2", aekit.load_data("digits"))
+    first = t(Batch(x), torch.Generator().manual_seed(3))
+    again = t(Batch(x), torch.Generator().manual_seed(3))
+    assert torch.equal(first.x, again.x) and torch.equal(first.target, x) and not torch.equal(first.x, x)
+    assert corruption_transform("none", aekit.load_data("digits")) is None
 
 
 def test_denoising_trains_on_corrupted_inputs_and_evaluates_clean(tmp_path, digits):
     seen = []
 
     class Spy(AE):
-        def loss(self, x, anneal=1.0, target=None):
-            seen.append((x.detach().clone(), None if target is None else target.detach().clone()))
-            return super().loss(x, anneal, target)
+        def loss(self, batch):
+            seen.append((batch.x.detach().clone(), None if batch.target is None else batch.target.detach().clone()))
+            return super().loss(batch)
 
-    cfg = MODELS["denoising-ae"].make_config({"hidden": (16,), "latent_dim": 3}).resolve(digits.shape, True)
+    cfg = MODELS["denoising-ae"].make_config({"hidden": (16,), "latent_dim": 3}).resolve(DataShape(digits.shape, True))
     model = Spy(cfg)
-    fit(model, digits, TrainConfig(epochs=1, batch_size=256, progress=False),
-        corrupt=make_corrupter(cfg.corruption, digits))
+    fit(model, digits, TrainConfig(epochs=1, batch_size=256, progress=False))  # the model's own transforms
     x, target = seen[0]
     on = target != 0
     assert (x[on] == 0).float().mean().item() == pytest.approx(0.25, abs=0.03)  # mask:0.25 of the input
@@ -339,7 +338,7 @@ def test_experiment_options_are_validated(tmp_path):
 
 def test_every_seed_model_is_registered():
     assert {"sparse-ae", "denoising-ae", "stacked-ae"} <= set(MODELS)
-    assert isinstance(build_model("stacked-ae", MODELS["stacked-ae"].make_config({}).resolve((4,), False)), AE)
+    assert isinstance(build_model("stacked-ae", MODELS["stacked-ae"].make_config({}).resolve(DataShape((4,), False))), AE)
 
 
 def test_small_data_gets_enough_steps_unless_epochs_are_explicit(tmp_path):

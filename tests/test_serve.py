@@ -10,6 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+from aekit.data import DataShape
+
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 pytest.importorskip("multipart")
@@ -158,7 +160,7 @@ def test_segment_with_aekit_unet():
 
     if "unet" not in MODELS:
         pytest.skip("the unet model is not registered in this checkout")
-    cfg = MODELS["unet"].make_config({"depth": 1, "base_channels": 4, "num_classes": 3}).resolve((1, 12, 12), True)
+    cfg = MODELS["unet"].make_config({"depth": 1, "base_channels": 4, "num_classes": 3}).resolve(DataShape((1, 12, 12), True))
     ex = Explorer(build_model("unet", cfg), None, model_name="unet")
     assert ex.info()["can_segment"] and not ex.info()["latent"]  # its decode takes skip features, not codes
     out = TestClient(create_app(ex)).post("/api/segment", files={"file": ("x.png", png_bytes((24, 20)), "image/png")})
@@ -180,7 +182,7 @@ def test_class_maps_from_any_output_form():
 def test_table_run_renders_bar_charts(tiny_table):
     from aekit.models import MODELS, build_model
 
-    cfg = MODELS["ae"].make_config({"hidden": (8,), "latent_dim": 2}).resolve(tiny_table.shape, False)
+    cfg = MODELS["ae"].make_config({"hidden": (8,), "latent_dim": 2}).resolve(DataShape(tiny_table.shape, False))
     ex = Explorer(build_model("ae", cfg), tiny_table)
     assert ex.info()["kind"] == "table" and ex.points()["axis_labels"] == ["z1", "z2"]
     item = ex.item(0)

@@ -12,6 +12,7 @@ from PIL import Image
 import aekit
 from aekit import losses as L
 from aekit.cli import main
+from aekit.data import Batch, DataShape
 from aekit.data.augment import paired_augment
 from aekit.errors import ConfigError
 from aekit.evaluate.segmentation import (
@@ -20,8 +21,8 @@ from aekit.evaluate.segmentation import (
     boundary_f1_from_counts,
     segmentation_metrics,
 )
+from aekit.infer import predict_tiled, segment_image
 from aekit.models import MODELS, UNetConfig, build_model
-from aekit.segment import predict_tiled, segment_image
 
 TINY = {"cells_count": 24, "image_size": 32, "depth": 2, "base_channels": 4, "batch_size": 8, "progress": False}
 
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is
 
 
 def unet(shape=(1, 16, 16), **kw):
-    cfg = MODELS["unet"].make_config({"depth": 2, "base_channels": 4, **kw}).resolve(shape, True)
+    cfg = MODELS["unet"].make_config({"depth": 2, "base_channels": 4, **kw}).resolve(DataShape(shape, True))
     return build_model("unet", cfg)
 
 
@@ -45,7 +46,7 @@ def test_forward_backward_any_size(upsample, skip, hw):
     y = torch.randint(0, 3, (2, *hw))
     out = model(x)
     assert out.shape == (2, 3, *hw) and torch.allclose(out.sum(1), torch.ones(2, *hw), atol=1e-5)
-    losses = model.loss(x, y=y)
+    losses = model.loss(Batch(x, labels=y))
     assert set(losses.terms) == {"ce", "dice_loss"} and torch.isfinite(losses.total)
     losses.total.backward()
     for p in model.parameters():
@@ -74,7 +75,7 @@ def test_config_checks():
     with pytest.raises(ConfigError, match="one per class"):
         UNetConfig(num_classes=3, class_weights=(1.0, 2.0))
     with pytest.raises(ConfigError, match="needs images"):
-        UNetConfig().resolve((7,), False)
+        UNetConfig().resolve(DataShape((7,), False))
 
 
 # ------------------------------------------------------------------------------------------------ losses
@@ -99,7 +100,7 @@ def test_losses_match_hand_computed_values():
     model = unet(num_classes=2, seg_loss="ce")
     x, yy = torch.rand(3, 1, 8, 8), torch.randint(0, 2, (3, 8, 8))
     expected = L.pixel_cross_entropy(model.logits(x), yy).mean()
-    assert model.loss(x, y=yy).total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert model.loss(Batch(x, labels=yy)).total.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------ metrics

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from aekit.data import DataConfig
+from aekit.data import DataConfig, DataShape
 from aekit.evaluate import evaluate
 from aekit.models import MODELS, build_model
 from aekit.train.run import Run
@@ -51,7 +51,7 @@ def assert_png(path: Path, min_size: tuple[int, int] = (20, 20)) -> tuple[int, i
 
 def tiny_model(name: str, data, **options):
     defaults = {} if name == "pca" else {"hidden": [16]}
-    cfg = MODELS[name].make_config({**defaults, **options}).resolve(data.shape, data.in_unit_interval)
+    cfg = MODELS[name].make_config({**defaults, **options}).resolve(DataShape(data.shape, data.in_unit_interval))
     return build_model(name, cfg)
 
 

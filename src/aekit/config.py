@@ -108,6 +108,18 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"unsupported config field type {tp!r} for {key}")  # programming error
 
 
+def opt(default: Any, help: str, *, scope: str = "") -> Any:
+    """A config field with its help text (shown by ``aekit train --help``) and, optionally, the condition under
+    which it applies (``scope="--arch conv"``; which *models* it applies to follows from which config classes
+    have the field).  Tuples and other immutable defaults only: configs are frozen."""
+    return dataclasses.field(default=default, metadata={"help": help, "scope": scope})
+
+
+def field_help(cls: type) -> dict[str, tuple[str, str]]:
+    """``{field: (help, scope)}`` of a config dataclass (empty help where a field has none)."""
+    return {f.name: (f.metadata.get("help", ""), f.metadata.get("scope", "")) for f in dataclasses.fields(cls)}
+
+
 def field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}

@@ -1,4 +1,5 @@
-"""ONNX export: ``aekit export RUN --onnx DIR`` writes ``encoder.onnx``, ``decoder.onnx`` and ``onnx.json``.
+"""ONNX export: ``aekit export RUN --onnx DIR`` (:mod:`aekit.cli.export`) writes ``encoder.onnx``, ``decoder.onnx``
+and ``onnx.json``; this module is the library part.
 
 - ``encoder.onnx``: input ``x`` (N, *input_shape) float32 (images in [0, 1], tables standardised as at
   training time) → ``z`` (N, latent_dim), the deterministic code (``embed``); for a VAE → ``mean`` and
@@ -15,8 +16,8 @@ onnxscript, which torch's exporter uses).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import copy
 import io
 import json
 import logging
@@ -28,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from .errors import AekitError, ConfigError
+from .fileio import atomic_write_text
 from .models.base import Autoencoder
 
 log = logging.getLogger(__name__)
@@ -69,24 +71,6 @@ class DecoderGraph(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.model.decode(z)
-
-
-def has_posterior(model: Autoencoder, example: torch.Tensor) -> bool:
-    """True when ``encode`` returns a distribution with ``mean`` and ``logvar`` (a VAE's q(z|x))."""
-    with torch.no_grad():
-        out = model.encode(example)
-    return hasattr(out, "mean") and hasattr(out, "logvar") and not torch.is_tensor(out)
-
-
-def decodes_codes(model: Autoencoder, example: torch.Tensor) -> bool:
-    """True when ``decode(embed(x))`` works and has the input's shape (every autoencoder; not a U-Net, whose
-    decoder also needs the encoder's skip features)."""
-    try:
-        with torch.no_grad():
-            out = model.decode(model.embed(example))
-    except (AekitError, TypeError, RuntimeError, ValueError, AttributeError):
-        return False
-    return torch.is_tensor(out) and tuple(out.shape) == tuple(example.shape)
 
 
 def example_input(model: Autoencoder, n: int = 3, seed: int = 0) -> torch.Tensor:
@@ -161,6 +145,19 @@ def check_onnx(model: Autoencoder, out_dir: Path, n: int = 5, seed: int = 1) -> 
     return diffs
 
 
+def _cpu_copy(model: Autoencoder) -> Autoencoder:
+    """An eval-mode copy of ``model`` on the CPU; the model itself keeps its device and its train/eval mode.
+
+    Parameters and buffers are copied straight to the CPU (shared ones stay shared), so a model on a GPU is
+    never duplicated there."""
+    memo: dict[int, Any] = {}
+    for prm in model.parameters():
+        memo[id(prm)] = nn.Parameter(prm.detach().to("cpu", copy=True), requires_grad=prm.requires_grad)
+    for buf in model.buffers():
+        memo[id(buf)] = buf.detach().to("cpu", copy=True)
+    return copy.deepcopy(model, memo).eval()
+
+
 def export_onnx(model: Autoencoder, out_dir: str | Path, *, model_name: str | None = None,
                 exporter: Literal["dynamo", "torchscript"] = "dynamo", opset: int | None = None,
                 check: bool = True, tolerance: float = TOLERANCE) -> dict[str, Any]:
@@ -172,7 +169,7 @@ def export_onnx(model: Autoencoder, out_dir: str | Path, *, model_name: str | No
     With ``check`` (and onnxruntime installed) both graphs are run on fresh inputs and compared with PyTorch;
     a difference above ``tolerance`` raises :class:`AekitError`.
     """
-    from . import __version__
+    from .version import __version__
 
     if exporter not in ("dynamo", "torchscript"):
         raise ConfigError(f"--exporter {exporter!r}: choose dynamo or torchscript")
@@ -180,12 +177,12 @@ def export_onnx(model: Autoencoder, out_dir: str | Path, *, model_name: str | No
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--onnx {out} is a file: give a directory")
     out.mkdir(parents=True, exist_ok=True)
-    model = model.to("cpu").eval()
+    model = _cpu_copy(model)  # the caller's model keeps its device and its train/eval mode
     x = example_input(model)
     manifest: dict[str, Any] = {"aekit_version": __version__, "model": model_name or type(model).__name__.lower(),
                                 "input_shape": list(model.input_shape), "batch_axis": "dynamic", "exporter": exporter}
-    if decodes_codes(model, x):
-        posterior = has_posterior(model, x)
+    if model.latent_vectors:  # declared capabilities decide the graphs: encoder + decoder, or the whole model
+        posterior = model.posterior
         enc_outputs = ["mean", "logvar"] if posterior else ["z"]
         _export(EncoderGraph(model, posterior).eval(), x, out / ENCODER, "x", enc_outputs, exporter, opset)
         with torch.no_grad():
@@ -197,7 +194,7 @@ def export_onnx(model: Autoencoder, out_dir: str | Path, *, model_name: str | No
     else:
         _export(ForwardGraph(model).eval(), x, out / FORWARD, "x", ["y"], exporter, opset)
         manifest.update({"graph": "forward", "model_file": FORWARD, "inputs": ["x"], "outputs": ["y"]})
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
     if check:
         try:
             import onnxruntime  # noqa: F401
@@ -210,32 +207,5 @@ def export_onnx(model: Autoencoder, out_dir: str | Path, *, model_name: str | No
                 raise AekitError(f"ONNX {worst} differs from PyTorch by {diffs[worst]:.3g} (> {tolerance:g}): "
                                  "try --exporter torchscript or report the model configuration")
             manifest["max_abs_diff"] = diffs
-            (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+            atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
     return manifest
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from .train import load_run
-
-    if not args.onnx:
-        raise ConfigError("aekit export needs a format: --onnx DIR")
-    run = load_run(args.run)
-    manifest = export_onnx(run.model, args.onnx, model_name=run.model_name, exporter=args.exporter,
-                           opset=args.opset, check=not args.no_check)
-    diffs = manifest.get("max_abs_diff")
-    files = (f"{ENCODER} ({', '.join(manifest['encoder_outputs'])}) and {DECODER}"
-             if manifest["graph"] == "autoencoder" else f"{FORWARD} (x -> y)")
-    log.info("wrote %s to %s; %s", files, args.onnx,
-             f"max |onnxruntime − PyTorch| = {max(diffs.values()):.2g}" if diffs else "not checked")
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a run's encoder and decoder (ONNX)")
-    p.add_argument("run")
-    p.add_argument("--onnx", metavar="DIR", help="write encoder.onnx, decoder.onnx and onnx.json into DIR")
-    p.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"],
-                   help="torch.onnx exporter (default dynamo; torchscript is the legacy one)")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
-    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison with PyTorch")
-    p.set_defaults(func=cmd_export)

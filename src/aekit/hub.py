@@ -33,7 +33,10 @@ HUB_FILES = [CONFIG, WEIGHTS, "README.md"]
 
 
 def registry_name(model: Autoencoder) -> str:
-    """The registry name that rebuilds ``model`` from its config (the first entry with its classes)."""
+    """The registry name that rebuilds ``model`` from its config: the one it was built with (``build_model``,
+    ``aekit.load``), else the first entry with its classes."""
+    if model.registry_name is not None:
+        return model.registry_name
     for name, spec in MODELS.items():
         if type(model) is spec.model_cls and type(model.config) is spec.config_cls:
             return name
@@ -41,7 +44,7 @@ def registry_name(model: Autoencoder) -> str:
 
 
 def _model_card(name: str, model: Autoencoder, data: DataConfig) -> str:
-    from . import __version__
+    from .version import __version__
 
     return (f"---\nlibrary_name: aekit\ntags:\n- aekit\n- autoencoder\n- {name}\n---\n\n"
             f"# aekit {name}\n\nAn aekit {__version__} `{name}` model: input shape {list(model.input_shape)}, "
@@ -58,7 +61,7 @@ def save_pretrained(model: Autoencoder | Run, save_directory: str | Path, *, mod
     ``model`` is a model or a :class:`~aekit.train.Run` (whose data and training configs are kept); the
     directory is a complete run directory, loadable by :func:`from_pretrained` and ``aekit.load``.
     """
-    from . import __version__
+    from .version import __version__
 
     if isinstance(model, Run):
         model_name = model_name or model.model_name
@@ -104,15 +107,25 @@ def _download(repo_id: str, *, revision: str | None, cache_dir: str | Path | Non
     return Path(path)
 
 
+def _local_looking(name: str) -> bool:
+    """A path, not a Hub repo id (``owner/name``): it never goes to the network.  Absolute, relative (``.``),
+    home (``~``) or Windows paths, more than one ``/``, an existing file, or an ``owner/`` part that is a local
+    directory (``runs/typo`` when ``runs/`` exists)."""
+    p = Path(name).expanduser()
+    if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or p.exists():
+        return True
+    return "/" in name and p.parent.is_dir()
+
+
 def from_pretrained(name_or_path: str | Path, *, device: str | torch.device = "cpu", revision: str | None = None,
                     cache_dir: str | Path | None = None, local_files_only: bool = False,
                     token: str | bool | None = None, return_run: bool = False) -> Autoencoder | Run:
     """Load a model from a directory with ``config.json`` + ``model.safetensors`` (any run directory, or one
     written by :func:`save_pretrained`), or from a Hugging Face Hub repo id.  Returns the model in eval mode
     (or the whole :class:`~aekit.train.Run` with ``return_run=True``)."""
-    path = Path(name_or_path)
+    path = Path(name_or_path).expanduser()
     if not path.is_dir():
-        if path.exists() or str(name_or_path).startswith((".", "/", "~")):
+        if _local_looking(str(name_or_path)):
             raise RunError(f"{name_or_path} is not a directory: pass a directory with {CONFIG} and {WEIGHTS}")
         path = _download(str(name_or_path), revision=revision, cache_dir=cache_dir,
                          local_files_only=local_files_only, token=token)

@@ -38,6 +38,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 def interpolate(model: Autoencoder, xa: torch.Tensor, xb: torch.Tensor, steps: int = 10,
                 spherical: bool = False) -> torch.Tensor:
     """Decode ``steps`` points on the path between the codes of two inputs (float, shape like one sample)."""
+    model.require("latent_vectors", "interpolation")
     model.eval()
     za = model.embed(xa[None].to(model.device))[0]
     zb = model.embed(xb[None].to(model.device))[0]
@@ -50,6 +51,7 @@ def interpolate(model: Autoencoder, xa: torch.Tensor, xb: torch.Tensor, steps: i
 def traverse(model: Autoencoder, x: torch.Tensor, dims: list[int] | None = None, steps: int = 9,
              span: float = 3.0) -> torch.Tensor:
     """Sweep each latent dim from −span to +span around the code of ``x``: (len(dims)·steps, *input_shape)."""
+    model.require("latent_vectors", "a latent traversal")
     model.eval()
     z0 = model.embed(x[None].to(model.device))[0]
     dims = list(range(model.latent_dim)) if dims is None else dims
@@ -63,6 +65,7 @@ def traverse(model: Autoencoder, x: torch.Tensor, dims: list[int] | None = None,
 @torch.no_grad()
 def sample(model: Autoencoder, n: int, seed: int = 0) -> torch.Tensor:
     """n draws from the prior decoded (generative models only), reproducible by ``seed``."""
+    model.require("generative", "sampling")
     g = torch.Generator(device=model.device).manual_seed(seed)
     model.eval()
     return model.sample(n, generator=g)

@@ -77,7 +77,7 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
     def fit(self, X: Any, y: Any = None) -> AutoencoderTransformer:
         """Train the model on the rows of ``X`` (``y`` is ignored)."""
-        from .train.trainer import TrainConfig, fit
+        from .train import TrainConfig, fit
 
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
@@ -86,7 +86,7 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                        mean=torch.zeros(X.shape[1]), std=torch.ones(X.shape[1]))
         try:
             spec = get_spec(self.model)
-            cfg = spec.make_config(self._model_options(X.shape[1]), name=self.model).resolve((X.shape[1],), False)
+            cfg = spec.make_config(self._model_options(X.shape[1]), name=self.model).resolve(data)
             with torch.random.fork_rng(devices=[]):  # the caller's global torch RNG is left as it was
                 torch.manual_seed(seed)
                 net = build_model(self.model, cfg)
@@ -170,7 +170,7 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
 def _batch_size(net: torch.nn.Module, n: int, batch_size: int) -> int:
     """``batch_size``, raised where needed so that no batch of a batch-normalised network has one sample."""
-    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+    if not any(isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)) for m in net.modules()):
         return batch_size
     if n < 2:
         raise AekitError(f"the {type(net).__name__} has batch normalisation, which needs at least 2 samples; got "

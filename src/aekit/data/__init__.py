@@ -19,15 +19,20 @@ The registry :data:`SOURCES` maps the name/prefix to a loader ``(argument, DataC
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
+from pathlib import Path
 
 from ..errors import DataError
+from ..registry import did_you_mean
 from .base import DataConfig, Dataset, Split, iterate_batches, make_dataset, to_float
+from .batch import Batch, BatchTransform, DataShape, eval_batch_size
 from .sources import SOURCES
 
 __all__ = [
+    "Batch",
+    "BatchTransform",
     "DataConfig",
+    "DataShape",
     "Dataset",
     "Split",
     "SOURCES",
@@ -35,6 +40,7 @@ __all__ = [
     "load_data",
     "make_dataset",
     "parse_spec",
+    "eval_batch_size",
     "to_float",
 ]
 
@@ -44,15 +50,48 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     name, sep, arg = spec.partition(":")
     name = name.strip().lower()
     if name not in SOURCES:
-        close = difflib.get_close_matches(name, list(SOURCES), n=1)
-        hint = f"did you mean '{close[0]}'?" if close else "choose one of " + ", ".join(sorted(SOURCES))
-        raise DataError(f"unknown dataset {spec!r}: {hint}")
+        path_hint = _path_hint(spec)
+        if path_hint:
+            raise DataError(f"unknown dataset {spec!r}: {path_hint}")
+        raise DataError(f"unknown dataset {spec!r}: {did_you_mean(name, sorted(SOURCES))}")
     needs_arg = SOURCES[name].needs_arg
     if needs_arg and not arg:
         raise DataError(f"dataset '{name}' needs a path: use --data {name}:PATH")
     if not needs_arg and sep:
         raise DataError(f"dataset '{name}' takes no argument: use --data {name}")
     return name, (arg or None)
+
+
+_ARRAY_PREFIXES = {".npy": "npy", ".npz": "npz", ".csv": "csv", ".tsv": "csv", ".txt": "csv"}
+
+
+def _folder_prefix(folder: Path) -> str:
+    """The source a folder looks like: ``seg`` (images/ + masks/), ``idx`` (MNIST-format files) or ``images``."""
+    if (folder / "images").is_dir() and (folder / "masks").is_dir():
+        return "seg"
+    try:
+        names = [p.name for p in folder.iterdir()]
+    except OSError:
+        return "images"
+    if any("-ubyte" in n for n in names):
+        return "idx"
+    return "images"
+
+
+def _path_hint(spec: str) -> str:
+    """For a spec that is an existing path without a ``prefix:``: the spec to use instead (else "")."""
+    try:
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            return f"{spec} is a folder: use --data {_folder_prefix(path)}:{spec}"
+        if path.is_file():
+            prefix = _ARRAY_PREFIXES.get(path.suffix.lower())
+            if prefix is not None:
+                return f"{spec} is a file: use --data {prefix}:{spec}"
+            return f"{spec} is a file: give its folder as --data images:DIR, or an array as npy:, npz: or csv:FILE"
+    except (OSError, ValueError):  # a name too long for a path, a NUL byte, ...
+        return ""
+    return ""
 
 
 def load_data(cfg: DataConfig | str) -> Dataset:

@@ -306,6 +306,20 @@ def _label_index(spec: str, names: list[str], path: Path) -> int:
     )
 
 
+def _reject_text_columns(path: Path, features: np.ndarray, text: np.ndarray, missing: np.ndarray,
+                         names: list[str], label_column: str | None) -> None:
+    """A feature column of text (no number in it besides missing cells) is most often the labels: say so."""
+    import shlex
+
+    for c in np.flatnonzero(text.any(0)):
+        if not (text[:, c] | missing[:, c]).all():
+            continue  # numbers with a few stray words: the cell-level message below names the first one
+        first = str(features[int(np.flatnonzero(text[:, c])[0]), c])
+        fix = (f"if it holds the labels, pass --label-column {shlex.quote(names[c])}, otherwise drop the column"
+               if label_column is None else f"drop the column (--label-column is {label_column!r})")
+        raise DataError(f"csv {path}: column {names[c]!r} holds text, not numbers ({first!r}): {fix}")
+
+
 def read_csv(
     path: str | os.PathLike[str], label_column: str | None = None
 ) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
@@ -336,6 +350,8 @@ def read_csv(
     bad = ~np.isfinite(x)
     if bad.any():
         missing = np.isin(np.char.lower(np.char.strip(features)), _MISSING)
+        _reject_text_columns(path, features, bad & ~missing, missing, [names[i] for i in feature_cols],
+                             label_column)
         if missing.any():  # blanks and NA-like cells: say how many, not only the first
             r, c = (int(i) for i in np.argwhere(missing)[0])
             raise DataError(

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .batch import Batch
+
 
 def dihedral(x: torch.Tensor, y: torch.Tensor, coins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample: transpose (only when H == W) if ``coins[0]``, flip left-right if ``coins[1]``, flip up-down if
@@ -53,3 +55,18 @@ def paired_augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator,
         ym = F.grid_sample(y[:, None].to(x.dtype), g, mode="nearest", padding_mode="reflection", align_corners=False)
         y = ym[:, 0].round().to(y.dtype)
     return x, y
+
+
+class PairedAugment:
+    """The segmentation batch transform: :func:`paired_augment` of the images and their masks (``labels``)."""
+
+    name = "paired augmentation (flips, 90° rotations, elastic)"
+
+    def __init__(self, elastic_sigma: float = 0.03):
+        self.elastic_sigma = elastic_sigma
+
+    def __call__(self, batch: Batch, generator: torch.Generator) -> Batch:
+        if batch.labels is None:
+            return batch
+        x, y = paired_augment(batch.x, batch.labels, generator, elastic_sigma=self.elastic_sigma)
+        return batch._replace(x=x, labels=y)

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..config import check
+from ..config import check, opt
 from ..errors import DataError
 
 
@@ -22,21 +22,25 @@ from ..errors import DataError
 class DataConfig:
     """How to load a dataset.  Written into ``config.json`` so a run can reload exactly its data."""
 
-    spec: str = "digits"
-    data_dir: str | None = None  # where to look for / cache downloaded files
-    image_size: int | None = None  # resize images to S×S (images:, needed when sizes differ)
-    grayscale: bool = False  # images:: convert to one channel
-    label_column: str | None = None  # csv:: column holding labels (excluded from features)
-    val_fraction: float = 0.1  # of the training split, capped at max_val
-    max_val: int = 5000
-    test_fraction: float = 0.2  # only for sources with no test split of their own
-    split_seed: int = 0  # seed of the train/val/test split (independent of the training seed)
-    download: bool = True  # allow downloading MNIST-family files when not found locally
-    subsample: int | None = None  # keep a deterministic random subset of N samples of the source's training data
-    cells_count: int = 400  # cells: number of generated images (seeded by split_seed; side = image_size or 128)
-    cells_difficulty: float = 0.5  # cells: 0 (clean) .. 1 (noisy, blurred, uneven light, many touching cells)
-    cells_borders: bool = False  # cells: a third mask class for the borders between touching cells
-    memory_budget: str | None = None  # e.g. "2GB": npy:/images: data larger than this is streamed in chunks
+    spec: str = opt("digits", "dataset spec: NAME or PREFIX:PATH (`aekit datasets` lists them)")
+    data_dir: str | None = opt(None, "where MNIST-family files are looked up and downloaded to")
+    image_size: int | None = opt(None, "resize images to S×S (needed when the files' sizes differ; cells: the "
+                                       "side of the generated images, default 128)", scope="images:, seg:, cells")
+    grayscale: bool = opt(False, "convert images to one channel", scope="images:, seg:")
+    label_column: str | None = opt(None, "name (or 0-based index) of the column holding labels, excluded from the "
+                                         "features", scope="csv:")
+    val_fraction: float = opt(0.1, "share of the training split held out for validation (at most --max-val)")
+    max_val: int = opt(5000, "largest validation split")
+    test_fraction: float = opt(0.2, "share held out for testing, for sources with no test split of their own")
+    split_seed: int = opt(0, "seed of the train/val/test split (independent of --seed)")
+    download: bool = opt(True, "allow downloading MNIST-family files that are not found locally")
+    subsample: int | None = opt(None, "keep a deterministic random subset of N samples of the training data")
+    cells_count: int = opt(400, "number of generated images (seeded by --split-seed)", scope="cells")
+    cells_difficulty: float = opt(0.5, "0 (clean) .. 1 (noisy, blurred, uneven light, many touching cells)",
+                                  scope="cells")
+    cells_borders: bool = opt(False, "a third mask class for the borders between touching cells", scope="cells")
+    memory_budget: str | None = opt(None, "e.g. 2GB: npy: and images: data larger than this is streamed in chunks",
+                                    scope="npy:, images:")
 
     def __post_init__(self) -> None:
         check(0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1): e.g. --val-fraction 0.1")

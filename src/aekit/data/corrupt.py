@@ -15,12 +15,12 @@ to the batch's device (a few hundred kB per batch: negligible next to a training
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
 import torch
 
 from ..errors import ConfigError
 from .base import Dataset, to_float
+from .batch import Batch
 
 KINDS = ("mask", "gaussian", "salt-pepper")
 
@@ -86,14 +86,28 @@ def value_range(data: Dataset) -> tuple[torch.Tensor | float, torch.Tensor | flo
     return x.amin(0), x.amax(0)
 
 
-def make_corrupter(spec: str | None, data: Dataset) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The trainer's ``corrupt`` hook for ``spec`` on ``data`` (None when ``spec`` is none)."""
+@dataclasses.dataclass(frozen=True)
+class Corrupt:
+    """The denoising batch transform: the model's input becomes a corrupted copy, the clean batch its target."""
+
+    corruption: Corruption
+    low: torch.Tensor | float = 0.0
+    high: torch.Tensor | float = 1.0
+
+    @property
+    def name(self) -> str:
+        return f"corruption {self.corruption}"
+
+    def __call__(self, batch: Batch, generator: torch.Generator) -> Batch:
+        c = self.corruption
+        noisy = corrupt(batch.x, c.kind, c.level, generator=generator, low=self.low, high=self.high)
+        return batch._replace(x=noisy, target=batch.clean)
+
+
+def corruption_transform(spec: str | None, data: Dataset) -> Corrupt | None:
+    """The :class:`Corrupt` transform of ``spec`` on ``data`` (None when ``spec`` is none)."""
     c = parse_corruption(spec)
     if c is None:
         return None
     low, high = value_range(data)
-
-    def hook(x: torch.Tensor) -> torch.Tensor:
-        return corrupt(x, c.kind, c.level, low=low, high=high)
-
-    return hook
+    return Corrupt(c, low, high)

@@ -199,7 +199,7 @@ def load_dsprites(arg: str | None, cfg: DataConfig) -> Dataset:
     ds = make_dataset("dsprites", "image", cfg, x, rows, classes=SHAPES)
 
     def with_factors(s: Split) -> Split:
-        f = torch.from_numpy(factors[s.y.numpy()])
+        f = torch.from_numpy(factors[s.y.numpy()])  # type: ignore[union-attr]  # make_dataset got rows: y is set
         return Split(s.x, f[:, 0].clone(), f)
 
     return dataclasses.replace(ds, train=with_factors(ds.train), val=with_factors(ds.val), test=with_factors(ds.test),

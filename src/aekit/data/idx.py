@@ -144,7 +144,7 @@ def _parse_idx(f: io.BufferedIOBase, where: str, file_size: int, compressed: boo
             f"{file_size}-byte gzip file can hold): {redownload}"
         )
     out = np.empty(shape, dtype=dtype)
-    got = _read_exact(f, memoryview(out.reshape(-1)).cast("B"))
+    got = _read_exact(f, memoryview(out.reshape(-1)).cast("B"))  # type: ignore[arg-type]  # numpy stubs: 3.12+
     if got < out.nbytes:
         raise DataError(f"{where} is truncated (expected {expected} bytes, got {header + got}): {redownload}")
     if f.read(1):

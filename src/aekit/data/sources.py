@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import DataError
+from ..registry import Registry
 from .base import DataConfig, Dataset, Source, make_dataset
 
 
@@ -17,9 +19,8 @@ def load_digits(arg: str | None, cfg: DataConfig) -> Dataset:
     return make_dataset("digits", "image", cfg, x, y, classes=tuple(str(i) for i in range(10)))
 
 
-SOURCES: dict[str, Source] = {
-    "digits": Source(load_digits, False, "scikit-learn's bundled 8x8 digits (embedded default)"),
-}
+SOURCES: Registry[Source] = Registry("dataset", DataError)
+SOURCES.register("digits", Source(load_digits, False, "scikit-learn's bundled 8x8 digits (embedded default)"))
 
 # The loaders below live in their own modules and register themselves here.
 from . import arrays as _arrays  # noqa: E402
@@ -29,9 +30,6 @@ from . import idx as _idx  # noqa: E402
 from . import images as _images  # noqa: E402
 from . import segdir as _segdir  # noqa: E402
 
-SOURCES.update(_idx.SOURCES)
-SOURCES.update(_images.SOURCES)
-SOURCES.update(_arrays.SOURCES)
-SOURCES.update(_dsprites.SOURCES)
-SOURCES.update(_cells.SOURCES)
-SOURCES.update(_segdir.SOURCES)
+for _module in (_idx, _images, _arrays, _dsprites, _cells, _segdir):
+    for _name, _source in _module.SOURCES.items():
+        SOURCES.register(_name, _source)

@@ -66,8 +66,10 @@ class RowSource(Protocol):
     """Rows of a dataset on disk: ``read(rows)`` returns them (sorted, unique indices) as one array."""
 
     n: int
-    row_shape: tuple[int, ...]
     kind: Literal["image", "table"]
+
+    @property
+    def row_shape(self) -> tuple[int, ...]: ...  # read-only: a source may declare a more precise tuple type
 
     def read(self, rows: np.ndarray) -> np.ndarray: ...
 
@@ -141,7 +143,7 @@ class NpyRows:
             self._fd = os.open(self.path, os.O_RDONLY)
         for pos, first, count in _runs(rows):
             want = count * self.row_bytes
-            view = memoryview(flat[pos:pos + count]).cast("B")
+            view = memoryview(flat[pos:pos + count]).cast("B")  # type: ignore[arg-type]  # numpy stubs: __buffer__ on 3.12+
             got = os.preadv(self._fd, [view], self.offset + first * self.row_bytes)
             while got < want:  # short reads are legal: continue where it stopped
                 more = os.preadv(self._fd, [view[got:]], self.offset + first * self.row_bytes + got)
@@ -329,7 +331,7 @@ class StreamSplit(Split):
     def chunks(self) -> int:
         return math.ceil(len(self) / self.chunk_rows)
 
-    def epoch_batches(self, batch_size: int, generator: torch.Generator, shard: Callable[[torch.Tensor], Any],
+    def epoch_batches(self, batch_size: int, generator: torch.Generator, shard: Callable[..., Any],
                       device: torch.device, with_y: bool = False) -> Batches:
         """One epoch as ``(resident rows, their labels or None, this rank's batch indices into them)``.
 
@@ -361,7 +363,7 @@ class StreamSplit(Split):
                 if carry_x is not None:  # rows left over by the previous chunk go first
                     perm = torch.cat([torch.arange(len(carry_x)), perm + len(carry_x)])
                     x = torch.cat([carry_x, x])
-                    y = None if y is None else torch.cat([carry_y, y])
+                    y = None if y is None else torch.cat([carry_y, y])  # type: ignore[list-item]  # carry_y: y's
                 last = k + 1 == len(spans)
                 stop = len(perm) if last else len(perm) - len(perm) % batch_size
                 xd = x.to(device, non_blocking=True)

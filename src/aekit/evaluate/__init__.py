@@ -9,25 +9,26 @@ fixed seed), ``elbo`` is a log-likelihood bound and therefore negative for Berno
 from __future__ import annotations
 
 import importlib
+import math
 import sys
 import types
 from typing import Any
 
 import torch
 
-from ..data import Dataset, iterate_batches, to_float
-from ..models.ae import AE
+from ..data import Dataset, eval_batch_size, iterate_batches, to_float
 from ..models.base import Autoencoder
-from ..train.trainer import mean_losses
+from ..models.batching import eval_batch, mean_losses
 from .metrics import principal_angles, sse_per_sample
 
 __all__ = ["evaluate", "principal_angles", "reconstruction_errors", "sse_per_sample"]
 
 
 @torch.no_grad()
-def reconstruction_errors(model: Autoencoder, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+def reconstruction_errors(model: Autoencoder, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """Per-sample SSE of ``model``'s deterministic reconstruction of ``x`` (uint8 or float), shape (N,)."""
     model.eval()
+    batch_size = batch_size or eval_batch_size(math.prod(x.shape[1:]))
     out = []
     for idx in iterate_batches(len(x), batch_size, shuffle=False):
         xb = to_float(x[idx]).to(model.device)
@@ -36,23 +37,26 @@ def reconstruction_errors(model: Autoencoder, x: torch.Tensor, batch_size: int =
 
 
 @torch.no_grad()
-def evaluate(model: Autoencoder, data: Dataset, split: str = "test", batch_size: int = 1000,
+def evaluate(model: Autoencoder, data: Dataset, split: str = "test", batch_size: int | None = None,
              iwae_samples: int | None = None, corruption: str | None = None) -> dict[str, Any]:
     """Reconstruction (and VAE ELBO) figures of ``split``; ``iwae_samples=K`` adds the IWAE ``nll``,
     ``bits_per_dim``, ``active_units`` and ``kl_per_dim`` of :mod:`aekit.evaluate.likelihood` (VAEs only).
 
-    ``corruption`` (e.g. ``"mask:0.25"``; deterministic AEs): also report ``sse_per_image_corrupted``, the error
-    of reconstructing the clean inputs from corrupted ones (default: a denoising AE's own training corruption).
+    ``corruption`` (e.g. ``"mask:0.25"``; any reconstruction model, a VAE through its posterior mean): also
+    report ``sse_per_image_corrupted``, the error of reconstructing the clean inputs from corrupted ones (default:
+    a denoising AE's own training corruption).  ``batch_size`` defaults to a memory-bounded size
+    (:func:`aekit.models.batching.eval_batch`).
     """
-    if corruption is not None and not isinstance(model, AE):
+    if corruption is not None and model.supervised:
         from ..errors import ConfigError
 
-        raise ConfigError(f"--corruption applies to deterministic autoencoders, not {type(model).__name__}: drop it")
-    if getattr(model, "supervised", False):  # segmentation models: mIoU, Dice, boundary F1 (not reconstruction)
+        raise ConfigError("--corruption applies to reconstruction models, not to a segmentation model: drop it")
+    if model.supervised:  # segmentation models: mIoU, Dice, boundary F1 (not reconstruction)
         from .segmentation import evaluate_segmentation
 
-        return evaluate_segmentation(model, data, split, min(batch_size, 32))
+        return evaluate_segmentation(model, data, split, batch_size or eval_batch(model, data.split(split)))
     s = data.split(split)
+    batch_size = batch_size or eval_batch(model, s)
     sse = reconstruction_errors(model, s.x, batch_size)
     n = len(s)
     d = model.input_dim
@@ -63,16 +67,19 @@ def evaluate(model: Autoencoder, data: Dataset, split: str = "test", batch_size:
         "sse_per_image": float(sse.mean()),
         "mse": float(sse.mean() / d),
     }
-    terms = mean_losses(model, s, batch_size)
-    if model.can_sample:
+    terms = mean_losses(model, s)
+    if model.posterior:
         result.update({"elbo": -(terms["recon"] + terms["kl"]), "recon": terms["recon"], "kl": terms["kl"],
                        "loss": terms["loss"]})
     else:
         result.update({k: v for k, v in terms.items() if k != "elbo"})
-    if isinstance(model, AE):  # code activity (sparsity) and, for denoising AEs, the error on corrupted inputs
-        from .deterministic import deterministic_metrics
+    if not model.posterior and not model.closed_form:  # deterministic AEs: code activity (sparsity)
+        from .deterministic import activity_metrics
 
-        result.update(deterministic_metrics(model, data, split, corruption))
+        result.update(activity_metrics(model, data, split))
+    from .deterministic import corruption_metrics  # a denoising AE's own corruption, or the one asked for
+
+    result.update(corruption_metrics(model, data, split, corruption))
     if iwae_samples is not None:
         from .likelihood import likelihood_report
 

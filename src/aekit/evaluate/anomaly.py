@@ -15,7 +15,6 @@ scores is at most the target (flag = score > threshold).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,11 +24,12 @@ import torch
 from ..data import iterate_batches, to_float
 from ..errors import ConfigError, DataError
 from ..models.base import Autoencoder
+from ..registry import Registry
 from .metrics import sse_per_sample
 
 __all__ = [
     "SCORES", "anomaly_scores", "detection_metrics", "neg_elbo_scores", "parse_labels", "rates_at_threshold",
-    "recon_scores", "threshold_at_fpr",
+    "recon_scores", "score_run", "threshold_at_fpr", "write_scores_csv",
 ]
 
 
@@ -55,9 +55,9 @@ def neg_elbo_scores(model: Autoencoder, x: torch.Tensor, batch_size: int = 1000,
                     seed: int = 0) -> torch.Tensor:
     """−ELBO per sample in nats, float64 (N,), averaged over ``samples`` draws z ~ q(z|x) (fixed ``seed``;
     sample i always gets the same noise, whatever the batch size)."""
-    if not (model.can_sample and hasattr(model, "nll") and hasattr(model, "decode_logits")):
-        raise ConfigError(f"--score elbo needs a VAE (a model with a likelihood), not {type(model).__name__}: "
-                          "use --score recon")
+    if not model.posterior:
+        raise ConfigError(f"--score elbo needs a model with a posterior and a likelihood (a VAE), not "
+                          f"{model.registry_name or type(model).__name__}: use --score recon")
     model.eval()
     # the noise of every sample is drawn up front, so a sample's score does not depend on the batching
     g = torch.Generator().manual_seed(seed)
@@ -79,19 +79,14 @@ class ScoreSpec:
     unit: str
 
 
-SCORES: dict[str, ScoreSpec] = {
-    "recon": ScoreSpec(recon_scores, "reconstruction error (sum of squared errors per sample)",
-                       "sum of squared errors per sample"),
-    "elbo": ScoreSpec(neg_elbo_scores, "−ELBO per sample in nats (VAE)", "−ELBO per sample (nats)"),
-}
+SCORES: Registry[ScoreSpec] = Registry("anomaly score")
+SCORES.register("recon", ScoreSpec(recon_scores, "reconstruction error (sum of squared errors per sample)",
+                                   "sum of squared errors per sample"))
+SCORES.register("elbo", ScoreSpec(neg_elbo_scores, "−ELBO per sample in nats (VAE)", "−ELBO per sample (nats)"))
 
 
 def get_score(name: str) -> ScoreSpec:
-    if name not in SCORES:
-        close = difflib.get_close_matches(name, list(SCORES), n=1)
-        hint = f"did you mean '{close[0]}'?" if close else "choose one of " + ", ".join(SCORES)
-        raise ConfigError(f"unknown anomaly score {name!r}: {hint}")
-    return SCORES[name]
+    return SCORES.get_entry(name)
 
 
 def anomaly_scores(model: Autoencoder, x: torch.Tensor, score: str = "recon", batch_size: int = 1000,
@@ -156,3 +151,70 @@ def rates_at_threshold(scores: Any, is_anomaly: Any, threshold: float) -> dict[s
     tp, fp = int((flag & a).sum()), int((flag & ~a).sum())
     return {"tpr": tp / max(1, int(a.sum())), "fpr": fp / max(1, int((~a).sum())),
             "precision": tp / max(1, tp + fp), "flagged": int(flag.sum())}
+
+
+# ------------------------------------------------------------------------------------------------ a run's scores
+
+
+def score_run(run: Any, data: Any, *, split: str = "test", score: str = "recon",
+              normal_labels: Sequence[int] | None = None, fpr: float = 0.05,
+              batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """Scores of ``split`` (and, with ``normal_labels``, the metrics dict; the threshold from val normals).
+
+    The threshold is computed on the **validation split's normal samples** (data the model was not fitted on
+    and that is not the scored split) and applied to the scored split; when the validation split has no normal
+    samples (or is the scored split itself) it falls back to the scored split's normal samples, and says so in
+    ``info["threshold_from"]``.
+    """
+    import logging
+
+    spec = get_score(score)
+    s = data.split(split)
+    scores = anomaly_scores(run.model, s.x, score, batch_size)
+    labels = None if s.y is None else s.y.numpy()
+    info: dict[str, Any] = {"score": score, "unit": spec.unit, "split": split, "n": len(scores),
+                            "data": data.name}
+    if normal_labels is None:
+        return scores, labels, info
+    if labels is None:
+        raise DataError(f"--normal-labels needs labelled data, but {data.name!r} has none: drop --normal-labels")
+    is_anom = ~np.isin(labels, normal_labels)
+    info.update({"normal_labels": list(normal_labels), **detection_metrics(scores, is_anom)})
+    cal_source = None
+    if split != "val" and len(data.val) and data.val.y is not None:
+        val_normal = np.isin(data.val.y.numpy(), normal_labels)
+        if val_normal.any():
+            cal = anomaly_scores(run.model, data.val.x[torch.from_numpy(np.flatnonzero(val_normal))], score,
+                                 batch_size)
+            cal_source = f"val split, {int(val_normal.sum())} normal samples"
+    if cal_source is None:
+        cal = scores[~is_anom]
+        cal_source = f"{split} split (the scored split), {int((~is_anom).sum())} normal samples"
+        logging.getLogger(__name__).warning("threshold picked on the scored split's own normal samples (no normal "
+                                            "samples in the validation split)")
+    thr = threshold_at_fpr(cal, fpr)
+    info.update({"fpr_target": fpr, "threshold": thr, "threshold_from": cal_source,
+                 **{f"{k}_at_threshold": v for k, v in rates_at_threshold(scores, is_anom, thr).items()}})
+    return scores, labels, info
+
+
+def write_scores_csv(path: Any, scores: np.ndarray, labels: np.ndarray | None, info: dict[str, Any]) -> None:
+    """One row per sample: ``index,label,score`` and, with normal labels, ``anomalous,flagged`` (atomic write)."""
+    import csv
+    import io
+
+    from ..fileio import atomic_write_text
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    normal = info.get("normal_labels")
+    w.writerow(["index", "label", "score"] + (["anomalous", "flagged"] if normal is not None else []))
+    lab = [""] * len(scores) if labels is None else labels.tolist()
+    extra: list[list[int]] = []
+    if normal is not None:
+        anom = (~np.isin(labels, normal)).astype(int).tolist()
+        flag = (scores > info["threshold"]).astype(int).tolist()
+        extra = [anom, flag]
+    for i, (label, score, *rest) in enumerate(zip(lab, scores.tolist(), *extra)):
+        w.writerow([i, label, f"{score:.7g}", *rest])
+    atomic_write_text(path, buf.getvalue())

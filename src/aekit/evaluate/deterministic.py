@@ -23,6 +23,12 @@ from ..models.base import Autoencoder
 from .metrics import sse_per_sample
 
 
+def deterministic_metrics(model: Autoencoder, data: Dataset, split: str = "test",
+                          corruption: str | None = None) -> dict[str, Any]:
+    """:func:`activity_metrics` and :func:`corruption_metrics` together."""
+    return {**activity_metrics(model, data, split), **corruption_metrics(model, data, split, corruption)}
+
+
 def activation_stats(codes: torch.Tensor, threshold: float = INACTIVE) -> dict[str, float]:
     """``mean_abs_activation``, ``fraction_inactive`` (|a| < threshold) and ``dead_units`` of (N, units) codes."""
     a = codes.reshape(codes.shape[0], -1).abs().double()
@@ -54,13 +60,19 @@ def corrupted_errors(model: Autoencoder, x: torch.Tensor, corruption: Corruption
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
-def deterministic_metrics(model: Autoencoder, data: Dataset, split: str = "test",
-                          corruption: str | None = None) -> dict[str, Any]:
-    """Code activity of ``split`` and its error on corrupted inputs: with ``corruption``, or for a denoising AE
-    with its own training corruption."""
+def activity_metrics(model: Autoencoder, data: Dataset, split: str = "test") -> dict[str, Any]:
+    """Code activity of ``split``: ``mean_abs_activation``, ``fraction_inactive`` and ``dead_units``."""
+    return activation_stats(encode_all(model, data.split(split).x))
+
+
+def corruption_metrics(model: Autoencoder, data: Dataset, split: str = "test",
+                       corruption: str | None = None) -> dict[str, Any]:
+    """The error of reconstructing clean inputs from corrupted ones (``sse_per_image_corrupted``): with
+    ``corruption``, or with a denoising model's own training corruption; empty when there is neither.  A VAE
+    reconstructs through its posterior mean."""
     s = data.split(split)
-    result: dict[str, Any] = activation_stats(encode_all(model, s.x))
-    spec = corruption if corruption is not None else getattr(model.config, "corruption", "none")
+    result: dict[str, Any] = {}
+    spec = corruption if corruption is not None else model.train_corruption()
     c = parse_corruption(spec)
     if c is not None:
         low, high = value_range(data)

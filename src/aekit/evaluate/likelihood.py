@@ -53,10 +53,8 @@ ACTIVE_THRESHOLD = 0.01  # Burda et al. (2016)
 
 
 def _require_vae(model: Autoencoder, what: str) -> VAE:
-    if not isinstance(model, VAE):
-        raise ConfigError(f"{what} needs a VAE (a model with a posterior q(z|x)); this run is "
-                          f"'{type(model).__name__}': train one with --model vae")
-    return model
+    model.require("posterior", what)
+    return model  # type: ignore[return-value]
 
 
 def _chunk(model: VAE, batch: int) -> int:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..registry import Registry
 from ..train.checkpoint import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -130,29 +131,22 @@ def markdown_table(rows: list[dict[str, Any]], keys: list[str] | None = None) ->
 
 
 # name -> function(ctx) -> ExperimentResult.  Feature modules register themselves below.
-EXPERIMENTS: dict[str, Callable[[ExperimentContext], ExperimentResult]] = {}
+EXPERIMENTS: Registry[Callable[[ExperimentContext], ExperimentResult]] = Registry("experiment")
 
 
 def register(name: str) -> Callable:
     def deco(fn: Callable[[ExperimentContext], ExperimentResult]) -> Callable:
-        EXPERIMENTS[name] = fn
+        EXPERIMENTS.register(name, fn)
         return fn
 
     return deco
 
 
 def run_experiment(name: str, ctx: ExperimentContext) -> ExperimentResult:
-    from ..errors import ConfigError
-
     _load_all()
-    if name not in EXPERIMENTS:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(EXPERIMENTS), n=1)
-        hint = f"did you mean '{close[0]}'?" if close else "choose one of " + ", ".join(sorted(EXPERIMENTS))
-        raise ConfigError(f"unknown experiment {name!r}: {hint}")
+    experiment = EXPERIMENTS.get_entry(name)
     ctx.out.mkdir(parents=True, exist_ok=True)
-    result = EXPERIMENTS[name](ctx)
+    result = experiment(ctx)
     result.write(ctx.out)
     return result
 

@@ -70,7 +70,7 @@ def class_subset(split: Split, label: int, cap: int = 0) -> Split:
 def _train(model_name: str, fields: dict[str, Any], data: Dataset, cfg: OneClassConfig, seed: int,
            progress: bool) -> Any:
     spec = get_spec(model_name)
-    model_cfg = spec.make_config(fields, name=model_name).resolve(data.shape, data.in_unit_interval)
+    model_cfg = spec.make_config(fields, name=model_name).resolve(data)
     torch.manual_seed(seed)
     model = build_model(model_name, model_cfg)
     tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed, device="cpu",
@@ -81,6 +81,7 @@ def _train(model_name: str, fields: dict[str, Any], data: Dataset, cfg: OneClass
 
 @register("one-class")
 def one_class(ctx: ExperimentContext) -> ExperimentResult:
+    """One-class anomaly detection: PCA, an AE and a VAE trained on one class each, AUROC of every score."""
     cfg = ctx.config(OneClassConfig, QUICK, "one-class")
     data = load_data(DataConfig(spec=ctx.data, data_dir=cfg.data_dir))
     if data.train.y is None or data.test.y is None:

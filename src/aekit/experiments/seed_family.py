@@ -41,9 +41,9 @@ from ..data import DataConfig, Dataset, load_data, to_float
 from ..evaluate import evaluate
 from ..evaluate.deterministic import corrupted_errors
 from ..evaluate.metrics import principal_angles
+from ..pipeline import train as train_run
 from ..train.checkpoint import load_state, read_tensors
 from ..train.run import Run
-from ..train.run import train as train_run
 from ..train.trainer import PRETRAINED
 from . import MIN_STEPS, ExperimentContext, ExperimentResult, enough_steps, epoch_fields, register
 
@@ -171,6 +171,7 @@ PCA_VS_AE_QUICK = {"min_steps": 0, "epochs": 8, "linear_epochs": 40, "batch_size
 
 @register("pca-vs-ae")
 def pca_vs_ae(ctx: ExperimentContext) -> ExperimentResult:
+    """PCA vs a linear AE vs the deep AE at one code size: test error and the linear AE's subspace angle."""
     cfg, data_cfg, data = _setup(PcaVsAeConfig, ctx, PCA_VS_AE_QUICK, "pca-vs-ae")
     d = math.prod(data.shape)
     k = cfg.latent_dim or code_size(d)
@@ -248,6 +249,7 @@ CODE_SIZE_QUICK = {"min_steps": 0, "epochs": 6, "batch_size": 64}
 
 @register("code-size")
 def code_size_sweep(ctx: ExperimentContext) -> ExperimentResult:
+    """Test error against code size, PCA vs the deep AE."""
     cfg, data_cfg, data = _setup(CodeSizeConfig, ctx, CODE_SIZE_QUICK, "code-size")
     d = math.prod(data.shape)
     sizes = sorted(set(cfg.sizes or [*(2 ** i for i in range(1, 31) if 2 ** i < d), d]))
@@ -332,6 +334,7 @@ def filter_images(weight: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
 
 @register("sparsity")
 def sparsity_sweep(ctx: ExperimentContext) -> ExperimentResult:
+    """A one-hidden-layer sparse AE: L1 and KL(ρ‖ρ̂) penalties at several weights, sparsity vs test error."""
     from ..viz.plots import save_image_grid
 
     cfg, data_cfg, data = _setup(SparsityConfig, ctx, SPARSITY_QUICK, "sparsity")
@@ -435,6 +438,7 @@ STACKED_QUICK = {"min_steps": 0, "pretrain_epochs": 2, "finetune_epochs": 4, "ba
 
 @register("stacked")
 def stacked(ctx: ExperimentContext) -> ExperimentResult:
+    """Greedy layer-wise pretraining then fine-tuning vs the same stacked AE trained from scratch."""
     cfg, data_cfg, data = _setup(StackedConfig, ctx, STACKED_QUICK, "stacked")  # --epochs sets the fine-tuning epochs
     d = math.prod(data.shape)
     k = cfg.latent_dim or code_size(d)
@@ -527,6 +531,7 @@ DENOISING_QUICK = {"min_steps": 0, "epochs": 5, "batch_size": 64}
 
 @register("denoising")
 def denoising(ctx: ExperimentContext) -> ExperimentResult:
+    """Plain vs denoising deep AEs: the error of reconstructing clean test images from corrupted ones."""
     from ..data.corrupt import corrupt, parse_corruption, value_range
 
     cfg, data_cfg, data = _setup(DenoisingConfig, ctx, DENOISING_QUICK, "denoising")

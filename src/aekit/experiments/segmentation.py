@@ -54,6 +54,7 @@ VARIANTS = {"skip": True, "no-skip": False}
 
 @register("skip-vs-noskip")
 def skip_vs_noskip(ctx: ExperimentContext) -> ExperimentResult:
+    """The U-Net with and without skip connections, trained identically: mIoU and boundary F1."""
     cfg = ctx.config(SkipConfig, QUICK, "skip-vs-noskip")
     data = load_data(DataConfig(spec=ctx.data, image_size=cfg.image_size, cells_count=cfg.cells_count,
                                 cells_difficulty=cfg.cells_difficulty, cells_borders=cfg.cells_borders))
@@ -67,7 +68,7 @@ def skip_vs_noskip(ctx: ExperimentContext) -> ExperimentResult:
     for name, skip in VARIANTS.items():
         fields = {"depth": cfg.depth, "base_channels": cfg.base_channels, "upsample": cfg.upsample,
                   "augment": cfg.augment, "skip": skip}
-        mcfg = spec.make_config(fields, name="unet").resolve(data.shape, True).resolve_targets(data)
+        mcfg = spec.make_config(fields, name="unet").resolve(data)
         torch.manual_seed(ctx.seed)  # identical initialisation of the shared layers' RNG stream
         model = build_model("unet", mcfg)
         t0 = time.perf_counter()

@@ -47,7 +47,8 @@ from ..data import DataConfig, Dataset, load_data, to_float
 from ..errors import AekitError, DataError
 from ..latent import encode_all
 from ..models.base import Autoencoder
-from ..train import Run, load_run, read_config, train
+from ..pipeline import train
+from ..train import Run, load_run, read_config
 from ..train.run import WEIGHTS
 from ..train.trainer import CHECKPOINT
 from . import MIN_STEPS, ExperimentContext, ExperimentResult, enough_steps, register
@@ -180,6 +181,7 @@ def path_metrics(model: Autoencoder, clf: Any, x: torch.Tensor, pairs: np.ndarra
 
 @register("ae-vs-vae")
 def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
+    """The same encoder/decoder as AE and VAE: prior samples (completeness) and paths (continuity)."""
     from ..evaluate.classifier import FILE, classify_all, frechet_distance, gaussian_stats, load_or_train
     from ..viz.plots import save_image_grid
     from ..viz.traversal import plot_traversal
@@ -415,6 +417,7 @@ METRIC_KEYS = ("beta_vae", "factor_vae", "mig", "dci_disentanglement", "dci_comp
 
 @register("beta-sweep")
 def beta_sweep(ctx: ExperimentContext) -> ExperimentResult:
+    """β-VAEs over a range of β: ELBO, KL, active units, disentanglement scores and traversals per β."""
     from ..evaluate.disentanglement import disentanglement_metrics
     from ..evaluate.likelihood import ACTIVE_THRESHOLD, active_units, kl_per_dim, posterior_stats
     from ..viz.traversal import traversal_figure

@@ -7,13 +7,12 @@ linear activations and squared error; ``sparse-ae`` is ``AE`` with an L1 penalty
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any
 
 from ..config import from_dict
-from ..errors import ConfigError
+from ..registry import Registry
 from .ae import AE, AEConfig
-from .base import Autoencoder, Losses
+from .base import CAPABILITIES, Autoencoder, Losses, ModelConfig, NetConfig, Posterior, Stage
 from .pca import PCA, PCAConfig
 from .stacked import StackedAE, StackedAEConfig
 from .unet import UNet, UNetConfig
@@ -27,6 +26,7 @@ class ModelSpec:
     help: str
     defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
     train_defaults: dict[str, Any] = dataclasses.field(default_factory=dict)  # TrainConfig defaults of this model
+    tiny: dict[str, Any] = dataclasses.field(default_factory=dict)  # options of a seconds-long smoke run (tests)
 
     def make_config(self, values: dict[str, Any] | None = None, *, name: str = "model") -> Any:
         """Registry defaults, overridden by ``values`` (validated; unknown keys are rejected)."""
@@ -35,52 +35,47 @@ class ModelSpec:
 
 DEEP_TRAINING: dict[str, Any] = {"schedule": "cosine", "lr": 2e-3, "lr_warmup_epochs": 1.0}
 
-MODELS: dict[str, ModelSpec] = {
-    # deep AEs underfit in 20 epochs: a cosine decay cut validation SSE 6.43 -> 6.24 on Fashion-MNIST (notes/issue-2.md)
-    # ae's defaults were chosen on Fashion-MNIST's validation split (notes/issue-2.md): SiLU, BatchNorm, BCE,
-    # Adam 2e-3 with one warm-up epoch and a cosine decay (20 epochs, 784-1000-500-250-30: val SSE 5.63 vs
-    # 6.24 with ReLU / 1e-3 / no warm-up)
-    "ae": ModelSpec(AEConfig, AE, "deterministic autoencoder (MLP or conv, optional tied weights)",
-                    {"activation": "silu"}, train_defaults=DEEP_TRAINING),
-    "linear-ae": ModelSpec(
-        AEConfig, AE, "linear autoencoder (no non-linearities, squared error): learns PCA's subspace",
-        {"activation": "linear", "recon_loss": "mse", "hidden": (), "norm": "none"},
-    ),
-    "sparse-ae": ModelSpec(
-        AEConfig, AE, "one-hidden-layer autoencoder with an L1 (or KL(rho||rho_hat)) sparsity penalty on the code",
-        {"sparsity": "l1", "code_activation": "auto", "latent_dim": 64, "hidden": ()},
-    ),
-    "denoising-ae": ModelSpec(
-        AEConfig, AE, "autoencoder trained to reconstruct clean inputs from corrupted ones (--corruption)",
-        {"corruption": "mask:0.25", "activation": "silu"}, train_defaults=DEEP_TRAINING,
-    ),
-    "stacked-ae": ModelSpec(
-        StackedAEConfig, StackedAE,
-        "tied MLP autoencoder, greedy layer-wise pretraining (--pretrain-epochs) then fine-tuning",
-    ),
-    "vae": ModelSpec(VAEConfig, VAE, "variational autoencoder; --beta > 1 gives a beta-VAE"),
-    "pca": ModelSpec(PCAConfig, PCA, "principal component analysis by SVD (closed form baseline)"),
-    "unet": ModelSpec(
-        UNetConfig, UNet, "U-Net semantic segmentation (skip connections; --no-skip for the plain encoder-decoder)",
-        train_defaults={"epochs": 6, "batch_size": 16, "lr": 2e-3},
-    ),
-}
+MODELS: Registry[ModelSpec] = Registry("model")
+# ae's defaults were chosen on Fashion-MNIST's validation split (notes/issue-2.md): SiLU, BatchNorm, BCE,
+# Adam 2e-3 with one warm-up epoch and a cosine decay (20 epochs, 784-1000-500-250-30: val SSE 5.63 vs
+# 6.24 with ReLU / 1e-3 / no warm-up; deep AEs underfit in 20 epochs without the cosine decay)
+MODELS.register("ae", ModelSpec(AEConfig, AE, "deterministic autoencoder (MLP or conv, optional tied weights)",
+                                {"activation": "silu"}, train_defaults=DEEP_TRAINING,
+                                tiny={"hidden": (16,), "latent_dim": 3}))
+MODELS.register("linear-ae", ModelSpec(
+    AEConfig, AE, "linear autoencoder (no non-linearities, squared error): learns PCA's subspace",
+    {"activation": "linear", "recon_loss": "mse", "hidden": (), "norm": "none"}, tiny={"latent_dim": 3}))
+MODELS.register("sparse-ae", ModelSpec(
+    AEConfig, AE, "one-hidden-layer autoencoder with an L1 (or KL(rho||rho_hat)) sparsity penalty on the code",
+    {"sparsity": "l1", "code_activation": "auto", "latent_dim": 64, "hidden": ()}, tiny={"latent_dim": 8}))
+MODELS.register("denoising-ae", ModelSpec(
+    AEConfig, AE, "autoencoder trained to reconstruct clean inputs from corrupted ones (--corruption)",
+    {"corruption": "mask:0.25", "activation": "silu"}, train_defaults=DEEP_TRAINING,
+    tiny={"hidden": (16,), "latent_dim": 3}))
+MODELS.register("stacked-ae", ModelSpec(
+    StackedAEConfig, StackedAE, "tied MLP autoencoder, greedy layer-wise pretraining (--pretrain-epochs) then "
+                                "fine-tuning", tiny={"hidden": (16,), "latent_dim": 3, "pretrain_epochs": 1}))
+MODELS.register("vae", ModelSpec(VAEConfig, VAE, "variational autoencoder; --beta > 1 gives a beta-VAE",
+                                 tiny={"hidden": (16,), "latent_dim": 3}))
+MODELS.register("pca", ModelSpec(PCAConfig, PCA, "principal component analysis by SVD (closed form baseline)",
+                                 tiny={"latent_dim": 3}))
+MODELS.register("unet", ModelSpec(
+    UNetConfig, UNet, "U-Net semantic segmentation (skip connections; --no-skip for the plain encoder-decoder)",
+    train_defaults={"epochs": 6, "batch_size": 16, "lr": 2e-3}, tiny={"depth": 1, "base_channels": 4}))
 
 
 def get_spec(name: str) -> ModelSpec:
-    if name not in MODELS:
-        close = difflib.get_close_matches(name, list(MODELS), n=1)
-        hint = f"did you mean '{close[0]}'?" if close else "choose one of " + ", ".join(MODELS)
-        raise ConfigError(f"unknown model {name!r}: {hint}")
-    return MODELS[name]
+    return MODELS.get_entry(name)
 
 
 def build_model(name: str, config: Any) -> Autoencoder:
-    """Instantiate a registered model from its (resolved) config."""
-    return get_spec(name).model_cls(config)
+    """Instantiate a registered model from its (resolved) config; the model remembers its registry name."""
+    model = get_spec(name).model_cls(config)
+    model.registry_name = name
+    return model
 
 
 __all__ = [
-    "AE", "AEConfig", "Autoencoder", "DiagonalGaussian", "Losses", "MODELS", "ModelSpec", "PCA", "PCAConfig",
+    "AE", "AEConfig", "Autoencoder", "CAPABILITIES", "ModelConfig", "NetConfig", "Posterior", "Stage", "DiagonalGaussian", "Losses", "MODELS", "ModelSpec", "PCA", "PCAConfig",
     "StackedAE", "StackedAEConfig", "UNet", "UNetConfig", "VAE", "VAEConfig", "build_model", "get_spec",
 ]

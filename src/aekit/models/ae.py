@@ -13,37 +13,38 @@ import torch
 import torch.nn as nn
 
 from .. import losses as L
-from ..config import check
-from ..data.corrupt import parse_corruption
-from .base import Autoencoder, Losses
+from ..config import check, opt
+from ..data import Batch, Dataset, DataShape
+from ..data.batch import BatchTransform
+from ..data.corrupt import corruption_transform, parse_corruption
+from .base import Autoencoder, Losses, NetConfig
 from .blocks import Activation, ConvDecoder, ConvEncoder, Norm, TiedDecoder, activation, mlp
 
 INACTIVE = 0.01  # a code unit with |activation| below this counts as inactive (fraction_inactive, dead_units)
 
 
 @dataclasses.dataclass(frozen=True)
-class AEConfig:
-    input_shape: tuple[int, ...] = ()  # filled in from the data at train time
-    arch: Literal["mlp", "conv"] = "mlp"
-    hidden: tuple[int, ...] = (512, 256)  # MLP widths, encoder side (the decoder mirrors them)
-    channels: tuple[int, ...] = (32, 64)  # conv channels, encoder side
-    conv_hidden: tuple[int, ...] = ()  # arch conv: fully connected widths between conv features and code
-    latent_dim: int = 16
-    activation: Activation = "relu"
-    norm: Norm = "batch"  # after each hidden linear layer of an MLP: BatchNorm trains deep AEs much faster (README)
-    code_activation: Literal["auto", "linear", "sigmoid", "relu"] = "linear"  # auto: by --sparsity (see below)
-    tied: bool = False  # decoder weights = encoder weights transposed (MLP only)
-    recon_loss: Literal["auto", "bce", "mse"] = "auto"  # auto: bce for [0, 1] images, mse otherwise
-    sparsity: Literal["none", "l1", "kl"] = "none"
-    sparsity_weight: float = 1e-3  # λ for l1, β for kl
-    rho: float = 0.05  # target mean activation for kl sparsity
-    corruption: str = "none"  # denoising: mask:P | gaussian:SIGMA | salt-pepper:P, on training inputs only
+class AEConfig(NetConfig):
+    arch: Literal["mlp", "conv"] = opt("mlp", "network: mlp (any data) or conv (images: stride-2 convolutions)")
+    activation: Activation = opt("relu", "activation of the hidden layers")
+    norm: Norm = opt("batch", "normalisation after each hidden linear layer: BatchNorm trains deep AEs much faster",
+                     scope="--arch mlp")
+    code_activation: Literal["auto", "linear", "sigmoid", "relu"] = opt(
+        "linear", "activation of the code; auto: sigmoid for --sparsity kl, relu for l1, else linear")
+    tied: bool = opt(False, "decoder weights = encoder weights transposed (one shared parameter per layer)",
+                     scope="--arch mlp")
+    recon_loss: Literal["auto", "bce", "mse"] = opt(
+        "auto", "reconstruction loss: bce (Bernoulli NLL, nats) or mse (sum of squared errors); auto: bce for "
+                "images in [0, 1], mse otherwise")
+    sparsity: Literal["none", "l1", "kl"] = opt("none", "sparsity penalty on the code: l1 (λ·Σ|a|) or kl "
+                                                        "(β·Σ KL(ρ‖ρ̂))")
+    sparsity_weight: float = opt(1e-3, "λ of the l1 penalty, β of the kl penalty", scope="--sparsity l1|kl")
+    rho: float = opt(0.05, "target mean activation ρ of the kl penalty", scope="--sparsity kl")
+    corruption: str = opt("none", "denoising: corrupt training inputs with mask:P, gaussian:SIGMA or "
+                                  "salt-pepper:P and reconstruct the clean ones")
 
     def __post_init__(self) -> None:
-        check(self.latent_dim >= 1, "--latent-dim must be at least 1")
-        check(all(h >= 1 for h in self.hidden), "--hidden widths must be positive, e.g. --hidden 512,256")
-        check(all(h >= 1 for h in self.conv_hidden), "--conv-hidden widths must be positive, e.g. --conv-hidden 256")
-        check(len(self.channels) >= 1 and all(c >= 1 for c in self.channels), "--channels must be positive, e.g. 32,64")
+        super().__post_init__()
         check(not (self.tied and self.arch == "conv"), "--tied works with --arch mlp only: drop --tied or use mlp")
         check(self.sparsity_weight >= 0, "--sparsity-weight must be ≥ 0")
         check(0 < self.rho < 1, "--rho must be in (0, 1), e.g. 0.05")
@@ -60,16 +61,21 @@ class AEConfig:
             return self.code_activation
         return {"kl": "sigmoid", "l1": "relu"}.get(self.sparsity, "linear")
 
-    def resolve(self, input_shape: tuple[int, ...], unit_interval: bool) -> AEConfig:
+    def resolve(self, data: Dataset | DataShape) -> AEConfig:
         """A copy with the data-dependent fields filled in (the config itself is never mutated)."""
-        loss = self.recon_loss if self.recon_loss != "auto" else ("bce" if unit_interval else "mse")
-        return dataclasses.replace(self, input_shape=tuple(input_shape), recon_loss=loss,
+        self.check_shape(data)
+        loss = self.recon_loss if self.recon_loss != "auto" else ("bce" if data.in_unit_interval else "mse")
+        return dataclasses.replace(self, input_shape=tuple(data.shape), recon_loss=loss,
                                    code_activation=self.code_act_name)
 
 
 class AE(Autoencoder):
+    units = {"recon": "nats per sample (bce) or sum of squared errors per sample (mse)",
+             "sparsity": "λ·Σ|a| or β·Σ KL(ρ‖ρ̂) per sample", "mean_abs_activation": "mean |a| (diagnostic)",
+             "fraction_inactive": "share of |a| < 0.01 (diagnostic)"}
     def __init__(self, config: AEConfig):
         super().__init__(config)
+        self.ae_config = config  # the network's config (a stacked AE keeps its own as ``config``)
         c = config
         check(len(c.input_shape) >= 1, "AEConfig.input_shape is empty: it is set from the data at train time")
         if c.arch == "conv":
@@ -81,14 +87,14 @@ class AE(Autoencoder):
             self.encoder = mlp(sizes, c.activation, norm=c.norm)
             self.decoder = (TiedDecoder(self.encoder, c.activation) if c.tied
                             else mlp(sizes[::-1], c.activation, norm=c.norm))
-        self.code_act = activation(getattr(c, "code_act_name", c.code_activation))
+        self.code_act = activation(c.code_act_name)
 
     @property
     def recon_loss(self) -> str:
-        return "mse" if self.config.recon_loss == "auto" else self.config.recon_loss
+        return "mse" if self.ae_config.recon_loss == "auto" else self.ae_config.recon_loss
 
     def _in(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.config.arch == "conv" else x.flatten(1)
+        return x if self.ae_config.arch == "conv" else x.flatten(1)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.code_act(self.encoder(self._in(x)))
@@ -100,15 +106,15 @@ class AE(Autoencoder):
         out = self.decode_logits(z)
         return torch.sigmoid(out) if self.recon_loss == "bce" else out
 
-    def loss(self, x: torch.Tensor, anneal: float = 1.0, target: torch.Tensor | None = None) -> Losses:
-        """Reconstruction (+ sparsity) loss.  ``target`` defaults to ``x`` (denoising passes the clean input)."""
-        target = x if target is None else target
-        z = self.encode(x)
+    def loss(self, batch: Batch) -> Losses:
+        """Reconstruction (+ sparsity) loss of ``batch.x`` against ``batch.clean`` (denoising: the clean input)."""
+        z = self.encode(batch.x)
         out = self.decode_logits(z)
+        target = batch.clean
         recon = L.bernoulli_nll(out, target) if self.recon_loss == "bce" else L.sse(out, target)
         terms = {"recon": recon.mean()}
         total = terms["recon"]
-        c = self.config
+        c = self.ae_config
         if c.sparsity == "l1":
             terms["sparsity"] = c.sparsity_weight * L.l1_activation(z).mean()
             total = total + terms["sparsity"]
@@ -120,3 +126,10 @@ class AE(Autoencoder):
             terms["mean_abs_activation"] = a.mean()
             terms["fraction_inactive"] = (a < INACTIVE).float().mean()
         return Losses(total, terms)
+
+    def train_corruption(self) -> str | None:
+        return None if parse_corruption(self.ae_config.corruption) is None else self.ae_config.corruption
+
+    def batch_transforms(self, data: Dataset) -> list[BatchTransform]:
+        t = corruption_transform(self.ae_config.corruption, data)
+        return [] if t is None else [t]

@@ -1,38 +1,238 @@
-"""What every model shares: the :class:`Losses` tuple and the small verb set (see :class:`Autoencoder`)."""
+"""The model contract: :class:`Autoencoder` (verbs + declared capabilities), :class:`Losses`, the config bases.
+
+Every registered model is one file in ``models/`` and one registry line.  What the rest of aekit may do with a
+model follows from the capabilities it *declares* here, never from its class:
+
+=================  ==============================================================================================
+``generative``     ``sample(n, generator)`` decodes draws from a prior (``aekit sample``, report samples)
+``posterior``      ``encode`` returns a :class:`Posterior` (``sample()``, ``mode()``, ``kl()``, ``log_prob``),
+                   and ``decode_logits`` + ``nll(out, x)`` give −log p(x|z) (ELBO, IWAE, ``--score elbo``)
+``supervised``     ``loss`` trains against ``batch.labels`` (segmentation masks); ``predict(x)`` gives class ids
+``latent_vectors`` ``decode(z)`` takes code vectors (B, latent_dim): interpolation, traversals, sliders
+``closed_form``    fitted in one pass by ``fit(x)``, not by gradient descent
+``staged``         ``stages(data)`` yields its own training stages, run before the main fit (greedy pretraining)
+=================  ==============================================================================================
+
+A command that needs a capability the model lacks calls :meth:`Autoencoder.require`, which raises a one-line
+error naming the command and the capability.  ``tests/test_conformance.py`` runs every registered model through
+build, train step, save/load, evaluate, export, the explorer and resume.
+"""
 
 from __future__ import annotations
 
+import abc
+import dataclasses
 import math
-from typing import Any, ClassVar, NamedTuple
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, TypeVar
 
 import torch
 import torch.nn as nn
 
+from ..config import check, opt
+from ..data.batch import Batch, BatchTransform
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..data import Dataset, DataShape
+
+C = TypeVar("C", bound="ModelConfig")
+
+CAPABILITIES = ("generative", "posterior", "supervised", "latent_vectors", "closed_form", "staged")
+
 
 class Losses(NamedTuple):
-    """``total`` is what the optimiser minimises (batch mean); ``terms`` are its named parts (batch means)."""
+    """``total`` is what the optimiser minimises (batch mean); ``terms`` are its named parts (batch means).
+
+    Units: every term is a per-sample quantity averaged over the batch (sums over a sample's elements, in
+    nats for likelihood terms); each model lists its terms and their units in ``Autoencoder.units``.
+    """
 
     total: torch.Tensor
     terms: dict[str, torch.Tensor]
 
 
-class Autoencoder(nn.Module):
-    """Base of every model: one frozen config as the only constructor argument, and the same verbs.
+class Posterior(Protocol):
+    """What ``encode`` returns for a model with ``posterior = True`` (e.g. :class:`~aekit.models.vae.DiagonalGaussian`)."""
 
-    - ``encode(x)``: the code (a tensor; a VAE returns its posterior, a :class:`DiagonalGaussian`)
-    - ``embed(x)``: a deterministic code tensor for every model (VAE: the posterior mean)
-    - ``decode(z)``: data-space output (the mean of p(x|z)), shaped like the input
-    - ``forward(x)``: the reconstruction
-    - ``loss(x, anneal=1.0) -> Losses``: per-sample sums averaged over the batch; ``anneal`` ∈ [0, 1]
-      scales the regulariser during warm-up (β warm-up for VAEs, ignored by others)
+    mean: torch.Tensor
+    logvar: torch.Tensor
+
+    @property
+    def std(self) -> torch.Tensor: ...
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+    def mode(self) -> torch.Tensor: ...
+
+    def kl(self) -> torch.Tensor: ...
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One of a model's own training stages (``staged`` models): train ``model`` on ``data`` for ``epochs``.
+
+    ``model`` shares its parameters with the staged model, so training it trains the staged model in place.
     """
 
-    can_sample: ClassVar[bool] = False
-    closed_form: ClassVar[bool] = False  # fitted by :meth:`fit`, not by gradient descent
+    name: str
+    model: Autoencoder
+    data: Dataset
+    epochs: int
+    transforms: tuple[BatchTransform, ...] = ()
+
+
+# ------------------------------------------------------------------------------------------------ configs
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Base of every model config: the data-dependent ``input_shape`` and the :meth:`resolve` step."""
+
+    input_shape: tuple[int, ...] = opt((), "shape of one sample; set from the data at train time")
+
+    def resolve(self: C, data: Dataset | DataShape) -> C:
+        """A copy with the data-dependent fields filled in (the config itself is never mutated).  ``data`` is
+        the dataset, or a :class:`~aekit.data.DataShape` to build a model without one.  Subclasses that
+        override it call :meth:`check_shape` first."""
+        self.check_shape(data)
+        return dataclasses.replace(self, input_shape=tuple(data.shape))
+
+    def check_shape(self, data: Dataset | DataShape) -> None:
+        """A config that already has an ``input_shape`` (a run's config.json given as ``--config``) must be for
+        this data: the one-line error otherwise."""
+        if self.input_shape and tuple(self.input_shape) != tuple(data.shape):
+            raise ConfigError(f"input_shape {list(self.input_shape)} is not the shape of the data "
+                              f"({list(data.shape)}): drop input_shape, or use the data the config was written for")
+
+    def train_overrides(self: C) -> tuple[C, dict[str, Any]]:
+        """Trainer options this config sets (stacked-ae's ``finetune_epochs`` is ``epochs``), and the config
+        with them taken out; most configs set none."""
+        return self, {}
+
+
+@dataclasses.dataclass(frozen=True)
+class NetConfig(ModelConfig):
+    """Fields shared by the encoder/decoder networks of the AE and the VAE."""
+
+    arch: str = opt("mlp", "network: mlp (any data) or conv (images: stride-2 convolutions)")
+    hidden: tuple[int, ...] = opt((512, 256), "MLP widths of the encoder; the decoder mirrors them",
+                                  scope="--arch mlp")
+    channels: tuple[int, ...] = opt((32, 64), "conv channels of the encoder, one stride-2 layer each",
+                                    scope="--arch conv")
+    conv_hidden: tuple[int, ...] = opt((), "fully connected widths between the conv features and the code "
+                                           "(the β-VAE reference has 256)", scope="--arch conv")
+    latent_dim: int = opt(16, "size of the code z")
+    activation: str = opt("relu", "activation of the hidden layers: relu, gelu, silu, elu, leaky_relu, tanh, "
+                                  "sigmoid, linear")
+
+    def __post_init__(self) -> None:
+        check(self.arch in ("mlp", "conv"), f"--arch {self.arch!r}: choose mlp or conv")
+        check(self.latent_dim >= 1, "--latent-dim must be at least 1")
+        check(all(h >= 1 for h in self.hidden), "--hidden widths must be positive, e.g. --hidden 512,256")
+        check(all(h >= 1 for h in self.conv_hidden), "--conv-hidden widths must be positive, e.g. --conv-hidden 256")
+        check(len(self.channels) >= 1 and all(c >= 1 for c in self.channels),
+              "--channels must be positive, e.g. --channels 32,64")
+
+
+# ------------------------------------------------------------------------------------------------ the contract
+
+
+class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
+    """Base of every model: one frozen config as the only constructor argument, the verbs and the capabilities.
+
+    Verbs (abstract: a model must define them):
+
+    - ``encode(x)``: the code (a tensor; a :class:`Posterior` for ``posterior`` models; a model-specific
+      structure for models without ``latent_vectors``, e.g. the U-Net's bottleneck + skips)
+    - ``decode(code)``: data-space output (the mean of p(x|z)), shaped like the input
+    - ``loss(batch) -> Losses``: per-sample sums averaged over the batch, in the units of :attr:`units`
+
+    Given: ``embed(x)`` (a deterministic (B, latent_dim) code: the posterior mean for ``posterior`` models),
+    ``forward(x)`` = ``reconstruct(x)`` = ``decode(embed(x))``, ``batch_transforms(data)`` (none) and
+    :meth:`require`.
+    """
+
+    # capabilities (see the module docstring); a model declares what it has
+    generative: ClassVar[bool] = False
+    posterior: ClassVar[bool] = False
+    supervised: ClassVar[bool] = False
+    latent_vectors: ClassVar[bool] = True
+    closed_form: ClassVar[bool] = False
+    staged: ClassVar[bool] = False
+    # the loss terms and their units: the conformance suite checks every term a model returns is listed here
+    units: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: Any):
         super().__init__()
         self.config = config
+        self.registry_name: str | None = None  # set by ``build_model``: the name that rebuilds this model
+
+    # -------------------------------------------------------------------------------------------- verbs
+    @abc.abstractmethod
+    def encode(self, x: torch.Tensor) -> Any: ...
+
+    @abc.abstractmethod
+    def decode(self, z: Any) -> torch.Tensor: ...
+
+    @abc.abstractmethod
+    def loss(self, batch: Batch) -> Losses: ...
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.embed(x))
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+    # -------------------------------------------------------------------------------- capability verbs
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        self.require("generative", "sampling")
+        raise NotImplementedError  # pragma: no cover - a generative model overrides it
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Class ids per pixel (B, H, W) (``supervised`` models)."""
+        self.require("supervised", "segmentation")
+        raise NotImplementedError  # pragma: no cover
+
+    def fit(self, x: torch.Tensor) -> None:
+        self.require("closed_form", "a closed-form fit")
+        raise NotImplementedError  # pragma: no cover
+
+    def stages(self, data: Dataset) -> Iterator[Stage]:
+        """The model's own training stages, each trained before the next is made (``staged`` models)."""
+        return iter(())
+
+    def batch_transforms(self, data: Dataset) -> list[BatchTransform]:
+        """Transforms the trainer applies to this model's training batches (corruption, augmentation)."""
+        return []
+
+    def train_corruption(self) -> str | None:
+        """The corruption this model trains with (a denoising AE's ``mask:0.25``), or None."""
+        return None
+
+    # ------------------------------------------------------------------------------------------ helpers
+    @classmethod
+    def capabilities(cls) -> dict[str, bool]:
+        return {name: bool(getattr(cls, name)) for name in CAPABILITIES}
+
+    def require(self, capability: str, what: str) -> None:
+        """Raise a one-line ConfigError unless this model has ``capability`` (``what`` names the command)."""
+        if capability not in CAPABILITIES:
+            raise ValueError(f"unknown capability {capability!r}")  # a programming error
+        if not getattr(self, capability):
+            name = self.registry_name or type(self).__name__
+            need = {"generative": "a generative model (e.g. --model vae)",
+                    "posterior": "a model with a posterior and a likelihood (e.g. --model vae)",
+                    "supervised": "a segmentation model (--model unet)",
+                    "latent_vectors": "a model that decodes code vectors (not a unet)",
+                    "closed_form": "a closed-form model (--model pca)",
+                    "staged": "a model with training stages (--model stacked-ae)"}[capability]
+            raise ConfigError(f"{what} needs {need}; this run's model ({name}) has no {capability} capability")
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -45,18 +245,6 @@ class Autoencoder(nn.Module):
     @property
     def latent_dim(self) -> int:
         return int(self.config.latent_dim)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encode(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.embed(x))
-
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward(x)
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        raise NotImplementedError(f"{type(self).__name__} is not generative")
 
     @property
     def device(self) -> torch.device:

@@ -11,25 +11,23 @@ import dataclasses
 import torch
 
 from .. import losses as L
-from ..config import check
-from .base import Autoencoder, Losses
+from ..config import check, opt
+from ..data import Batch
+from .base import Autoencoder, Losses, ModelConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class PCAConfig:
-    input_shape: tuple[int, ...] = ()
-    latent_dim: int = 16
-    whiten: bool = False  # scale codes to unit variance
+class PCAConfig(ModelConfig):
+    latent_dim: int = opt(16, "number of principal components kept (the code size)")
+    whiten: bool = opt(False, "scale the codes to unit variance")
 
     def __post_init__(self) -> None:
         check(self.latent_dim >= 1, "--latent-dim must be at least 1")
 
-    def resolve(self, input_shape: tuple[int, ...], unit_interval: bool) -> PCAConfig:
-        return dataclasses.replace(self, input_shape=tuple(input_shape))
-
 
 class PCA(Autoencoder):
     closed_form = True
+    units = {"recon": "sum of squared errors per sample"}
 
     def __init__(self, config: PCAConfig):
         super().__init__(config)
@@ -75,6 +73,6 @@ class PCA(Autoencoder):
             z = z * self.explained_variance.clamp(min=1e-12).sqrt()
         return (z @ self.components + self.mean).view(-1, *self.input_shape)
 
-    def loss(self, x: torch.Tensor, anneal: float = 1.0) -> Losses:
-        recon = L.sse(self.forward(x), x).mean()
+    def loss(self, batch: Batch) -> Losses:
+        recon = L.sse(self.forward(batch.x), batch.clean).mean()
         return Losses(recon, {"recon": recon})

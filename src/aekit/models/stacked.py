@@ -13,60 +13,47 @@ stage's encoder (and its decoder bias) is carried into the stacked model, and th
 1; for deeper stages cross-entropy on the (0, 1) codes of a sigmoid layer (the RBM / Bengio choice), squared
 error on the activated output otherwise.
 
-``run.py`` calls :meth:`StackedAE.pretrain` before the trainer's normal fit (the ``finetune`` stage); each
-stage writes its rows, tagged ``pretrain-1``, ``pretrain-2``, …, into ``metrics.csv``, and the pretrained
-weights are kept as ``pretrained.safetensors`` so a resumed run never repeats a finished pretraining.
+The model declares ``staged``: :meth:`StackedAE.stages` yields the greedy stages, and the train layer
+(:func:`aekit.train.stages.run_stages`) trains each before the main fit (the ``finetune`` stage); each stage
+writes its rows, tagged ``pretrain-1``, ``pretrain-2``, …, into ``metrics.csv``, and the pretrained weights are
+kept as ``pretrained.safetensors`` so a resumed run never repeats a finished pretraining.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Iterator
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import losses as L
-from ..config import check
-from ..data import Dataset, Split, to_float
-from ..data.corrupt import make_corrupter, parse_corruption
+from ..config import check, opt
+from ..data import Batch, Dataset, DataShape, Split, to_float
+from ..data.corrupt import corruption_transform, parse_corruption
 from .ae import AE, AEConfig
-from .base import Autoencoder, Losses
+from .base import Autoencoder, Losses, ModelConfig, Stage
 from .blocks import Activation, activation
-
-if TYPE_CHECKING:
-    from ..train.trainer import TrainConfig
 
 log = logging.getLogger(__name__)
 
-_AE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(AEConfig)}
-
 
 @dataclasses.dataclass(frozen=True)
-class StackedAEConfig:
-    input_shape: tuple[int, ...] = ()
-    hidden: tuple[int, ...] = (512, 256)  # encoder widths; the decoder mirrors them with tied weights
-    latent_dim: int = 16
-    activation: Activation = "sigmoid"  # of the hidden layers, in every greedy stage and in the stacked model
-    code_activation: Literal["linear", "sigmoid", "relu"] = "linear"
-    recon_loss: Literal["auto", "bce", "mse"] = "auto"  # auto: bce for [0, 1] images, mse otherwise
-    corruption: str = "none"  # stacked *denoising* AE: corrupt each stage's input (and the fine-tuning input)
-    pretrain_epochs: int = 10  # epochs of each greedy stage (0: no pretraining — the from-scratch baseline)
-    finetune_epochs: int | None = None  # end-to-end epochs; sets --epochs (None: --epochs as given)
-
-    # what AE's forward pass and loss read besides the fields above (not options): tied weights, and AEConfig's
-    # defaults for everything else (an MLP, no sparsity penalty, no normalisation, ...)
-    tied = property(lambda self: True)
-    norm = property(lambda self: "none")  # the greedy stages are plain linear+activation layers
-
-    def __getattr__(self, name: str) -> Any:
-        default = _AE_DEFAULTS.get(name, dataclasses.MISSING)
-        if default is dataclasses.MISSING:
-            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
-        return default
+class StackedAEConfig(ModelConfig):
+    hidden: tuple[int, ...] = opt((512, 256), "encoder widths; the decoder mirrors them with tied weights")
+    latent_dim: int = opt(16, "size of the code z (the last greedy layer)")
+    activation: Activation = opt("sigmoid", "activation of the hidden layers, in every greedy stage and in the "
+                                            "stacked model")
+    code_activation: Literal["linear", "sigmoid", "relu"] = opt("linear", "activation of the code")
+    recon_loss: Literal["auto", "bce", "mse"] = opt(
+        "auto", "reconstruction loss: bce (nats) or mse (sum of squared errors); auto: bce for images in [0, 1]")
+    corruption: str = opt("none", "stacked *denoising* AE: corrupt each stage's input (and the fine-tuning "
+                                  "input): mask:P, gaussian:SIGMA or salt-pepper:P")
+    pretrain_epochs: int = opt(10, "epochs of each greedy stage (0: no pretraining, the from-scratch baseline)")
+    finetune_epochs: int | None = opt(None, "end-to-end fine-tuning epochs; sets --epochs (default: --epochs)")
 
     def __post_init__(self) -> None:
         check(self.latent_dim >= 1, "--latent-dim must be at least 1")
@@ -76,13 +63,22 @@ class StackedAEConfig:
               "--finetune-epochs must be ≥ 0 (0 = keep the pretrained model as it is)")
         parse_corruption(self.corruption)
 
-    @property
-    def code_act_name(self) -> str:
-        return self.code_activation
+    def resolve(self, data: Dataset | DataShape) -> StackedAEConfig:
+        self.check_shape(data)
+        loss = self.recon_loss if self.recon_loss != "auto" else ("bce" if data.in_unit_interval else "mse")
+        return dataclasses.replace(self, input_shape=tuple(data.shape), recon_loss=loss)
 
-    def resolve(self, input_shape: tuple[int, ...], unit_interval: bool) -> StackedAEConfig:
-        loss = self.recon_loss if self.recon_loss != "auto" else ("bce" if unit_interval else "mse")
-        return dataclasses.replace(self, input_shape=tuple(input_shape), recon_loss=loss)
+    def train_overrides(self) -> tuple[StackedAEConfig, dict[str, Any]]:
+        """``finetune_epochs`` is the trainer's ``epochs`` (the fine-tuning is the main fit)."""
+        if self.finetune_epochs is None:
+            return self, {}
+        return dataclasses.replace(self, finetune_epochs=None), {"epochs": self.finetune_epochs}
+
+    def ae_config(self) -> AEConfig:
+        """The tied MLP autoencoder this model is: plain linear + activation layers, no normalisation."""
+        return AEConfig(input_shape=self.input_shape, arch="mlp", hidden=self.hidden, latent_dim=self.latent_dim,
+                        activation=self.activation, norm="none", code_activation=self.code_activation, tied=True,
+                        recon_loss=self.recon_loss, corruption=self.corruption)
 
 
 class GreedyStage(Autoencoder):
@@ -122,9 +118,11 @@ class GreedyStage(Autoencoder):
             return torch.sigmoid(out)
         return out if self.out_act is None else self.out_act(out)
 
-    def loss(self, x: torch.Tensor, anneal: float = 1.0, target: torch.Tensor | None = None) -> Losses:
-        target = (x if target is None else target).flatten(1)
-        out = self.decode_logits(self.encode(x))
+    units = {"recon": "nats per sample (bce) or sum of squared errors per sample"}
+
+    def loss(self, batch: Batch) -> Losses:
+        target = batch.clean.flatten(1)
+        out = self.decode_logits(self.encode(batch.x))
         if self.output == "bce":
             recon = L.bernoulli_nll(out, target)
         else:
@@ -135,8 +133,11 @@ class GreedyStage(Autoencoder):
 class StackedAE(AE):
     """A tied MLP autoencoder (see :class:`~aekit.models.ae.AE`) with greedy layer-wise pretraining."""
 
+    staged = True
+
     def __init__(self, config: StackedAEConfig):
-        super().__init__(config)
+        super().__init__(config.ae_config())
+        self.config = config  # the model's own config; ``ae_config`` is the network it builds
 
     def greedy_stages(self) -> list[GreedyStage]:
         """AE_1 … AE_L, sharing this model's encoder layers and the mirrored decoder biases."""
@@ -152,57 +153,29 @@ class StackedAE(AE):
             stages.append(GreedyStage(layer, self.decoder.biases[last - k], enc_act, output, f"pretrain-{k + 1}"))
         return stages
 
-    def pretrain(self, data: Dataset, cfg: TrainConfig, run_dir: Path | None = None, *,
-                 resume: bool = False) -> list[dict[str, Any]]:
-        """Greedy layer-wise pretraining (``pretrain_epochs`` per stage); returns the stage rows.
-
-        With ``run_dir``, rows go into ``metrics.csv`` (column ``stage``) and the result into
-        ``pretrained.safetensors``.  ``resume``: a run whose fine-tuning has a checkpoint, or whose pretraining
-        finished, is not pretrained again (an unfinished pretraining restarts; it is deterministic).
-        The global RNG is left as it was, so fine-tuning starts from the same state either way.
-        """
-        from ..train.checkpoint import atomic_save_tensors, load_state, read_tensors
-        from ..train.trainer import CHECKPOINT, METRICS, PRETRAINED, append_metrics, fit, resolve_device
-
+    def stages(self, data: Dataset) -> Iterator[Stage]:
+        """Greedy stage k trains AE_k on the codes of layer k − 1 (stage 1: on the data), ``pretrain_epochs``
+        each; the codes of the next stage's data are computed after this stage has been trained."""
         n_epochs = self.config.pretrain_epochs
         if n_epochs == 0:
-            return []
-        if run_dir is not None and resume:
-            if (Path(run_dir) / CHECKPOINT).exists():
-                return []  # fine-tuning has started: its checkpoint holds the weights
-            if (Path(run_dir) / PRETRAINED).exists():
-                load_state(self, read_tensors(Path(run_dir) / PRETRAINED)[0], str(Path(run_dir) / PRETRAINED))
-                log.info("pretraining already finished: loaded %s", Path(run_dir) / PRETRAINED)
-                return []
-        if run_dir is not None:
-            (Path(run_dir) / METRICS).unlink(missing_ok=True)  # an unfinished pretraining starts over
-        stage_cfg = dataclasses.replace(cfg, epochs=n_epochs, early_stopping=0)
-        device = resolve_device(cfg.device)
-        rows: list[dict[str, Any]] = []
+            return
         stages = self.greedy_stages()
         current = data
-        with torch.random.fork_rng(devices=[]):
-            for k, stage in enumerate(stages):
-                log.info("greedy stage %d/%d: %d -> %d units, %d epochs", k + 1, len(stages), stage.input_dim,
-                         stage.latent_dim, n_epochs)
-                corrupt = make_corrupter(self.config.corruption, current)
-                stage_rows = fit(stage, current, stage_cfg, None, corrupt=corrupt)
-                stage_rows = [{"stage": stage.name, **r} for r in stage_rows]
-                rows += stage_rows
-                if run_dir is not None:
-                    append_metrics(Path(run_dir), stage_rows)
-                if k < len(stages) - 1:  # encode the data once: the next stage's training set
-                    train, val = (Split(_codes(stage, s.x, device), None) for s in (current.train, current.val))
-                    empty = Split(torch.zeros(0, stage.latent_dim), None)
-                    current = Dataset(f"{data.name} (codes of layer {k + 1})", "table", train, val, empty)
-        if run_dir is not None:
-            atomic_save_tensors(self.state_dict(), Path(run_dir) / PRETRAINED, {"aekit_stage": "pretrained"})
-        return rows
+        for k, stage in enumerate(stages):
+            log.info("greedy stage %d/%d: %d -> %d units, %d epochs", k + 1, len(stages), stage.input_dim,
+                     stage.latent_dim, n_epochs)
+            t = corruption_transform(self.config.corruption, current)
+            yield Stage(stage.name, stage, current, n_epochs, () if t is None else (t,))
+            if k < len(stages) - 1:  # encode the data once: the next stage's training set
+                train, val = (Split(_codes(stage, s.x), None) for s in (current.train, current.val))
+                empty = Split(torch.zeros(0, stage.latent_dim), None)
+                current = Dataset(f"{data.name} (codes of layer {k + 1})", "table", train, val, empty)
 
 
 @torch.no_grad()
-def _codes(stage: GreedyStage, x: torch.Tensor, device: torch.device, batch_size: int = 2048) -> torch.Tensor:
+def _codes(stage: GreedyStage, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
     """The stage's hidden code of every row of ``x`` (uint8 images or float codes), float32 on the CPU."""
     stage.eval()
+    device = stage.device
     out = [stage.encode(to_float(x[i:i + batch_size]).to(device)).float().cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(out) if out else torch.zeros(0, stage.latent_dim)

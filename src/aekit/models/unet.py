@@ -11,38 +11,44 @@ reflect-padded at the bottom / right to a multiple of 2^depth and the output cro
 
 It fits the autoencoder API: ``encode`` returns a :class:`UNetCode` (bottleneck + skip features),
 ``decode`` the per-pixel class probabilities, ``embed`` the spatially averaged bottleneck (B, latent_dim),
-``forward`` = ``decode(encode(x))``.  ``supervised = True`` tells the trainer to pass the masks:
-``loss(x, y=masks) -> Losses``; ``augment_batch`` is the paired training augmentation the trainer applies.
+``forward`` = ``decode(encode(x))``.  It declares ``supervised`` (``loss(batch)`` trains against the masks in
+``batch.labels``) and not ``latent_vectors`` (``decode`` takes the :class:`UNetCode` of ``encode``);
+``batch_transforms`` gives the paired training augmentation the trainer applies.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import losses as L
-from ..config import check
+from ..config import check, opt
+from ..data import Batch, Dataset, DataShape
+from ..data.augment import PairedAugment
+from ..data.batch import BatchTransform
 from ..errors import AekitError, ConfigError, DataError
-from .base import Autoencoder, Losses
+from .base import Autoencoder, Losses, ModelConfig
 from .blocks import DoubleConv
 
 
 @dataclasses.dataclass(frozen=True)
-class UNetConfig:
-    input_shape: tuple[int, ...] = ()  # (C, H, W) of the training images, filled in from the data
-    num_classes: int = 0  # 0: from the data (its masks' class count); 2 = binary
-    depth: int = 3  # pooling steps; inputs are padded to a multiple of 2^depth
-    base_channels: int = 8  # channels of the first level, doubling per level
-    upsample: Literal["transpose", "bilinear"] = "transpose"  # learned 2×2 transposed conv, or bilinear + 1×1 conv
-    skip: bool = True  # concatenate encoder features into the decoder (False: plain encoder-decoder)
-    seg_loss: Literal["ce", "dice", "ce+dice"] = "ce+dice"
-    class_weights: tuple[float, ...] = ()  # cross-entropy weight per class (empty: all 1)
-    augment: bool = True  # paired flips / 90° rotations / elastic deformation of training batches
-    elastic_sigma: float = 0.03  # std of the elastic displacements, as a fraction of the image side (0: off)
+class UNetConfig(ModelConfig):
+    num_classes: int = opt(0, "classes of the per-pixel output; 0: from the data's masks (2 = binary)")
+    depth: int = opt(3, "pooling steps (levels); inputs are padded to a multiple of 2^depth")
+    base_channels: int = opt(8, "channels of the first level, doubling per level")
+    upsample: Literal["transpose", "bilinear"] = opt(
+        "transpose", "decoder upsampling: a learned 2×2 transposed conv, or bilinear ×2 then a 1×1 conv")
+    skip: bool = opt(True, "concatenate the encoder's features into the decoder (--no-skip: plain encoder-decoder)")
+    seg_loss: Literal["ce", "dice", "ce+dice"] = opt(
+        "ce+dice", "segmentation loss: per-pixel cross-entropy (nats per pixel), soft Dice loss, or their sum")
+    class_weights: tuple[float, ...] = opt((), "cross-entropy weight per class, e.g. 1,3 (empty: all 1)")
+    augment: bool = opt(True, "paired flips / 90° rotations / elastic deformation of training batches")
+    elastic_sigma: float = opt(0.03, "std of the elastic displacements, as a fraction of the image side (0: off)",
+                               scope="--augment")
 
     def __post_init__(self) -> None:
         check(1 <= self.depth <= 6, "--depth must be between 1 and 6, e.g. --depth 3")
@@ -55,15 +61,15 @@ class UNetConfig:
               "per class")
         check(0.0 <= self.elastic_sigma <= 0.2, "--elastic-sigma must be in [0, 0.2], e.g. 0.03 (0 = off)")
 
-    def resolve(self, input_shape: tuple[int, ...], unit_interval: bool) -> UNetConfig:
-        """A copy with the input shape filled in (``num_classes`` comes from :meth:`resolve_targets`)."""
-        if len(input_shape) != 3:
-            raise ConfigError(f"--model unet needs images (C, H, W), not data of shape {tuple(input_shape)}: "
+    def resolve(self, data: Dataset | DataShape) -> UNetConfig:
+        """A copy with the input shape and ``num_classes`` set from the data (checked against ``--num-classes``)."""
+        self.check_shape(data)
+        if len(data.shape) != 3:
+            raise ConfigError(f"--model unet needs images (C, H, W), not data of shape {tuple(data.shape)}: "
                               "use --data cells or --data seg:DIR")
-        return dataclasses.replace(self, input_shape=tuple(input_shape))
-
-    def resolve_targets(self, data: Any) -> UNetConfig:
-        """A copy with ``num_classes`` set from the dataset's masks (checked against ``--num-classes``)."""
+        if isinstance(data, DataShape):
+            k = self.num_classes or data.num_classes or 2
+            return dataclasses.replace(self, input_shape=tuple(data.shape), num_classes=k)
         y = data.train.y
         if y is None or y.ndim != 3:
             raise DataError(f"--model unet needs segmentation masks, and {data.name!r} has none: "
@@ -77,7 +83,7 @@ class UNetConfig:
         if self.class_weights and len(self.class_weights) != k:
             raise ConfigError(f"--class-weights has {len(self.class_weights)} values but the data has {k} classes: "
                               "give one weight per class")
-        return dataclasses.replace(self, num_classes=k)
+        return dataclasses.replace(self, input_shape=tuple(data.shape), num_classes=k)
 
     @property
     def classes(self) -> int:
@@ -112,7 +118,9 @@ class Up(nn.Module):
 
 
 class UNet(Autoencoder):
-    supervised: ClassVar[bool] = True  # the trainer passes targets: loss(x, y=masks)
+    supervised: ClassVar[bool] = True  # loss(batch) trains against batch.labels (masks)
+    latent_vectors: ClassVar[bool] = False  # decode takes the UNetCode of encode, not code vectors
+    units = {"ce": "nats per pixel, averaged over a sample's pixels", "dice_loss": "1 − soft Dice per sample"}
 
     def __init__(self, config: UNetConfig):
         super().__init__(config)
@@ -205,16 +213,16 @@ class UNet(Autoencoder):
 
     # ------------------------------------------------------------------ training
 
-    def loss(self, x: torch.Tensor, anneal: float = 1.0, y: torch.Tensor | None = None) -> Losses:
-        """Segmentation loss (``seg_loss``) against masks ``y`` (B, H, W) of class ids; ``anneal`` is unused.
+    def loss(self, batch: Batch) -> Losses:
+        """Segmentation loss (``seg_loss``) against the masks ``batch.labels`` (B, H, W) of class ids.
 
         Reduction: per-pixel cross-entropy *averaged over a sample's pixels* (nats per pixel) and the soft Dice
         loss 1 − Dice of a sample (in [0, 1]); each is one value per sample, averaged over the batch.
         """
-        if y is None:
-            raise ValueError("UNet.loss needs the masks: loss(x, y=masks)")
-        logits = self.logits(x)
-        y = y.long()
+        if batch.labels is None:
+            raise ValueError("UNet.loss needs the masks: Batch(x, labels=masks)")
+        logits = self.logits(batch.x)
+        y = batch.labels.long()
         kind = self.config.seg_loss
         terms: dict[str, torch.Tensor] = {}
         if kind in ("ce", "ce+dice"):
@@ -225,11 +233,6 @@ class UNet(Autoencoder):
         total = sum(terms.values())
         return Losses(total, terms)  # type: ignore[arg-type]
 
-    def augment_batch(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The paired training augmentation (``augment``), drawn from ``generator``; identity when off."""
-        if not self.config.augment:
-            return x, y
-        from ..data.augment import paired_augment
-
-        return paired_augment(x, y, generator, elastic_sigma=self.config.elastic_sigma)
+    def batch_transforms(self, data: Dataset) -> list[BatchTransform]:
+        """The paired training augmentation (``augment``); none when off."""
+        return [PairedAugment(self.config.elastic_sigma)] if self.config.augment else []

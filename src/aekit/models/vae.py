@@ -15,8 +15,9 @@ import torch
 import torch.nn as nn
 
 from .. import losses as L
-from ..config import check
-from .base import Autoencoder, Losses
+from ..config import check, opt
+from ..data import Batch, Dataset, DataShape
+from .base import Autoencoder, Losses, NetConfig
 from .blocks import Activation, ConvDecoder, ConvEncoder, mlp
 
 
@@ -51,33 +52,36 @@ class DiagonalGaussian:
 
 
 @dataclasses.dataclass(frozen=True)
-class VAEConfig:
-    input_shape: tuple[int, ...] = ()
-    arch: Literal["mlp", "conv"] = "mlp"
-    hidden: tuple[int, ...] = (512, 256)
-    channels: tuple[int, ...] = (32, 64)
-    conv_hidden: tuple[int, ...] = ()  # arch conv: fully connected widths between conv features and code
-    latent_dim: int = 16
-    activation: Activation = "relu"
-    beta: float = 1.0
-    likelihood: Literal["auto", "bernoulli", "gaussian", "laplace"] = "auto"  # auto: bernoulli for [0,1] images
-    scale: float = 1.0  # σ (gaussian) or b (laplace) of p(x|z) when not learned
-    learn_scale: bool = False  # learn one shared log-scale for gaussian / laplace
+class VAEConfig(NetConfig):
+    arch: Literal["mlp", "conv"] = opt("mlp", "network: mlp (any data) or conv (images: stride-2 convolutions)")
+    activation: Activation = opt("relu", "activation of the hidden layers")
+    beta: float = opt(1.0, "weight of the KL term: loss = recon + β·KL; β > 1 gives a β-VAE")
+    likelihood: Literal["auto", "bernoulli", "gaussian", "laplace"] = opt(
+        "auto", "p(x|z): bernoulli (images in [0, 1]), gaussian or laplace; auto: bernoulli for images, "
+                "gaussian for tables")
+    scale: float = opt(1.0, "σ (gaussian) or b (laplace) of p(x|z) when not learned", scope="--likelihood gaussian|laplace")
+    learn_scale: bool = opt(False, "learn one shared log-scale of p(x|z)", scope="--likelihood gaussian|laplace")
 
     def __post_init__(self) -> None:
-        check(self.latent_dim >= 1, "--latent-dim must be at least 1")
-        check(all(h >= 1 for h in self.hidden), "--hidden widths must be positive, e.g. --hidden 512,256")
-        check(all(h >= 1 for h in self.conv_hidden), "--conv-hidden widths must be positive, e.g. --conv-hidden 256")
+        super().__post_init__()
         check(self.beta >= 0, "--beta must be ≥ 0")
         check(self.scale > 0, "--scale must be > 0")
+        check(not (self.learn_scale and self.likelihood == "bernoulli"),
+              "--learn-scale needs --likelihood gaussian or laplace: a Bernoulli likelihood has no scale")
 
-    def resolve(self, input_shape: tuple[int, ...], unit_interval: bool) -> VAEConfig:
-        lik = self.likelihood if self.likelihood != "auto" else ("bernoulli" if unit_interval else "gaussian")
-        return dataclasses.replace(self, input_shape=tuple(input_shape), likelihood=lik)
+    def resolve(self, data: Dataset | DataShape) -> VAEConfig:
+        self.check_shape(data)
+        lik = self.likelihood if self.likelihood != "auto" else ("bernoulli" if data.in_unit_interval else "gaussian")
+        check(not (self.learn_scale and lik == "bernoulli"),
+              "--learn-scale needs --likelihood gaussian or laplace: these images get a Bernoulli likelihood")
+        return dataclasses.replace(self, input_shape=tuple(data.shape), likelihood=lik)
 
 
 class VAE(Autoencoder):
-    can_sample = True
+    generative = True
+    posterior = True
+    units = {"recon": "nats per sample (−log p(x|z), one posterior draw)", "kl": "nats per sample",
+             "elbo": "nats per sample (−(recon + kl))"}
 
     def __init__(self, config: VAEConfig):
         super().__init__(config)
@@ -124,14 +128,17 @@ class VAE(Autoencoder):
             return L.gaussian_nll(out, x, log_scale)
         return L.laplace_nll(out, x, log_scale)
 
-    def loss(self, x: torch.Tensor, anneal: float = 1.0, generator: torch.Generator | None = None) -> Losses:
-        q = self.encode(x)
-        z = q.sample(generator)
-        recon = self.nll(self.decode_logits(z), x).mean()
+    def loss(self, batch: Batch) -> Losses:
+        """−ELBO with the KL weighted by β·anneal; one draw z ~ q(z|x) from the global generator."""
+        q = self.encode(batch.x)
+        z = q.sample()
+        recon = self.nll(self.decode_logits(z), batch.clean).mean()
         kl = q.kl().mean()
-        total = recon + (self.config.beta * anneal) * kl
+        total = recon + (self.config.beta * batch.anneal) * kl
         return Losses(total, {"recon": recon, "kl": kl, "elbo": -(recon + kl)})
 
+    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws from the prior, decoded (no autograd: ``model.sample(2).numpy()`` works)."""
         z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
         return self.decode(z)

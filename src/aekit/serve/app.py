@@ -20,8 +20,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
 from ..errors import AekitError
+from ..version import __version__
 from .explorer import Explorer, RequestError
 
 log = logging.getLogger(__name__)

@@ -5,10 +5,11 @@ An :class:`Explorer` holds a model and (optionally) a data split, the codes of t
 return plain Python values; images travel as PNG data URLs (native resolution for images, a small bar chart
 for table rows).  Problems the client caused raise :class:`RequestError` (HTTP 4xx, one-line message).
 
-Segmentation works with any model that has a ``predict_mask(x)``, ``segment(x)`` or ``predict(x)`` method
-(:data:`SEGMENT_METHODS`; aekit's U-Net has ``predict``): given float images (N, C, H, W) in [0, 1] it returns class ids (N, H, W) (integer
-or bool), per-class scores (N, K, H, W) (argmax) or one foreground map (N, 1, H, W) / (N, H, W) (probabilities
-thresholded at 0.5, logits at 0).
+What the explorer offers follows from the model's declared capabilities (:mod:`aekit.models.base`): the latent
+map, sliders and interpolation need ``latent_vectors``, sampling ``generative``, segmentation ``supervised``
+(``model.predict(x)``: given float images (N, C, H, W) in [0, 1] it returns class ids (N, H, W), per-class
+scores (N, K, H, W) (argmax) or one foreground map (N, 1, H, W) / (N, H, W) (probabilities thresholded at 0.5,
+logits at 0)).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from ..models.base import Autoencoder
 log = logging.getLogger(__name__)
 
 MAX_SLIDERS = 10
-SEGMENT_METHODS: tuple[str, ...] = ("predict_mask", "segment", "predict")  # the first one a model has
 UPLOAD_TYPES: dict[str, tuple[bytes, ...]] = {  # content type -> accepted leading bytes
     "image/png": (b"\x89PNG\r\n\x1a\n",),
     "image/jpeg": (b"\xff\xd8\xff",),
@@ -107,7 +107,7 @@ class Explorer:
         self.split_name = split
         self.classes = data.classes if data is not None else None
         self.kind = data.kind if data is not None else ("image" if len(self._input_shape() or ()) == 3 else "table")
-        self.segment_method = next((m for m in SEGMENT_METHODS if callable(getattr(model, m, None))), None)
+        self.can_segment = bool(model.supervised)
         self.x: torch.Tensor | None = None
         self.y: torch.Tensor | None = None
         self.codes: torch.Tensor | None = None
@@ -135,6 +135,8 @@ class Explorer:
     def _probe_latent(self) -> bool:
         """Does the model map inputs to (N, latent_dim) codes and codes back to inputs?"""
         shape = self._input_shape()
+        if not self.model.latent_vectors:
+            return False
         try:
             dim = int(self.model.latent_dim)
             if not shape:
@@ -211,8 +213,8 @@ class Explorer:
         out: dict[str, Any] = {
             "model": self.model_name, "kind": self.kind, "input_shape": list(shape) if shape else None,
             "latent": self.latent, "latent_dim": int(self.model.latent_dim) if self.latent else None,
-            "can_sample": bool(getattr(self.model, "can_sample", False)) and self.latent,
-            "can_segment": self.segment_method is not None, "split": self.split_name,
+            "can_sample": bool(self.model.generative) and self.latent,
+            "can_segment": self.can_segment, "split": self.split_name,
             "n_samples": 0 if self.x is None else len(self.x), "n_points": len(self.point_index),
             "classes": list(self.classes) if self.classes else None, "max_upload_bytes": self.max_upload_bytes,
             "upload_types": list(UPLOAD_TYPES), "sliders": [],
@@ -278,8 +280,9 @@ class Explorer:
     @torch.no_grad()
     def sample(self, n: int, seed: int = 0) -> dict[str, Any]:
         self.require_latent()
-        if not getattr(self.model, "can_sample", False):
-            raise RequestError(f"model '{self.model_name}' has no prior to sample from: serve a VAE run")
+        if not self.model.generative:
+            raise RequestError(f"model '{self.model_name}' has no prior to sample from: serve a generative run "
+                               "(e.g. a VAE)")
         g = torch.Generator(device=self.device).manual_seed(seed)
         with self.lock:
             x = self.model.sample(n, generator=g)
@@ -350,13 +353,13 @@ class Explorer:
 
     @torch.no_grad()
     def segment(self, data: bytes, content_type: str | None) -> dict[str, Any]:
-        if self.segment_method is None:
+        if not self.can_segment:
             raise RequestError(f"model '{self.model_name}' does not segment images: serve a segmentation run "
-                               f"(a model with {' or '.join(m + '()' for m in SEGMENT_METHODS)}, e.g. a U-Net)")
+                               "(a supervised model, e.g. a U-Net)")
         img = self.read_upload(data, content_type)
         x = self.image_tensor(img).to(self.device)
         with self.lock:
-            raw = getattr(self.model, self.segment_method)(x)
+            raw = self.model.predict(x)
         mask = to_class_map(raw, x.shape[-2:])
         base = image_to_uint8(x[0])
         rgb = np.repeat(base[:, :, None], 3, axis=2) if base.ndim == 2 else base

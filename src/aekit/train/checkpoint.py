@@ -1,16 +1,14 @@
 """Atomic, pickle-free checkpoints: tensors in one safetensors file, everything else as JSON metadata.
 
-A checkpoint holds the model, the optimiser (tensors + param groups), both RNG streams (the global torch
-generator used for sampling noise, and the data-order generator) and the loop counters.  It is written to a
-temporary file in the same directory and renamed into place, so a kill at any moment leaves either the old
-or the new checkpoint, never half of one.
+A checkpoint holds the model, the optimiser (tensors + param groups), the data-order generator and the loop
+state (counters and every callback's state).  Sampling noise needs no saved state: the trainer reseeds every
+device's generator from (seed, epoch, rank) at each epoch start, so a resume is exact on a GPU too.  Files go
+through :func:`aekit.fileio.atomic_path`: a kill at any moment leaves the old or the new checkpoint.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,35 +16,31 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..errors import RunError
+from ..errors import RunError, TrainingDiverged
+from ..fileio import atomic_path, atomic_write_text
+
+__all__ = ["atomic_save_tensors", "atomic_write_text", "load_checkpoint", "load_state", "non_finite",
+           "read_tensors", "save_checkpoint"]
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of floating tensors holding NaN or ±inf (one device sync for all of them)."""
+    named = [(k, t) for k, t in tensors.items() if torch.is_tensor(t) and t.is_floating_point() and t.numel()]
+    if not named:
+        return []
+    ok = torch.stack([torch.isfinite(t).all() for _, t in named]).cpu()
+    return [k for (k, _), good in zip(named, ok.tolist()) if not good]
 
 
 def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``tensors`` as safetensors through the atomic-write helper; refuses non-finite values, so a
+    diverged model or optimiser state is never saved."""
+    bad = non_finite(tensors)
+    if bad:
+        raise TrainingDiverged(f"not saving {Path(path).name}: {bad[0]} holds NaN or inf values (training "
+                               "diverged): lower --lr or add --grad-clip 1.0")
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -95,8 +89,7 @@ def save_checkpoint(
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     opt_tensors, opt_meta = pack_optimizer(opt)
     tensors.update(opt_tensors)
-    tensors["rng.torch"] = torch.get_rng_state()
-    tensors["rng.data"] = data_gen.get_state()
+    tensors["rng.data"] = data_gen.get_state()  # the data order; sampling noise is reseeded per epoch
     meta = {"loop": json.dumps(loop), "optimizer": json.dumps(opt_meta)}
     atomic_save_tensors(tensors, path, meta)
 
@@ -112,9 +105,12 @@ def load_checkpoint(
         raise RunError(f"{path} has no training state: it is not an aekit checkpoint; start a new run") from None
     model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     load_state(model, model_sd, str(path))
-    opt.load_state_dict(unpack_optimizer(tensors, opt_meta))
-    torch.set_rng_state(tensors["rng.torch"])
-    data_gen.set_state(tensors["rng.data"])
+    try:
+        opt.load_state_dict(unpack_optimizer(tensors, opt_meta))
+        data_gen.set_state(tensors["rng.data"])
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        raise RunError(f"{path} holds an optimiser or random state that does not fit this run ({e}): "
+                       "start a new run") from None
     return loop
 
 

@@ -15,6 +15,11 @@ The rules, so that N processes train the same model a single process would:
 - Rank 0 alone writes the run directory (config, metrics, checkpoints, weights, evaluation, report); every
   rank reads the checkpoint on ``--resume``.  Checkpoints are written at epoch ends, and every rank reseeds
   its sampling noise from (seed, epoch, rank) at each epoch start, so a resumed run continues exactly.
+- BatchNorm: on CUDA (NCCL) the model's BatchNorm layers become SyncBatchNorm, so their statistics are those of
+  the global batch and N processes train what one would (up to floating-point summation order).  On CPU
+  (gloo) SyncBatchNorm is not supported: each process normalises with the statistics of its own shard, so a
+  model with BatchNorm trains *almost*, not exactly, what one process would; models without BatchNorm (the
+  VAE, linear and tied AEs) train the same model.
 - Epoch metrics are sums all-reduced once per epoch; the finiteness check every ``log_every`` steps is one
   tiny all-reduce, so a NaN on one rank stops every rank.
 """
@@ -130,12 +135,17 @@ class Context:
         """What the trainer calls ``.loss(...)`` on: the model itself, or its DDP-wrapped loss."""
         if not self.distributed:
             return model
+        if self.device.type == "cuda":  # BatchNorm statistics over the global batch, as one process computes them
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)) for m in model.modules()):
+            log.info("DDP on %s (gloo): BatchNorm statistics are computed per process over its shard of the batch "
+                     "(SyncBatchNorm needs CUDA); gradients are still those of the global batch", self.device.type)
         return _DDPLoss(model, self.device)
 
     def seed_epoch(self, seed: int, epoch: int) -> None:
-        """Per-rank sampling noise, a pure function of (seed, epoch, rank): resume stays exact."""
-        if self.distributed:
-            torch.manual_seed((seed * 1_000_003 + epoch * 7_919 + self.rank) % 2**63)
+        """Sampling noise of every device (CPU and all GPUs), a pure function of (seed, epoch, rank): a resumed
+        run draws what an uninterrupted one would, with no generator state to checkpoint."""
+        torch.manual_seed((seed * 1_000_003 + epoch * 7_919 + self.rank) % 2**63)
 
     # ------------------------------------------------------------------------------------- collectives
     def all_sum(self, values: torch.Tensor) -> torch.Tensor:

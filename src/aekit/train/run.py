@@ -12,6 +12,7 @@ import dataclasses
 import datetime as _dt
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,11 @@ from ..errors import ConfigError, RunError
 from ..models import MODELS, build_model, get_spec
 from ..models.base import Autoencoder
 from . import distributed
+from .callbacks import Callback, read_metrics
 from .checkpoint import atomic_save_tensors, atomic_write_text, load_state, read_tensors
-from .trainer import CHECKPOINT, METRICS, PRETRAINED, TrainConfig, fit, read_metrics
+from .config import TrainConfig
+from .stages import run_stages
+from .trainer import BEST, CHECKPOINT, METRICS, PRETRAINED, Trainer, fit, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,7 @@ class Run:
         return load_data(self.data_config)
 
     def config_dict(self) -> dict[str, Any]:
-        from .. import __version__
+        from ..version import __version__
 
         return {
             "aekit_version": __version__,
@@ -78,8 +82,6 @@ def split_options(model_name: str, options: dict[str, Any]) -> tuple[dict, dict,
             close = difflib.get_close_matches(k, every, n=1)
             hint = f"did you mean --{close[0].replace('_', '-')}?" if close else "see `aekit train --help`"
             raise ConfigError(f"unknown option --{k.replace('_', '-')} for --model {model_name}: {hint}")
-    if "input_shape" in groups[0]:
-        raise ConfigError("input_shape is set from the data: drop it from the options")
     return groups
 
 
@@ -92,31 +94,28 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
                 f"run directory {out} already exists: choose a new --out, continue it with --resume {out}, "
                 "or pass --overwrite"
             )
-        for name in (CONFIG, WEIGHTS, METRICS, CHECKPOINT, EVALUATION, "best.safetensors", PRETRAINED):
+        for name in (CONFIG, WEIGHTS, METRICS, CHECKPOINT, EVALUATION, BEST, PRETRAINED):
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
 
-def train(
+def train_run(
     model: str = "ae",
     data: str | DataConfig = "digits",
     out: str | Path | None = None,
     *,
     resume: str | Path | None = None,
     overwrite: bool = False,
-    report: bool = True,
-    evaluate: bool = True,
+    callbacks: Sequence[Callback] = (),
     **options: Any,
-) -> Run:
-    """Train a registered model and (with ``out``) write its run directory.  Returns the :class:`Run`.
+) -> tuple[Run, Dataset]:
+    """Train a registered model and (with ``out``) write its run directory: ``config.json``, ``metrics.csv``,
+    the checkpoint and ``model.safetensors``.  Returns the :class:`Run` and its dataset (for evaluation).
 
-    Options are config fields of the model, the trainer or the data, e.g.
-    ``aekit.train("vae", "digits", "runs/vae", latent_dim=8, beta=4, epochs=30)``.
-    ``resume=RUN`` continues a run from its last checkpoint with its saved configuration (``epochs`` may be
-    raised to train longer).
+    Every option, the data and the device are validated before anything is created or replaced.
     """
     if resume is not None:
-        return _resume(Path(resume), report=report, evaluate=evaluate, **options)
+        return _resume(Path(resume), callbacks=callbacks, **options)
     m_opts, t_opts, d_opts = split_options(model, options)
     spec = get_spec(model)
     model_cfg = spec.make_config(m_opts, name=model)
@@ -125,78 +124,73 @@ def train(
         data_cfg = dataclasses.replace(data, **d_opts) if d_opts else data
     else:
         data_cfg = from_dict(DataConfig, {"spec": data, **d_opts}, what="data")
-    dataset = load_data(data_cfg)  # bad data fails here, before any directory exists
-    model_cfg = model_cfg.resolve(dataset.shape, dataset.in_unit_interval)
-    if getattr(spec.model_cls, "supervised", False):
-        model_cfg = model_cfg.resolve_targets(dataset)  # e.g. segmentation: the class count of the masks
-    if getattr(model_cfg, "finetune_epochs", None) is not None:  # stacked-ae: the trainer's run is the fine-tuning
-        if "epochs" in t_opts and train_cfg.epochs != model_cfg.finetune_epochs:
-            raise ConfigError("--finetune-epochs and --epochs both set the fine-tuning epochs: give only one")
-        train_cfg = dataclasses.replace(train_cfg, epochs=model_cfg.finetune_epochs)
-        model_cfg = dataclasses.replace(model_cfg, finetune_epochs=None)
-    torch.manual_seed(train_cfg.seed)
-    net = build_model(model, model_cfg)
+    resolve_device(train_cfg.device)  # a missing GPU fails here, before any directory exists
+    dataset = load_data(data_cfg)  # bad data fails here too
+    model_cfg = model_cfg.resolve(dataset)
+    model_cfg, overrides = model_cfg.train_overrides()  # stacked-ae: --finetune-epochs is the trainer's epochs
+    if "epochs" in overrides and "epochs" in t_opts and train_cfg.epochs != overrides["epochs"]:
+        raise ConfigError("--finetune-epochs and --epochs both set the fine-tuning epochs: give only one")
+    train_cfg = dataclasses.replace(train_cfg, **overrides)
+    with torch.random.fork_rng(devices=[]):  # the initial weights come from the run's seed; the caller's RNG stays
+        torch.manual_seed(train_cfg.seed)
+        net = build_model(model, model_cfg)
     run = Run(Path(out) if out is not None else None, model, net, data_cfg, train_cfg, [])
     if run.path is not None and distributed.is_main():  # under torchrun, rank 0 alone writes the run directory
         _prepare_out(run.path, overwrite)
         atomic_write_text(run.path / CONFIG, json.dumps({**run.config_dict(), "created": _now()}, indent=2))
-    return _train_and_finish(run, dataset, resume=False, report=report, evaluate=evaluate)
+    _train(run, dataset, resume=False, callbacks=callbacks)
+    return run, dataset
 
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _resume(path: Path, *, report: bool, evaluate: bool, **options: Any) -> Run:
+RESUME_OPTIONS = ("epochs", "lr", "progress", "device", "log_every")
+
+
+def _resume(path: Path, *, callbacks: Sequence[Callback] = (), **options: Any) -> tuple[Run, Dataset]:
     cfg = read_config(path)
-    allowed = {"epochs", "progress", "device", "log_every"}
-    bad = [k for k in options if k.replace("-", "_") not in allowed]
+    bad = [k for k in options if k.replace("-", "_") not in RESUME_OPTIONS]
     if bad:
-        raise ConfigError(f"--resume keeps the run's saved configuration; only {sorted(allowed)} may change, not --{bad[0]}")
+        raise ConfigError(f"--resume keeps the run's saved configuration; only --{', --'.join(RESUME_OPTIONS)} "
+                          f"may change, not --{bad[0].replace('_', '-')}")
     model_name, model_cfg, data_cfg, train_cfg = _configs_from(cfg, path)
     if options:
         overrides = {k.replace("-", "_"): v for k, v in options.items()}
         train_cfg = from_dict(TrainConfig, {**to_dict(train_cfg), **overrides}, what="--resume")
-    if not (path / CHECKPOINT).exists() and not (path / WEIGHTS).exists():
-        log.warning("%s has no checkpoint yet: training starts from epoch 0", path)
+    resolve_device(train_cfg.device)
     dataset = load_data(data_cfg)
-    torch.manual_seed(train_cfg.seed)
-    net = build_model(model_name, model_cfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train_cfg.seed)
+        net = build_model(model_name, model_cfg)
+    ckpt = path / CHECKPOINT
+    if ckpt.exists():  # a corrupt or foreign checkpoint fails here, before the finished run's weights are touched
+        Trainer(train_cfg).validate_checkpoint(build_model(model_name, model_cfg), ckpt)
+    elif not (path / WEIGHTS).exists():
+        log.warning("%s has no checkpoint yet: training starts from epoch 0", path)
     run = Run(path, model_name, net, data_cfg, train_cfg, [])
     if distributed.is_main():
         (path / WEIGHTS).unlink(missing_ok=True)  # the run is incomplete again until training finishes
         atomic_write_text(path / CONFIG, json.dumps({**run.config_dict(), "created": cfg.get("created", _now())},
                                                     indent=2))
-    return _train_and_finish(run, dataset, resume=True, report=report, evaluate=evaluate)
+    _train(run, dataset, resume=True, callbacks=callbacks)
+    return run, dataset
 
 
-def _train_and_finish(run: Run, dataset: Dataset, *, resume: bool, report: bool, evaluate: bool) -> Run:
-    from ..data.corrupt import make_corrupter
-
-    corrupt = make_corrupter(getattr(run.model.config, "corruption", None), dataset)  # denoising AEs
-    pretrain = getattr(run.model, "pretrain", None)  # a model's own stages before the fit (stacked-ae)
-    pre_rows = pretrain(dataset, run.train_config, run.path, resume=resume) if pretrain is not None else []
-    run.metrics = fit(run.model, dataset, run.train_config, run.path, resume=resume, corrupt=corrupt,
-                      stage="finetune" if pretrain is not None else None)
+def _train(run: Run, dataset: Dataset, *, resume: bool, callbacks: Sequence[Callback]) -> None:
+    """The model's own stages (if any), the main fit, and the final weights."""
+    staged = run.model.staged
+    pre_rows = run_stages(run.model, dataset, run.train_config, run.path, resume=resume)
+    run.metrics = fit(run.model, dataset, run.train_config, run.path, resume=resume, callbacks=callbacks,
+                      stage="finetune" if staged else None)
     if run.path is None:
         run.metrics = pre_rows + run.metrics
+    elif distributed.is_main():  # every stage's rows, as metrics.csv holds them
+        run.metrics = read_metrics(run.path / METRICS)
     run.model.eval()
-    if run.path is None or not distributed.is_main():
-        distributed.finish()
-        return run
-    atomic_save_tensors(run.model.state_dict(), run.path / WEIGHTS, {"aekit_model": run.model_name})
-    if evaluate:
-        from ..evaluate import evaluate as _evaluate
-
-        run.evaluation = _evaluate(run.model, dataset, "test")
-        atomic_write_text(run.path / EVALUATION, json.dumps(run.evaluation, indent=2))
-    if report:
-        from ..viz.report import write_report
-
-        final = [r for r in run.metrics if r.get("stage", "finetune") == "finetune"]  # curves of the last stage
-        write_report(dataclasses.replace(run, metrics=final), dataset)
-    distributed.finish()
-    return run
+    if run.path is not None and distributed.is_main():
+        atomic_save_tensors(run.model.state_dict(), run.path / WEIGHTS, {"aekit_model": run.model_name})
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -207,12 +201,21 @@ def read_config(path: Path) -> dict[str, Any]:
     if not f.exists():
         raise RunError(f"{path} has no {CONFIG}: it is not an aekit run directory (train one with `aekit train`)")
     try:
-        cfg = json.loads(f.read_text())
+        cfg = json.loads(f.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise RunError(f"{f} is not valid JSON ({e.msg} at line {e.lineno}): restore it or retrain the run") from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise RunError(f"{f} is not readable JSON text ({e}): restore it or retrain the run") from None
+    if not isinstance(cfg, dict):
+        raise RunError(f"{f} is not an aekit config (a JSON object is expected): restore it or retrain the run")
     for key in ("aekit_version", "model", "model_config", "data", "train"):
         if key not in cfg:
             raise RunError(f"{f} lacks '{key}': it was not written by aekit; retrain the run")
+    if not isinstance(cfg["model"], str):
+        raise RunError(f"{f}: 'model' must be a model name, not {cfg['model']!r}; restore it or retrain the run")
+    for key in ("model_config", "data", "train"):
+        if not isinstance(cfg[key], dict):
+            raise RunError(f"{f}: '{key}' must be a JSON object, not {cfg[key]!r}; restore it or retrain the run")
     return cfg
 
 
@@ -232,7 +235,7 @@ def _configs_from(cfg: dict[str, Any], path: Path) -> tuple[str, Any, DataConfig
 
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     """Load a complete run (config + weights + metrics).  Reads JSON and safetensors only."""
-    path = Path(path)
+    path = Path(path).expanduser()
     cfg = read_config(path)
     name, model_cfg, data_cfg, train_cfg = _configs_from(cfg, path)
     if not (path / WEIGHTS).exists():
@@ -241,8 +244,17 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> Run:
     tensors, _ = read_tensors(path / WEIGHTS)
     load_state(net, tensors, str(path / WEIGHTS))
     net.to(device).eval()
-    metrics = read_metrics(path / METRICS) if (path / METRICS).exists() else []
-    evaluation = json.loads((path / EVALUATION).read_text()) if (path / EVALUATION).exists() else None
+    try:
+        metrics = read_metrics(path / METRICS) if (path / METRICS).exists() else []
+    except (OSError, UnicodeDecodeError, ValueError):  # a broken metrics.csv does not stop inference
+        log.warning("%s/%s is unreadable: the run's training curves are unavailable", path, METRICS)
+        metrics = []
+    evaluation = None
+    if (path / EVALUATION).exists():
+        try:
+            evaluation = json.loads((path / EVALUATION).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):  # a broken evaluation.json does not stop inference
+            log.warning("%s/%s is unreadable: re-run `aekit evaluate %s`", path, EVALUATION, path)
     return Run(path, name, net, data_cfg, train_cfg, metrics, evaluation)
 
 

@@ -1,81 +1,69 @@
-"""A small model-agnostic trainer.
+"""The trainer: a short, model-agnostic loop plus callbacks and batch transforms.
 
-It only needs ``model.loss(x, anneal) -> Losses``.  Batches are slices of resident tensors; progress is a tqdm
-bar with the live loss terms; each epoch ends with validation, a row in ``metrics.csv`` and an atomic
-checkpoint; a run killed at any point resumes exactly (same weights as an uninterrupted run).
+It needs only the model contract: ``model.loss(batch) -> Losses`` (and ``fit(x)`` for ``closed_form`` models).
+Each step slices a batch of resident tensors, applies the batch transforms (corruption, augmentation) with a
+generator seeded from (seed, step, transform), and takes one optimiser step.  Everything else is a
+:class:`~aekit.train.callbacks.Callback`: the divergence guard, progress, the metrics CSV, early stopping,
+TensorBoard (from the viz layer) and the checkpoint, in that order.  A run killed at any point resumes exactly:
+the checkpoint holds model, optimiser, data order and the callbacks' states, and every device's sampling noise
+is reseeded from (seed, epoch, rank) at each epoch start.
+
+``fit`` leaves no global state changed: the random generators of every device and the denormal flushing it
+turns on are restored when it returns (a scikit-learn user calling ``fit`` keeps their process as it was).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
-from ..config import check
-from ..data import Dataset, Split, iterate_batches, to_float
-from ..errors import ConfigError, TrainingDiverged
+from ..data import Batch, BatchTransform, Dataset, to_float
+from ..errors import ConfigError, DataError, RunError
 from ..models.base import Autoencoder
+from ..models.batching import mean_losses
 from . import distributed
-from .checkpoint import atomic_save_tensors, load_checkpoint, read_tensors, save_checkpoint
-from .optim import AdamStep, make_optimizer
-from .tblog import open_tensorboard
+from .callbacks import (
+    Callback,
+    Checkpoint,
+    DivergenceGuard,
+    EarlyStopping,
+    LambdaCallback,
+    MetricsCSV,
+    Progress,
+)
+from .checkpoint import load_checkpoint
+from .config import TrainConfig
+from .optim import make_optimizer
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.csv"
 BEST = "best.safetensors"
-PRETRAINED = "pretrained.safetensors"  # a model's weights after its own pretraining stages (stacked-ae)
+PRETRAINED = "pretrained.safetensors"  # a model's weights after its own training stages (stacked-ae)
 
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 1e-3
-    optimizer: Literal["adam", "adamw"] = "adam"
-    weight_decay: float = 0.0
-    schedule: Literal["constant", "cosine"] = "constant"
-    lr_warmup_epochs: float = 0.0
-    beta_warmup_epochs: float = 0.0  # KL annealing: the regulariser weight ramps 0 → 1 over these epochs
-    grad_clip: float = 0.0  # max gradient norm; 0 = off
-    early_stopping: int = 0  # patience in epochs on the validation loss; 0 = off (restores the best epoch)
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    bf16: bool = False  # bfloat16 autocast for the forward pass
-    compile: bool = False  # torch.compile the model's loss (forward + loss terms); see BENCHMARKS.md for when it pays
-    channels_last: bool = False  # conv models: NHWC memory format for weights and batches (pays with --bf16 on CPU)
-    log_every: int = 25  # steps between progress updates / finiteness checks (each costs a device sync)
-    progress: bool = True
-    tensorboard: bool = False  # loss terms + reconstructions per epoch in RUN/tensorboard (needs tensorboard)
-
-    def __post_init__(self) -> None:
-        check(self.epochs >= 0, "--epochs must be ≥ 0")
-        check(self.batch_size >= 1, "--batch-size must be ≥ 1")
-        check(self.lr > 0, "--lr must be > 0, e.g. --lr 1e-3")
-        check(self.log_every >= 1, "--log-every must be ≥ 1")
-        check(self.early_stopping >= 0, "--early-stopping must be ≥ 0 (0 = off)")
+__all__ = ["BEST", "CHECKPOINT", "METRICS", "PRETRAINED", "TrainConfig", "Trainer", "compile_options",
+           "default_callbacks", "fit", "lr_at", "mean_losses", "resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu or auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("--device mps: MPS is not available here; use --device cpu or auto")
     return torch.device(name)
 
@@ -103,80 +91,214 @@ def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return cfg.lr
 
 
-@torch.no_grad()
-def mean_losses(model: Autoencoder, split: Split, batch_size: int = 1024, seed: int = 1234) -> dict[str, float]:
-    """Batch-size-weighted mean of each loss term over a split (fixed noise seed; global RNG untouched)."""
-    was_training = model.training
-    model.eval()
-    sums: dict[str, torch.Tensor] = {}
-    n = len(split)
-    with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for idx in iterate_batches(n, batch_size, shuffle=False):
-            x = to_float(split.x[idx.to(split.x.device)]).to(model.device)
-            if getattr(model, "supervised", False):  # targets (e.g. masks) sliced with the same indices
-                losses = model.loss(x, y=split.y[idx.to(split.y.device)].to(model.device))
-            else:
-                losses = model.loss(x)
-            for k, v in {"loss": losses.total, **losses.terms}.items():
-                sums[k] = sums.get(k, 0.0) + v.detach().double() * len(idx)
-    model.train(was_training)
-    return {k: float(v) / max(1, n) for k, v in sums.items()}
+def transform_generator(seed: int, step: int, index: int) -> torch.Generator:
+    """The CPU generator of batch transform ``index`` at ``step``: a pure function of (seed, step, index)."""
+    return torch.Generator().manual_seed((seed * 2**32 + step + index * 0x9E3779B97F4A7C15) % 2**64)
 
 
-def read_metrics(path: Path) -> list[dict[str, float | str]]:
-    """Rows of a metrics.csv: numbers as floats, text (the ``stage`` column) as is, empty cells left out."""
-    def value(v: str) -> float | str:
+def _flush_denormal_on() -> bool:
+    """Whether denormal flushing is on now (public API only: a denormal input reads as zero when it is)."""
+    tiny = torch.tensor([1e-40], dtype=torch.float32)
+    return bool((tiny * 1.0).item() == 0.0)
+
+
+@contextlib.contextmanager
+def preserved_global_state(device: torch.device) -> Iterator[None]:
+    """Run the block with denormal flushing on (CPU: Adam's moments fill with denormals and slow every step
+    otherwise) and give back every device's random generator and the flushing setting as they were."""
+    devices = [device] if device.type == "cuda" else []
+    flush = _flush_denormal_on()
+    with torch.random.fork_rng(devices=devices):
+        if device.type == "cpu":
+            torch.set_flush_denormal(True)
         try:
-            return float(v)
-        except ValueError:
-            return v
-
-    with Path(path).open() as f:
-        return [{k: value(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
+            yield
+        finally:
+            torch.set_flush_denormal(flush)
 
 
-class _MetricsLog:
-    """metrics.csv, one row per epoch; on resume, rows after the checkpoint are dropped.
+class Trainer:
+    """Trains one model with ``cfg``; ``callbacks`` run in list order, ``transforms`` map every training batch."""
 
-    With ``stage`` (a model's extra training stages, e.g. stacked-ae's ``pretrain-1`` … ``finetune``) rows carry
-    a ``stage`` column, and rows of other stages already in the file are kept.
-    """
+    def __init__(self, cfg: TrainConfig, callbacks: Sequence[Callback] = (),
+                 transforms: Sequence[BatchTransform] = ()):
+        self.cfg = cfg
+        self.callbacks = list(callbacks)
+        self.transforms = list(transforms)
+        self.model: Autoencoder | Any = None
+        self.data: Dataset | Any = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.data_generator = torch.Generator().manual_seed(cfg.seed)
+        self.epoch = 0  # epochs finished
+        self.step = 0  # optimiser steps taken
+        self.steps_per_epoch = 0
+        self.should_stop = False
+        self.history: list[dict[str, Any]] = []
 
-    def __init__(self, path: Path | None, keep_epochs: int, stage: str | None = None):
-        self.path = path
-        self.stage = stage
-        self.rows: list[dict[str, float | str]] = []
-        if path is not None and path.exists():
-            self.rows = [r for r in read_metrics(path)
-                         if r.get("stage") != stage or (keep_epochs > 0 and float(r["epoch"]) <= keep_epochs)]
-        self._write()
+    # ------------------------------------------------------------------------------------------- state
+    def loop_state(self) -> dict[str, Any]:
+        """The JSON part of a checkpoint: counters and every keyed callback's state."""
+        return {"epoch": self.epoch, "step": self.step,
+                "callbacks": {c.key: c.state_dict() for c in self.callbacks if c.key}}
 
-    def add(self, row: dict[str, float | str]) -> None:
-        self.rows.append({"stage": self.stage, **row} if self.stage else row)
-        self._write()
+    def _restore(self, checkpoint: Path) -> None:
+        assert self.optimizer is not None
+        loop = load_checkpoint(checkpoint, self.model, self.optimizer, self.data_generator)
+        try:
+            self.epoch, self.step = int(loop["epoch"]), int(loop["step"])
+        except (KeyError, TypeError, ValueError):
+            raise RunError(f"{checkpoint} has no valid loop counters: start a new run") from None
+        if not 0 <= self.epoch <= self.cfg.epochs:
+            raise RunError(f"{checkpoint} claims epoch {self.epoch} of a {self.cfg.epochs}-epoch run: it does not "
+                           f"belong to this run; raise --epochs or start a new run")
+        states = loop.get("callbacks")
+        if states is None and "best_epoch" in loop:  # checkpoints written before callbacks had state
+            states = {"early_stopping": {k: loop[k] for k in ("best", "best_epoch", "bad_epochs") if k in loop}}
+        for c in self.callbacks:
+            if c.key and c.key in (states or {}):
+                c.load_state_dict(states[c.key])
+        log.info("resumed from %s at epoch %d", checkpoint, self.epoch)
 
-    def _write(self) -> None:
-        if self.path is not None:
-            _write_rows(self.path, self.rows)
+    def validate_checkpoint(self, model: Autoencoder, checkpoint: Path) -> None:
+        """Load ``checkpoint`` into ``model`` (a scratch copy) and a fresh optimiser: a truncated, corrupted or
+        foreign checkpoint raises the one-line RunError here, before a resume changes anything."""
+        self.model = model
+        self.optimizer = make_optimizer(model, self.cfg.lr, self.cfg.weight_decay, self.cfg.optimizer)
+        self._restore(checkpoint)
+
+    def _emit(self, hook: str, *args: Any) -> None:
+        for c in self.callbacks:
+            getattr(c, hook)(self, *args)
+
+    # ------------------------------------------------------------------------------------------- fit
+    def fit(self, model: Autoencoder, data: Dataset, *, resume_from: Path | None = None) -> list[dict[str, Any]]:
+        """Train ``model`` on ``data.train``, validating on ``data.val`` every epoch; returns the metrics rows."""
+        ctx = distributed.setup(resolve_device(self.cfg.device))
+        self.model, self.data = model, data
+        with preserved_global_state(ctx.device):
+            model.to(ctx.device)
+            try:
+                if model.closed_form:
+                    self._fit_closed_form(model, data, ctx.device)
+                else:
+                    self._fit_gradient(model, data, ctx, resume_from)
+            except BaseException as e:
+                for c in self.callbacks:
+                    c.on_exception(self, e)
+                raise
+        return self.history
+
+    def _epoch_row(self, model: Autoencoder, data: Dataset, row: dict[str, Any]) -> dict[str, Any]:
+        if len(data.val):
+            row.update({f"val_{k}": v for k, v in mean_losses(model, data.val).items()})
+        return row
+
+    def _fit_closed_form(self, model: Autoencoder, data: Dataset, device: torch.device) -> None:
+        self._emit("on_fit_start")
+        self._emit("on_epoch_start", 0)
+        t0 = time.perf_counter()
+        model.fit(to_float(data.train.x).to(device))
+        row = {"epoch": 1.0, "time_s": time.perf_counter() - t0,
+               **{f"train_{k}": v for k, v in mean_losses(model, data.train).items()}}
+        self.epoch = 1
+        self.history.append(self._epoch_row(model, data, row))
+        self._emit("on_epoch_end", row)
+        self._emit("on_fit_end")
+
+    def _fit_gradient(self, model: Autoencoder, data: Dataset, ctx: distributed.Context,
+                      resume_from: Path | None) -> None:
+        cfg, device = self.cfg, ctx.device
+        train_x = data.train.x.to(device)
+        train_y = data.train.y.to(device) if model.supervised and data.train.y is not None else None
+        if model.supervised and train_y is None:
+            raise DataError(f"{data.name!r} has no targets for a supervised model: use data with masks")
+        self.steps_per_epoch = ctx.steps_per_epoch(len(train_x), cfg.batch_size)
+        if self.steps_per_epoch == 0 and cfg.epochs > 0:
+            raise DataError(f"the training split of {data.name!r} is empty: use more data or a smaller --val-fraction")
+        self.optimizer = opt = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.optimizer)
+        if resume_from is not None and resume_from.exists():
+            self._restore(resume_from)
+        channels_last = cfg.channels_last and train_x.dim() == 4
+        if channels_last:  # after a resume's load: the optimiser's moments follow their parameters
+            model.to(memory_format=torch.channels_last)
+            for state in opt.state.values():
+                for k, v in state.items():
+                    if torch.is_tensor(v) and v.dim() == 4:
+                        state[k] = v.contiguous(memory_format=torch.channels_last)
+        loss_fn = ctx.wrap(model).loss  # DDP routes the loss through its forward; else the model's own
+        if cfg.compile:
+            loss_fn = torch.compile(loss_fn, options=compile_options(device))
+        autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if cfg.bf16
+                    else contextlib.nullcontext())
+        warm_steps = cfg.beta_warmup_epochs * self.steps_per_epoch
+        params = [p for p in model.parameters() if p.requires_grad]
+        self._emit("on_fit_start")
+        for epoch in range(self.epoch, cfg.epochs):
+            if self.should_stop:
+                break
+            model.train()
+            ctx.seed_epoch(cfg.seed, epoch)  # every device's sampling noise: a pure function of (seed, epoch, rank)
+            self._emit("on_epoch_start", epoch)
+            t0 = time.perf_counter()
+            acc: torch.Tensor | None = None  # the epoch's loss sums, one device tensor (2 small kernels per step)
+            names: list[str] = []
+            seen = 0
+            lr = None
+            for i, (rows, labels, idx) in enumerate(ctx.batches(data.train, train_x, train_y, cfg.batch_size,
+                                                                self.data_generator)):
+                if lr != (lr := lr_at(cfg, self.step, self.steps_per_epoch)):  # only when the schedule changes it
+                    for g in opt.param_groups:
+                        g["lr"] = lr
+                # idx is already on the device; index_select copies whole rows (12x faster than rows[idx] for a
+                # uint8 batch of 128 Fashion-MNIST images)
+                batch = Batch(to_float(rows.index_select(0, idx)),
+                              labels=None if labels is None else labels.index_select(0, idx),
+                              anneal=min(1.0, (self.step + 1) / warm_steps) if warm_steps > 0 else 1.0)
+                for k, t in enumerate(self.transforms):
+                    batch = t(batch, transform_generator(cfg.seed, self.step, k))
+                if channels_last:
+                    batch = batch._replace(x=batch.x.contiguous(memory_format=torch.channels_last))
+                with autocast:
+                    losses = loss_fn(batch)
+                opt.zero_grad(set_to_none=True)
+                losses.total.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+                self.step += 1
+                seen += len(idx)
+                terms = {"loss": losses.total, **losses.terms}
+                names = list(terms)
+                vec = torch.stack([v.detach().float() for v in terms.values()])
+                acc = vec.mul_(len(idx)) if acc is None else acc.add_(vec, alpha=len(idx))
+                if (i + 1) % cfg.log_every == 0 or i + 1 == self.steps_per_epoch:
+                    self._emit("on_log", losses, ctx.loss_value(losses.total))  # one sync per log_every steps
+                self._emit("on_step_end", epoch, i)
+            sums, seen = ctx.reduce_sums(dict(zip(names, acc)) if acc is not None else {}, seen)  # over all ranks
+            row: dict[str, Any] = {"epoch": float(epoch + 1), "step": float(self.step),
+                                   "lr": opt.param_groups[0]["lr"], "time_s": time.perf_counter() - t0}
+            row.update({f"train_{k}": float(v) / max(1, seen) for k, v in sums.items()})
+            self._epoch_row(model, data, row)
+            self.epoch = epoch + 1
+            self.history.append(row)
+            self._emit("on_epoch_end", row)
+        self._emit("on_fit_end")
 
 
-def _write_rows(path: Path, rows: list[dict[str, float | str]]) -> None:
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys or ["epoch"])
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
-
-
-def append_metrics(run_dir: Path, rows: list[dict[str, float | str]]) -> None:
-    """Append rows (of a model's own training stage; they carry their ``stage``) to ``run_dir``'s metrics.csv."""
-    path = Path(run_dir) / METRICS
-    _write_rows(path, (read_metrics(path) if path.exists() else []) + list(rows))
+def default_callbacks(cfg: TrainConfig, run_dir: Path | None, *, stage: str | None = None,
+                      extra: Sequence[Callback] = ()) -> list[Callback]:
+    """The standard set: divergence guard, progress, metrics CSV and checkpoint (with a run directory), early
+    stopping (``cfg.early_stopping``), with ``extra`` (user callbacks, TensorBoard) before the checkpoint."""
+    ckpt = Path(run_dir) / CHECKPOINT if run_dir is not None else None
+    out: list[Callback] = [DivergenceGuard(ckpt), Progress(cfg.progress)]
+    if run_dir is not None:
+        out.append(MetricsCSV(Path(run_dir) / METRICS, stage))
+    if cfg.early_stopping:
+        out.append(EarlyStopping(cfg.early_stopping, Path(run_dir) / BEST if run_dir is not None else None))
+    out += list(extra)
+    if ckpt is not None:
+        out.append(Checkpoint(ckpt))
+    return out
 
 
 def fit(
@@ -186,159 +308,27 @@ def fit(
     run_dir: Path | None = None,
     *,
     resume: bool = False,
-    on_step: Callable[[int, int], None] | None = None,
-    corrupt: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    callbacks: Sequence[Callback] = (),
+    transforms: Sequence[BatchTransform] | None = None,
     stage: str | None = None,
-) -> list[dict[str, float]]:
+    on_step: Any = None,
+) -> list[dict[str, Any]]:
     """Train ``model`` on ``data.train``; validate on ``data.val`` every epoch.  Returns the metrics rows.
 
-    ``on_step(epoch, step)`` is called after every optimiser step (tests use it to simulate a kill).
-    ``corrupt`` (denoising) maps a clean batch to the model input; the loss targets the clean batch.
-    ``stage`` names this fit in metrics.csv (a ``stage`` column) when a model trains in stages; rows of
-    earlier stages in the file are kept.
+    With ``run_dir`` (rank 0 under torchrun) the standard callbacks write ``metrics.csv`` and the checkpoint;
+    ``resume`` continues from that checkpoint.  ``callbacks`` are added to the standard ones (before the
+    checkpoint); ``transforms`` default to the model's own (``model.batch_transforms(data)``).  ``stage``
+    names this fit in metrics.csv when a model trains in stages.  ``on_step(epoch, index)`` is called after
+    every optimiser step (tests use it to simulate a kill).
     """
-    ctx = distributed.setup(resolve_device(cfg.device))  # torchrun: join the process group (else a no-op)
-    device = ctx.device
-    run_dir_writes = run_dir if ctx.is_main else None  # rank 0 alone writes the run directory
-    if device.type == "cpu":
-        torch.set_flush_denormal(True)  # Adam's moments fill with denormals and slow every step otherwise
-    model.to(device)
-    metrics_path = Path(run_dir_writes) / METRICS if run_dir_writes is not None else None
-    if model.closed_form:
-        model.fit(to_float(data.train.x).to(device))
-        row = {"epoch": 1.0, **{f"train_{k}": v for k, v in mean_losses(model, data.train).items()}}
-        if len(data.val):
-            row.update({f"val_{k}": v for k, v in mean_losses(model, data.val).items()})
-        mlog = _MetricsLog(metrics_path, 0)
-        mlog.add(row)
-        tb = open_tensorboard(cfg.tensorboard, run_dir_writes, data)
-        if tb is not None:
-            tb.log_epoch(model, row, 1)
-            tb.close()
-        return mlog.rows
+    writes = run_dir if run_dir is not None and distributed.is_main() else None  # rank 0 alone writes
+    extra = list(callbacks) + ([LambdaCallback(on_step)] if on_step is not None else [])
+    trainer = Trainer(cfg, default_callbacks(cfg, writes, stage=stage, extra=extra),
+                      model.batch_transforms(data) if transforms is None else transforms)
+    ckpt = Path(run_dir) / CHECKPOINT if run_dir is not None and resume else None
+    return trainer.fit(model, data, resume_from=ckpt)
 
-    train_x = data.train.x.to(device)
-    # supervised models (``supervised = True``, e.g. U-Net) get the targets sliced with the same indices, and
-    # their optional ``augment_batch(x, y, generator)`` with a generator seeded from (seed, step): a pure
-    # function of the step, so there is nothing to checkpoint and resume stays exact
-    train_y = data.train.y.to(device) if getattr(model, "supervised", False) else None
-    augment = getattr(model, "augment_batch", None)
-    n = len(train_x)
-    steps_per_epoch = ctx.steps_per_epoch(n, cfg.batch_size)
-    opt = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.optimizer)
-    data_gen = torch.Generator().manual_seed(cfg.seed)
-    loop = {"epoch": 0, "step": 0, "best": math.inf, "best_epoch": 0, "bad_epochs": 0}
-    ckpt = Path(run_dir) / CHECKPOINT if run_dir is not None else None
-    if resume and ckpt is not None and ckpt.exists():
-        loop = load_checkpoint(ckpt, model, opt, data_gen)
-        log.info("resumed from %s at epoch %d", ckpt, loop["epoch"])
-    mlog = _MetricsLog(metrics_path, loop["epoch"], stage)
-    tb = open_tensorboard(cfg.tensorboard, run_dir_writes, data)
-    best_state = None
-    best_path = Path(run_dir) / BEST if run_dir is not None else None
-    memory_format = torch.channels_last if cfg.channels_last and train_x.dim() == 4 else None
-    if memory_format is not None:  # after a resume's load: the optimiser's moments follow their parameters
-        model.to(memory_format=memory_format)
-        for state in opt.state.values():
-            for k, v in state.items():
-                if torch.is_tensor(v) and v.dim() == 4:
-                    state[k] = v.contiguous(memory_format=memory_format)
-    opt_step = AdamStep(opt)  # after the resume's load and the channels_last move: it keeps the state tensors
-    if cfg.early_stopping and loop["best_epoch"] and best_path is not None and best_path.exists():
-        best_state = read_tensors(best_path)[0]
-    if run_dir_writes is None:
-        ckpt = best_path = None
-    loss_fn = ctx.wrap(model).loss  # DDP routes the loss through its forward; else the model's own
-    if cfg.compile:
-        loss_fn = torch.compile(loss_fn, options=compile_options(device))
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
-    )
-    warm_steps = cfg.beta_warmup_epochs * steps_per_epoch
-    for epoch in range(loop["epoch"], cfg.epochs):
-        if cfg.early_stopping and loop["bad_epochs"] >= cfg.early_stopping:
-            break
-        model.train()
-        ctx.seed_epoch(cfg.seed, epoch)
-        t0 = time.perf_counter()
-        sums: dict[str, torch.Tensor] = {}
-        acc: torch.Tensor | None = None  # the epoch's loss sums, one device tensor (2 small kernels per step)
-        seen = 0
-        lr = None
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if cfg.progress else True,
-                   leave=False, dynamic_ncols=True)
-        for i, (bx, by, idx) in enumerate(ctx.batches(data.train, train_x, train_y, cfg.batch_size, data_gen)):
-            step = loop["step"]
-            if lr != (lr := lr_at(cfg, step, steps_per_epoch)):  # only when the schedule changes it
-                for g in opt.param_groups:
-                    g["lr"] = lr
-            # idx is already on the device (no per-step host-device copy); index_select copies whole rows
-            # (measured 12x faster than bx[idx] for a uint8 batch of 128 Fashion-MNIST images)
-            x = to_float(bx.index_select(0, idx))
-            if memory_format is not None:
-                x = x.contiguous(memory_format=memory_format)
-            yb = None if by is None else by.index_select(0, idx)
-            if yb is not None and augment is not None:
-                x, yb = augment(x, yb, torch.Generator().manual_seed((cfg.seed * 2**32 + step) % 2**64))
-            anneal = min(1.0, (step + 1) / warm_steps) if warm_steps > 0 else 1.0
-            with autocast:
-                if yb is not None:
-                    losses = loss_fn(x, y=yb, anneal=anneal)
-                else:
-                    losses = loss_fn(corrupt(x), anneal=anneal, target=x) if corrupt else loss_fn(x, anneal=anneal)
-            opt_step.zero_grad()
-            losses.total.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt_step()
-            loop["step"] = step + 1
-            seen += len(idx)
-            terms = {"loss": losses.total, **losses.terms}
-            vec = torch.stack([v.detach().float() for v in terms.values()])
-            acc = vec.mul_(len(idx)) if acc is None else acc.add_(vec, alpha=len(idx))
-            if (i + 1) % cfg.log_every == 0 or i + 1 == steps_per_epoch:
-                total = ctx.loss_value(losses.total)  # one sync per log_every steps (all ranks agree)
-                if not math.isfinite(total):
-                    bar.close()
-                    raise TrainingDiverged(
-                        f"training diverged at epoch {epoch + 1}, step {i + 1} (loss is {total}): lower --lr "
-                        f"(now {cfg.lr:g}) or add --grad-clip 1.0"
-                        + (f"; the last good checkpoint (epoch {loop['epoch']}) is kept, resume with --resume "
-                           f"{run_dir}" if ckpt is not None and ckpt.exists() else "")
-                    )
-                bar.set_postfix({k: f"{v.detach().item():.4g}" for k, v in losses.terms.items()})
-                bar.update(i + 1 - bar.n)
-            if on_step is not None:
-                on_step(epoch, i)
-        bar.close()
-        t1 = time.perf_counter()
-        if acc is not None:
-            sums = dict(zip(terms, acc))
-        sums, seen = ctx.reduce_sums(sums, seen)  # over all ranks (once per epoch)
-        row = {"epoch": float(epoch + 1), "step": float(loop["step"]), "lr": opt.param_groups[0]["lr"],
-               "time_s": t1 - t0}
-        row.update({f"train_{k}": float(v) / max(1, seen) for k, v in sums.items()})
-        if len(data.val):
-            row.update({f"val_{k}": v for k, v in mean_losses(model, data.val).items()})
-        loop["epoch"] = epoch + 1
-        monitored = row.get("val_loss", row["train_loss"])
-        if cfg.early_stopping:
-            if monitored < loop["best"] - 1e-6:
-                loop.update(best=monitored, best_epoch=epoch + 1, bad_epochs=0)
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                if best_path is not None:
-                    atomic_save_tensors(best_state, best_path)
-            else:
-                loop["bad_epochs"] += 1
-        mlog.add(row)
-        if tb is not None:
-            tb.log_epoch(model, row, epoch + 1)
-        log.info("epoch %d/%d  train_loss %.4g  %s  (%.1fs)", epoch + 1, cfg.epochs, row["train_loss"],
-                 "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k.startswith("val_")), row["time_s"])
-        if ckpt is not None:
-            save_checkpoint(ckpt, model, opt, data_gen, loop)
-    if tb is not None:
-        tb.close()
-    if cfg.early_stopping and best_state is not None:
-        model.load_state_dict(best_state)
-    return mlog.rows
+
+def replace_epochs(cfg: TrainConfig, epochs: int) -> TrainConfig:
+    """``cfg`` for a model's own stage: ``epochs`` epochs, no early stopping."""
+    return dataclasses.replace(cfg, epochs=epochs, early_stopping=0)

@@ -167,7 +167,7 @@ def write_report(run: Run, dataset: Dataset, split: str = "test", *, max_points:
         add("losses.png", "Training (solid) and validation (dashed) loss terms per epoch, per-sample averages.",
             lambda p: plots.plot_losses(run.metrics, p))
 
-    if getattr(model, "supervised", False):  # segmentation: masks overlaid on test images instead of the AE figures
+    if model.supervised:  # segmentation: masks overlaid on test images instead of the AE figures
         from .segmentation import segmentation_figures
 
         for name, caption, draw in segmentation_figures(model, dataset, split):
@@ -193,7 +193,7 @@ def write_report(run: Run, dataset: Dataset, split: str = "test", *, max_points:
         add("reconstructions.png", f"{what}; {split} split.", draw_recon)
 
     # samples (generative image models)
-    if model.can_sample and is_image:
+    if model.generative and is_image:
         add("samples.png", f"{n_samples} samples decoded from the prior p(z) = N(0, I) (seed {seed}).",
             lambda p: plots.plot_samples(latent.sample(model, n_samples, seed=seed).float().cpu(), p,
                                          title="samples from the prior"))
@@ -234,12 +234,12 @@ def write_report(run: Run, dataset: Dataset, split: str = "test", *, max_points:
             + (", coloured by label." if y_sub is not None else "."), draw_scatter)
 
     # manifold (2-D latent generative image models)
-    if is_image and model.can_sample and model.latent_dim == 2:
+    if is_image and model.generative and model.latent_vectors and model.latent_dim == 2:
         add("manifold.png", "Images decoded from a 15×15 grid of N(0, 1) quantiles (0.05 … 0.95) of the 2-D "
             "latent space (Kingma & Welling, 2014).", lambda p: plots.plot_manifold(model, p, n=15))
 
     # traversals (generative image models): rows = latent units by KL, highest first
-    if is_image and model.can_sample and len(sub) and idx:
+    if is_image and model.generative and model.latent_vectors and len(sub) and idx:
         from .traversal import traversal_figure
 
         n_rows = min(10, model.latent_dim)

@@ -16,7 +16,6 @@ import torch
 
 from .. import latent
 from ..models.base import Autoencoder
-from ..models.vae import VAE
 from .plots import _render_grid, _unit_images, _upscale, _upscale_factor, make_grid
 
 __all__ = ["plot_traversal", "traversal_figure", "unit_usage"]
@@ -25,7 +24,7 @@ __all__ = ["plot_traversal", "traversal_figure", "unit_usage"]
 @torch.no_grad()
 def unit_usage(model: Autoencoder, x: torch.Tensor) -> tuple[np.ndarray, str]:
     """Per-unit usage over the rows of ``x`` and its name: KL per dim (nats) for a VAE, else code variance."""
-    if isinstance(model, VAE):
+    if model.posterior:
         from ..evaluate.likelihood import kl_per_dim, posterior_stats
 
         mean, logvar = posterior_stats(model, x)

@@ -1,27 +1,39 @@
-"""`aekit traverse RUN`: latent traversals of a trained run (one row per latent unit, ordered by KL)."""
+"""``aekit traverse RUN --out t.png``: latent traversals of a trained run (one row per latent unit, ordered by KL)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Sequence
 
-log = logging.getLogger(__name__)
+from ..errors import AekitError
+from ._common import add_data_flags, check_png, dataset_for
+
+log = logging.getLogger("aekit")
 
 REFERENCE_ROWS = 2000  # rows of the split used to rank the units by KL / variance
 
 
+def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    p.add_argument("run", help="a run directory")
+    add_data_flags(p)
+    p.add_argument("--index", type=int, default=0, help="which sample of the split gives the code (default 0)")
+    p.add_argument("--dims", type=int, default=None, metavar="N", help="show only the N most used units")
+    p.add_argument("--steps", type=int, default=9, help="images per row (default 9)")
+    p.add_argument("--span", type=float, default=3.0, help="sweep each unit over [-span, span] (default 3)")
+    p.add_argument("--out", required=True, help="PNG file")
+
+
 def cmd_traverse(args: argparse.Namespace) -> int:
-    from .cli import _check_png, _dataset_for
-    from .data import to_float
-    from .errors import AekitError
-    from .train import load_run
-    from .viz.traversal import traversal_figure
+    from ..data import to_float
+    from ..train import load_run
+    from ..viz.traversal import traversal_figure
 
     run = load_run(args.run)
     if len(run.model.input_shape) not in (2, 3):
         raise AekitError(f"aekit traverse draws images; run {args.run} was trained on table data "
                          f"{run.model.input_shape}: use `aekit encode` and plot the codes instead")
-    s = _dataset_for(run, args).split(args.split)
+    s = dataset_for(run, args).split(args.split)
     if not 0 <= args.index < len(s):
         raise AekitError(f"--index {args.index} is out of range: the {args.split} split has {len(s)} samples "
                          f"(0..{len(s) - 1})")
@@ -31,24 +43,10 @@ def cmd_traverse(args: argparse.Namespace) -> int:
         raise AekitError(f"--steps must be at least 2, got {args.steps}")
     if not args.span > 0:
         raise AekitError(f"--span must be > 0, got {args.span}")
-    out = _check_png(args.out)
+    out = check_png(args.out)
     x = to_float(s.x[args.index : args.index + 1])[0]
     path, dims = traversal_figure(run.model, x, s.x[:REFERENCE_ROWS], out, n_dims=args.dims, steps=args.steps,
                                   span=args.span, title=f"{args.split} #{args.index}: traversals "
                                                         f"{-args.span:g} … {args.span:g}")
     log.info("wrote %s (units %s, most used first)", path, ", ".join(map(str, dims)))
     return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("traverse", help="sweep each latent unit from -3 to 3 around a code (rows by KL)")
-    p.add_argument("run")
-    p.add_argument("--data", default=None, help="dataset spec (default: the run's own data)")
-    p.add_argument("--data-dir", default=None, help="where MNIST-family files are looked up / cached")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--index", type=int, default=0, help="which sample of the split gives the code (default 0)")
-    p.add_argument("--dims", type=int, default=None, metavar="N", help="show only the N most used units")
-    p.add_argument("--steps", type=int, default=9, help="images per row (default 9)")
-    p.add_argument("--span", type=float, default=3.0, help="sweep each unit over [-span, span] (default 3)")
-    p.add_argument("--out", required=True, help="PNG file")
-    p.set_defaults(func=cmd_traverse)

@@ -16,6 +16,7 @@ import torch
 
 from ..data import Dataset, to_float
 from ..errors import ConfigError
+from ..train.callbacks import Callback
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +24,34 @@ LOG_DIR = "tensorboard"
 N_IMAGES = 8
 
 
-class TensorBoardLog:
-    def __init__(self, log_dir: Path, data: Dataset):
+class TensorBoardLog(Callback):
+    """The ``--tensorboard`` trainer callback (viz layer: it draws reconstructions); events go to ``log_dir``."""
+
+    def __init__(self, log_dir: Path):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise ConfigError("--tensorboard needs the tensorboard package: pip install 'aekit[tensorboard]' "
                               "(or drop --tensorboard)") from None
-        self.writer = SummaryWriter(str(log_dir))
+        self.log_dir = Path(log_dir)
+        self._writer_cls = SummaryWriter
+        self.writer: Any = None
+        self.images: torch.Tensor | None = None
+
+    def on_fit_start(self, trainer: Any) -> None:
+        self.writer = self._writer_cls(str(self.log_dir))
+        data: Dataset = trainer.data
         split = data.val if len(data.val) else data.train
         self.images = to_float(split.x[:N_IMAGES]) if data.kind == "image" and len(split) else None
+
+    def on_epoch_end(self, trainer: Any, row: dict[str, Any]) -> None:
+        self.log_epoch(trainer.model, row, int(row["epoch"]))
+
+    def on_fit_end(self, trainer: Any) -> None:
+        self.close()
+
+    def on_exception(self, trainer: Any, error: BaseException) -> None:
+        self.close()
 
     @torch.no_grad()
     def log_epoch(self, model: Any, row: dict[str, Any], epoch: int) -> None:
@@ -49,7 +68,7 @@ class TensorBoardLog:
         self.writer.flush()
 
     def _reconstructions(self, model: Any, epoch: int) -> None:
-        from ..viz.plots import make_grid
+        from .plots import make_grid
 
         was_training = model.training
         model.eval()
@@ -62,14 +81,6 @@ class TensorBoardLog:
         self.writer.add_image("reconstructions", grid, epoch, dataformats="HWC")
 
     def close(self) -> None:
-        self.writer.close()
-
-
-def open_tensorboard(enabled: bool, run_dir: Path | None, data: Dataset) -> TensorBoardLog | None:
-    """A writer for ``run_dir/tensorboard`` when ``enabled`` (and there is a run directory), else None."""
-    if not enabled:
-        return None
-    if run_dir is None:
-        log.warning("--tensorboard needs a run directory (--out): nothing is logged")
-        return None
-    return TensorBoardLog(Path(run_dir) / LOG_DIR, data)
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

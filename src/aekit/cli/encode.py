@@ -1,0 +1,45 @@
+"""``aekit encode RUN --out codes.npy|codes.csv``: the codes of a data split."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import AekitError
+from ._common import add_data_flags, dataset_for
+
+log = logging.getLogger("aekit")
+
+
+def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    p.add_argument("run", help="a run directory")
+    add_data_flags(p)
+    p.add_argument("--out", required=True, help="codes.npy or codes.csv (with a label column when there are labels)")
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..latent import encode_all
+    from ..train import load_run
+
+    out = Path(args.out)
+    if out.suffix not in (".npy", ".csv"):
+        raise AekitError(f"--out {args.out}: use a .npy or .csv file name")
+    run = load_run(args.run)
+    s = dataset_for(run, args).split(args.split)
+    codes = encode_all(run.model, s.x).numpy()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npy":
+        np.save(out, codes)
+    else:
+        header = ",".join(f"z{j}" for j in range(codes.shape[1]))
+        table = codes
+        if s.y is not None and s.y.ndim == 1:  # class labels (not segmentation masks)
+            header += ",label"
+            table = np.concatenate([codes, s.y.numpy()[:, None].astype(codes.dtype)], axis=1)
+        np.savetxt(out, table, delimiter=",", header=header, comments="", fmt="%.7g")
+    log.info("wrote %d codes of dimension %d to %s", codes.shape[0], codes.shape[1], out)
+    return 0

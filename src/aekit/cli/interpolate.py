@@ -1,0 +1,39 @@
+"""``aekit interpolate RUN --a 0 --b 1 [--spherical] --out path.png``: decode a path between two codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+from ..errors import AekitError
+from ._common import add_data_flags, check_png, dataset_for
+
+log = logging.getLogger("aekit")
+
+
+def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    p.add_argument("run", help="a run directory")
+    add_data_flags(p)
+    p.add_argument("--a", type=int, default=0, help="index of the first sample in the split (default 0)")
+    p.add_argument("--b", type=int, default=1, help="index of the second sample (default 1)")
+    p.add_argument("--steps", type=int, default=10, help="images along the path (default 10)")
+    p.add_argument("--spherical", action="store_true", help="slerp instead of a straight line")
+    p.add_argument("--out", required=True, help="PNG file")
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from ..data import to_float
+    from ..latent import interpolate
+    from ..train import load_run
+    from ..viz.plots import plot_interpolation
+
+    run = load_run(args.run)
+    s = dataset_for(run, args).split(args.split)
+    for name, i in (("--a", args.a), ("--b", args.b)):
+        if not 0 <= i < len(s):
+            raise AekitError(f"{name} {i} is out of range: the {args.split} split has {len(s)} samples (0..{len(s) - 1})")
+    strip = interpolate(run.model, to_float(s.x[args.a]), to_float(s.x[args.b]), max(2, args.steps), args.spherical)
+    plot_interpolation(strip, check_png(args.out))
+    log.info("wrote %s", args.out)
+    return 0

@@ -1,0 +1,35 @@
+"""``aekit reconstruct RUN --out recon.png``: originals above their reconstructions."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+from ._common import add_data_flags, check_png, dataset_for
+
+log = logging.getLogger("aekit")
+
+
+def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    p.add_argument("run", help="a run directory")
+    add_data_flags(p)
+    p.add_argument("-n", type=int, default=10, help="number of samples (default 10)")
+    p.add_argument("--out", required=True, help="PNG file")
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data import to_float
+    from ..train import load_run
+    from ..viz.plots import plot_reconstructions
+
+    run = load_run(args.run)
+    s = dataset_for(run, args).split(args.split)
+    x = to_float(s.x[: max(1, args.n)])
+    with torch.no_grad():
+        recon = run.model.reconstruct(x)
+    plot_reconstructions(x, recon, check_png(args.out), n=len(x))
+    log.info("wrote %s", args.out)
+    return 0

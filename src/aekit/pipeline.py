@@ -1,0 +1,64 @@
+"""The top-level job: train a model, evaluate it on the test split and write its report.
+
+This is the only module that runs the layers in sequence (train → evaluate → viz); each layer below knows
+nothing of the ones above it.  ``aekit.train(...)`` and ``aekit train`` call :func:`train`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .data import DataConfig
+from .train import distributed
+from .train.callbacks import Callback
+from .train.checkpoint import atomic_write_text
+from .train.run import EVALUATION, Run, train_run
+
+__all__ = ["train"]
+
+
+def train(
+    model: str = "ae",
+    data: str | DataConfig = "digits",
+    out: str | Path | None = None,
+    *,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    report: bool = True,
+    evaluate: bool = True,
+    callbacks: Sequence[Callback] = (),
+    **options: Any,
+) -> Run:
+    """Train a registered model and (with ``out``) write its run directory, evaluation and report.
+
+    Options are config fields of the model, the trainer or the data, e.g.
+    ``aekit.train("vae", "digits", "runs/vae", latent_dim=8, beta=4, epochs=30)``.
+    ``resume=RUN`` continues a run from its last checkpoint with its saved configuration (``epochs`` may be
+    raised to train longer, ``lr`` lowered after a divergence).  ``callbacks`` are extra trainer callbacks.
+    """
+    extra = list(callbacks)
+    if options.get("tensorboard") and out is not None and resume is None and distributed.is_main():
+        from .viz.tblog import LOG_DIR, TensorBoardLog
+
+        extra.append(TensorBoardLog(Path(out) / LOG_DIR))  # checks the package before anything is written
+    run, dataset = train_run(model, data, out, resume=resume, overwrite=overwrite, callbacks=extra, **options)
+    try:
+        if run.path is None or not distributed.is_main():
+            return run
+        if evaluate:
+            from .evaluate import evaluate as _evaluate
+
+            run.evaluation = _evaluate(run.model, dataset, "test")
+            atomic_write_text(run.path / EVALUATION, json.dumps(run.evaluation, indent=2))
+        if report:
+            from .viz.report import write_report
+
+            final = [r for r in run.metrics if r.get("stage", "finetune") == "finetune"]  # curves of the last stage
+            write_report(dataclasses.replace(run, metrics=final), dataset)
+        return run
+    finally:
+        distributed.finish()

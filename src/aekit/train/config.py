@@ -1,0 +1,45 @@
+"""The trainer's configuration: one frozen dataclass, every field documented for the CLI.
+
+This module imports no torch, so the options of ``aekit train`` can be listed cheaply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from ..config import check, opt
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = opt(20, "passes over the training split")
+    batch_size: int = opt(128, "samples per optimiser step")
+    lr: float = opt(1e-3, "peak learning rate")
+    optimizer: Literal["adam", "adamw"] = opt("adam", "adam, or adamw (decoupled weight decay)")
+    weight_decay: float = opt(0.0, "L2 penalty (adam) or decoupled weight decay (adamw)")
+    schedule: Literal["constant", "cosine"] = opt("constant", "learning rate after the warm-up: constant, or a "
+                                                              "cosine decay to 0 at the last step")
+    lr_warmup_epochs: float = opt(0.0, "linear learning-rate warm-up from 0 over these epochs (fractions allowed)")
+    beta_warmup_epochs: float = opt(0.0, "KL annealing: the regulariser weight ramps 0 → 1 over these epochs")
+    grad_clip: float = opt(0.0, "clip the gradient norm to this value; 0 = off")
+    early_stopping: int = opt(0, "stop after this many epochs without a better validation loss and restore the "
+                                 "best epoch; 0 = off")
+    seed: int = opt(0, "seed of the initial weights, the batch order and the model's noise")
+    device: Literal["auto", "cpu", "cuda", "mps"] = opt("auto", "where to train; auto: cuda, then mps, then cpu")
+    bf16: bool = opt(False, "bfloat16 autocast for the forward pass")
+    compile: bool = opt(False, "torch.compile the model's loss (forward + loss terms); see BENCHMARKS.md for when "
+                               "it pays")
+    channels_last: bool = opt(False, "NHWC memory format for weights and batches (pays with --bf16 on CPU)",
+                              scope="conv models")
+    log_every: int = opt(25, "steps between progress updates and finiteness checks (each costs a device sync)")
+    progress: bool = opt(True, "progress bars (-q turns them off)")
+    tensorboard: bool = opt(False, "log loss terms and reconstructions per epoch to RUN/tensorboard (needs "
+                                   "tensorboard)")
+
+    def __post_init__(self) -> None:
+        check(self.epochs >= 0, "--epochs must be ≥ 0")
+        check(self.batch_size >= 1, "--batch-size must be ≥ 1")
+        check(self.lr > 0, "--lr must be > 0, e.g. --lr 1e-3")
+        check(self.log_every >= 1, "--log-every must be ≥ 1")
+        check(self.early_stopping >= 0, "--early-stopping must be ≥ 0 (0 = off)")

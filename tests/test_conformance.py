@@ -1,0 +1,261 @@
+"""The model conformance suite: every registered model (and a toy model defined only here) goes through build,
+forward/backward, the units of its loss terms, train → save → load equality, evaluate, ONNX export (or a
+clean "not supported"), the explorer, kill-and-resume equality and determinism.
+
+Adding a registry line is enough to put a model through all of it: the cases are ``list(MODELS)``; the data
+follows from the model's declared capabilities (segmentation masks for ``supervised`` models, digits
+otherwise) and the size from the registry entry's ``tiny`` options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+import aekit
+from aekit.config import opt
+from aekit.data import Batch, load_data
+from aekit.errors import AekitError
+from aekit.models import MODELS, ModelSpec
+from aekit.models.base import CAPABILITIES, Autoencoder, Losses, ModelConfig
+from aekit.train import LambdaCallback
+from aekit.train.checkpoint import read_tensors
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# ------------------------------------------------------------------------------- a model defined only here
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyConfig(ModelConfig):
+    latent_dim: int = opt(2, "size of the code")
+
+
+class ToyLinearAE(Autoencoder):
+    """The smallest model that fulfils the contract: a linear encoder and decoder, squared error."""
+
+    units = {"recon": "sum of squared errors per sample"}
+
+    def __init__(self, config: ToyConfig):
+        super().__init__(config)
+        self.enc = torch.nn.Linear(self.input_dim, config.latent_dim)
+        self.dec = torch.nn.Linear(config.latent_dim, self.input_dim)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.enc(x.flatten(1))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.dec(z).view(-1, *self.input_shape)
+
+    def loss(self, batch: Batch) -> Losses:
+        recon = (self.forward(batch.x) - batch.clean).pow(2).flatten(1).sum(1).mean()
+        return Losses(recon, {"recon": recon})
+
+
+TOY = "toy-linear-ae"
+CASES = [*MODELS, TOY]
+
+
+@pytest.fixture
+def registered(request):
+    """The case's registry name; the toy model is registered (one line) for the test's duration."""
+    name = request.param
+    if name == TOY:
+        MODELS.register(TOY, ModelSpec(ToyConfig, ToyLinearAE, "a toy linear autoencoder (tests only)"))
+        yield name
+        MODELS._entries.pop(TOY)
+    else:
+        yield name
+
+
+def parametrize_models(fn):
+    return pytest.mark.parametrize("registered", CASES, indirect=True)(fn)
+
+
+# ------------------------------------------------------------------------------- data and runs
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data(aekit.DataConfig("digits", subsample=300))
+
+
+@pytest.fixture(scope="module")
+def cells():
+    return load_data(aekit.DataConfig("cells", cells_count=16, image_size=16))
+
+
+def data_for(name, digits, cells):
+    spec = MODELS[name]
+    return (cells, aekit.DataConfig("cells", cells_count=16, image_size=16)) if spec.model_cls.supervised else (
+        digits, aekit.DataConfig("digits", subsample=300))
+
+
+def options(name, **extra):
+    return {**MODELS[name].tiny, "epochs": 2, "batch_size": 64, "progress": False, **extra}
+
+
+def state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_state(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def build(name, data):
+    spec = MODELS[name]
+    cfg = spec.make_config(MODELS[name].tiny, name=name).resolve(data)
+    model = aekit.build_model(name, cfg)
+    if model.closed_form:
+        model.fit(aekit.data.to_float(data.train.x))
+    return model
+
+
+def first_batch(model, data, n=6):
+    x = aekit.data.to_float(data.train.x[:n])
+    labels = data.train.y[:n] if model.supervised else None
+    return Batch(x, labels=labels)
+
+
+# ------------------------------------------------------------------------------- the suite
+
+
+@parametrize_models
+def test_declares_the_contract(registered):
+    cls = MODELS[registered].model_cls
+    assert issubclass(cls, Autoencoder)
+    assert not getattr(cls, "__abstractmethods__", None), f"{cls.__name__} leaves verbs abstract"
+    assert set(cls.capabilities()) == set(CAPABILITIES)
+    assert all(isinstance(v, bool) for v in cls.capabilities().values())
+    assert cls.units, "a model lists its loss terms and their units"
+    for f in dataclasses.fields(MODELS[registered].config_cls):  # every option is documented for the CLI
+        assert f.metadata.get("help"), f"{MODELS[registered].config_cls.__name__}.{f.name} has no help text"
+
+
+@parametrize_models
+def test_forward_backward_and_units(registered, digits, cells):
+    data, _ = data_for(registered, digits, cells)
+    model = build(registered, data)
+    batch = first_batch(model, data)
+    losses = model.loss(batch)
+    assert losses.total.shape == () and torch.isfinite(losses.total)
+    assert set(losses.terms) <= set(model.units), f"undocumented terms {set(losses.terms) - set(model.units)}"
+    assert all(torch.isfinite(v) and v.shape == () for v in losses.terms.values())
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not model.closed_form:
+        assert trainable
+        losses.total.backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trainable)
+    model.eval()
+    with torch.no_grad():
+        out = model(batch.x)
+        code = model.embed(batch.x)
+    assert code.shape == (len(batch.x), model.latent_dim)
+    if model.supervised:
+        assert model.predict(batch.x).shape == batch.labels.shape
+    else:
+        assert out.shape == batch.x.shape
+    if model.latent_vectors:
+        assert model.decode(code).shape == batch.x.shape
+    if model.generative:
+        assert model.sample(3, torch.Generator().manual_seed(0)).shape == (3, *model.input_shape)
+
+
+@parametrize_models
+def test_missing_capabilities_give_one_line_errors(registered, digits, cells):
+    data, _ = data_for(registered, digits, cells)
+    model = build(registered, data)
+    for capability, call in (("generative", lambda: model.sample(2)),
+                             ("supervised", lambda: model.predict(first_batch(model, data).x)),
+                             ("posterior", lambda: aekit.evaluate.likelihood.iwae_nll(model, data.test.x[:4], 2))):
+        if not getattr(model, capability):
+            with pytest.raises(AekitError, match=capability):
+                call()
+
+
+@pytest.mark.slow
+@parametrize_models
+def test_train_save_load_evaluate_resume_determinism(registered, digits, cells, tmp_path):
+    _, data_cfg = data_for(registered, digits, cells)
+    opts = options(registered)
+    run = aekit.train(registered, data_cfg, tmp_path / "a", report=False, **opts)
+    # save -> load equality, and the run is a valid directory
+    loaded = aekit.load_run(tmp_path / "a")
+    assert loaded.model_name == registered and loaded.model.registry_name == registered
+    assert_same_state(state(run.model), state(loaded.model))
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["model"] == registered
+    # evaluate: finite, JSON-ready figures
+    ev = json.loads((tmp_path / "a" / "evaluation.json").read_text())
+    assert ev["n"] > 0
+    assert all(math.isfinite(v) for v in ev.values() if isinstance(v, float))
+    # determinism twice: the same options give the same weights
+    again = aekit.train(registered, data_cfg, tmp_path / "b", report=False, evaluate=False, **opts)
+    assert_same_state(state(run.model), state(again.model))
+    # kill-and-resume equality (closed-form models have no epochs to interrupt)
+    if not run.model.closed_form:
+        class Kill(Exception):
+            pass
+
+        def kill(epoch, index):
+            if (epoch, index) == (1, 0):
+                raise Kill
+
+        with pytest.raises(Kill):
+            aekit.train(registered, data_cfg, tmp_path / "c", report=False, evaluate=False,
+                        callbacks=[LambdaCallback(kill)], **opts)
+        assert not (tmp_path / "c" / "model.safetensors").exists()
+        resumed = aekit.train(resume=tmp_path / "c", report=False, evaluate=False)
+        assert_same_state(state(run.model), state(resumed.model))
+        weights, _ = read_tensors(tmp_path / "c" / "model.safetensors")
+        assert_same_state(state(run.model), weights)
+
+
+@pytest.mark.slow
+@parametrize_models
+def test_export_or_a_clean_refusal(registered, digits, cells, tmp_path):
+    pytest.importorskip("onnx")
+    from aekit.export import export_onnx
+
+    data, _ = data_for(registered, digits, cells)
+    model = build(registered, data).eval()
+    try:
+        manifest = export_onnx(model, tmp_path / "onnx", model_name=registered)
+    except AekitError as e:  # a clean "not supported" naming what is missing
+        assert "\n" not in str(e)
+        return
+    assert (tmp_path / "onnx" / "onnx.json").exists()
+    assert manifest is not None
+
+
+@parametrize_models
+def test_explorer_endpoints(registered, digits, cells):
+    from serve_stubs import png_bytes
+
+    from aekit.serve.explorer import Explorer
+
+    data, _ = data_for(registered, digits, cells)
+    model = build(registered, data)
+    ex = Explorer(model, data, split="test", model_name=registered, max_points=50)
+    info = ex.info()
+    assert info["latent"] == model.latent_vectors
+    assert info["can_sample"] == (model.generative and model.latent_vectors)
+    assert info["can_segment"] == model.supervised
+    if model.latent_vectors:
+        codes = ex.encode(indices=[0, 1])["codes"]
+        assert len(codes) == 2 and len(codes[0]) == model.latent_dim
+        assert len(ex.decode(codes)["images"]) == 2
+        assert len(ex.interpolate(0, 1, steps=3)["images"]) == 3
+        assert ex.item(0)
+    if model.generative:
+        assert len(ex.sample(2)["images"]) == 2
+    if model.supervised:
+        out = ex.segment(png_bytes((16, 16)), "image/png")
+        assert out["width"] == 16 and out["height"] == 16
