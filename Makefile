@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.aekit-installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-quick test-floors lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -22,11 +22,21 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# everything but the tests marked slow (pyproject.toml): under 3 minutes on 2 CPU cores; CI runs `make test`
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+# the quick tests in a separate venv (build/venv-floors) with every dependency at its pyproject.toml floor
+# (torch excepted: constraints.txt's CPU wheel); see scripts/test_floors.sh
+test-floors:
+	PY=$(PY) scripts/test_floors.sh
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/mypy  # files and settings: [tool.mypy] in pyproject.toml
 
 bench: $(STAMP)
-	$(BIN)/aekit bench train --out BENCHMARKS-local.md
+	$(BIN)/python benchmarks/bench.py train --out BENCHMARKS-local.md
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

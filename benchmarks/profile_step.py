@@ -5,13 +5,12 @@
     python benchmarks/profile_step.py --case conv-vae --variants base,bf16,channels_last
 
 The step is exactly the trainer's (batch slice of the resident uint8 tensor → float, ``model.loss``,
-backward, the trainer's :class:`aekit.train.optim.AdamStep`, flushed denormals, loss sums kept on the device).
+backward, torch's fused Adam ``opt.step()``, flushed denormals, loss sums kept on the device).
 Variants, combinable with ``+``: ``base``; ``bf16`` (autocast); ``compile`` (torch.compile of ``model.loss``
 with ATen's random ops), with ``+philox`` (inductor's own random ops instead), ``+autotune`` (what mode
 max-autotune-no-cudagraphs sets) or ``+cppwrapper`` (inductor's C++ wrapper; ``compile+cppwrapper`` is what
 the trainer's ``--compile`` does on CPU); ``optcompile``
-(torch.compile of ``opt.step``); ``optstep`` (``opt.step()`` / ``opt.zero_grad()`` instead of AdamStep);
-``channels_last`` (conv models); ``foreach`` / ``forloop`` (the other Adam implementations); ``noflush``
+(torch.compile of ``opt.step``); ``channels_last`` (conv models); ``foreach`` / ``forloop`` (the other Adam implementations); ``noflush``
 (denormals kept).
 Timings are medians of 60-step windows, best of ``--rounds`` interleaved rounds (robust to other load).
 ``--clock cpu --threads 1`` times the thread's CPU time instead of wall time: indicative A/B ratios on a
@@ -24,38 +23,36 @@ import argparse
 import contextlib
 import statistics
 import time
+from typing import Any
 
 import torch
+from bench import _aekit_model, get_case  # benchmarks/bench.py, next to this script
 
-from aekit.bench import get_case
 from aekit.data import DataConfig, load_data, to_float
-from aekit.models import MODELS, build_model
-from aekit.train.optim import AdamStep
+from aekit.data.batch import Batch
 
 
 def make_step(case, data, variant: set[str]):
     torch.manual_seed(0)
-    cfg = MODELS[case.model].make_config(case.options, name=case.model).resolve(data.shape, data.in_unit_interval)
-    if hasattr(cfg, "resolve_targets"):
-        cfg = cfg.resolve_targets(data)
-    model = build_model(case.model, cfg)
+    model = _aekit_model(case, data)
     cl = "channels_last" in variant and len(data.shape) == 3
     if cl:
         model = model.to(memory_format=torch.channels_last)
-    kind = {"foreach": {"foreach": True}, "forloop": {"foreach": False}}
+    kind: dict[str, dict[str, Any]] = {"foreach": {"foreach": True}, "forloop": {"foreach": False}}
     opt_kw = next((kind[k] for k in kind if k in variant), {"fused": True})
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=case.lr, **opt_kw)
-    options = {} if "philox" in variant else {"fallback_random": True}  # philox: inductor's own randn
+    options: dict[str, Any] = {} if "philox" in variant else {"fallback_random": True}  # philox: inductor's own randn
     if "cppwrapper" in variant:  # the compiled graph's call() in C++ instead of Python
         options["cpp_wrapper"] = True
     if "autotune" in variant:  # what mode="max-autotune-no-cudagraphs" sets (mode and options exclude each other)
         options.update(max_autotune=True, coordinate_descent_tuning=True)
     fn = torch.compile(model.loss, options=options) if "compile" in variant else model.loss
-    fast = AdamStep(opt)
-    opt_step = torch.compile(opt.step) if "optcompile" in variant else opt.step if "optstep" in variant else fast
-    zero_grad = fast.zero_grad if opt_step is fast else lambda: opt.zero_grad(set_to_none=True)
+    opt_step: Any = torch.compile(opt.step) if "optcompile" in variant else opt.step
+
+    def zero_grad() -> None:
+        opt.zero_grad(set_to_none=True)
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if "bf16" in variant else contextlib.nullcontext
-    sup = getattr(model, "supervised", False)
+    sup = model.supervised
     x_all, y_all = data.train.x, data.train.y
     sums: dict[str, torch.Tensor] = {}
 
@@ -65,7 +62,7 @@ def make_step(case, data, variant: set[str]):
         if cl:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast():
-            losses = fn(x, y=y_all.index_select(0, idx)) if sup else fn(x)
+            losses = fn(Batch(x, labels=y_all.index_select(0, idx) if sup else None))
         zero_grad()
         losses.total.backward()
         opt_step()

@@ -75,6 +75,33 @@ def test_killed_mid_epoch_resumes_to_identical_weights(tmp_path, model):
     assert len(full_rows) == len(resumed_rows) == 5
 
 
+def test_resume_needs_no_saved_noise_state(tmp_path):
+    """Sampling noise is reseeded from (seed, epoch) on every device at each epoch start, so a checkpoint holds no
+    generator state but the data order, and a resumed VAE draws the same noise: exact on a GPU by design, where
+    the noise comes from the CUDA generator (test_killed_mid_epoch_resumes_on_cuda runs it when one is lent)."""
+    aekit.train("vae", "digits", tmp_path / "r", epochs=1, **QUICK)
+    from aekit.train.checkpoint import read_tensors
+
+    tensors, _ = read_tensors(tmp_path / "r" / "checkpoint.safetensors")
+    assert [k for k in tensors if k.startswith("rng.")] == ["rng.data"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_killed_mid_epoch_resumes_on_cuda(tmp_path):
+    opts = dict(QUICK, epochs=3, device="cuda")
+    aekit.train("vae", "digits", tmp_path / "full", **opts)
+
+    def kill(epoch, step):
+        if epoch == 1 and step == 3:
+            raise Kill
+
+    with pytest.raises(Kill):
+        _train_with_hook(tmp_path / "killed", "vae", opts, kill)
+    aekit.train(resume=tmp_path / "killed", report=False, progress=False)
+    a, b = weights(tmp_path / "full"), weights(tmp_path / "killed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def _train_with_hook(out, model, opts, hook):
     """Run the library's train() but with an on_step hook injected into fit()."""
     import importlib
@@ -364,3 +391,23 @@ def test_compile_trains_like_eager(tmp_path):
     assert math.isfinite(b["train_loss"])
     assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
     assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-3)
+
+
+def test_run_files_get_the_umask_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        aekit.train("vae", "digits", tmp_path / "r", epochs=1, progress=False)
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "r").rglob("*") if p.is_file()]
+    assert {"config.json", "model.safetensors", "metrics.csv", "evaluation.json", "report.html"} <= {p.name for p in files}
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files}
+    assert set(modes.values()) == {0o644}, modes  # 0o666 less the umask, as any tool gives (not mkstemp's 0o600)
+
+
+def test_public_sample_needs_no_autograd(tmp_path):
+    aekit.train("vae", "digits", tmp_path / "r", **{**QUICK, "epochs": 1, "evaluate": False})
+    assert aekit.load(tmp_path / "r").sample(2).numpy().shape == (2, 1, 8, 8)

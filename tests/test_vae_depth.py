@@ -72,9 +72,19 @@ def test_iwae_k1_equals_elbo_and_improves_with_k(vae_run):
     iw1 = -iwae_nll(model, xr, 1, seed=2)
     se = math.sqrt(elbo.var() / len(elbo) + iw1.var() / len(iw1))
     assert abs(float(iw1.mean() - elbo.mean())) < 4 * se + 1e-3
-    nll = {k: float(iwae_nll(model, x, k, seed=3).mean()) for k in (1, 10, 100, 1000)}
-    assert nll[1] > nll[10] > nll[100] >= nll[1000] - 0.02, nll
-    assert nll[1000] <= -run.evaluation["elbo"] + 0.05
+    per_image = {k: iwae_nll(model, x, k, seed=3).double() for k in (1, 10, 100, 1000)}
+    nll = {k: float(v.mean()) for k, v in per_image.items()}
+
+    def se(d):  # standard error of a mean over the test images
+        return float(d.std() / math.sqrt(len(d)))
+
+    # the bound tightens with K in expectation; K = 100 and 1000 differ by less than the Monte Carlo noise of
+    # their difference (measured 0.001 ± 0.007 nats), so that step gets 4 standard errors of slack
+    assert nll[1] > nll[10] > nll[100] >= nll[1000] - 4 * se(per_image[100] - per_image[1000]), nll
+    # evaluate's ELBO (one noise draw per image) is an upper bound too, up to its own Monte Carlo noise: the se
+    # of a one-draw mean, from two independent one-draw estimates (var(a − b) = 2 var(a))
+    mc = se(per_image[1] - iwae_nll(model, x, 1, seed=4).double()) / math.sqrt(2)
+    assert nll[1000] <= -run.evaluation["elbo"] + 4 * mc
 
 
 def test_active_units_and_kl_per_dim():
@@ -227,7 +237,8 @@ def test_a_cross_fading_decoder_is_even_in_pixels_not_in_features(digits, tmp_pa
     pairs = np.array([[i, i + 20] for i in range(20) if digits.test.y[i] != digits.test.y[i + 20]])
     out = path_metrics(CrossFade(x), clf, x, pairs, 16)
     assert out["path_step_ratio"] == pytest.approx(1.0, abs=1e-6)
-    assert out["path_feature_step_ratio"] > 1.05  # 1.13 measured
+    # 1.11–1.16 over classifier seeds 0–7 (mean 1.13, sd 0.014): 1.05 is 5 sd below, still clearly uneven
+    assert out["path_feature_step_ratio"] > 1.05
     assert out["paths"].shape == (len(pairs), 16, *x.shape[1:])
 
 

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ..train import train
+    from ..pipeline import train
 
     options: dict[str, Any] = dict(DEMO_OPTIONS)
     if args.epochs is not None:

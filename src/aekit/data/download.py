@@ -20,6 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import DataError
+from ..fileio import file_mode
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def download(
                     f"checksum mismatch for {url}: expected {kind} {want}, got {got}; "
                     f"the mirror may be corrupt, retry or place the file manually in {dest.parent}"
                 )
+        os.chmod(tmp, file_mode())  # a downloaded file gets the umask's permissions, not mkstemp's 0600
         os.replace(tmp, dest)
     except urllib.error.HTTPError as e:
         e.close()  # the error carries the open response

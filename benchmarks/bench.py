@@ -1,12 +1,21 @@
-"""``aekit bench``: how fast aekit trains, next to what users would write themselves and to pythae.
+"""How fast aekit trains, next to what users would write themselves and to pythae.
 
-Suites (``aekit bench SUITE --help``):
+Run from the repository root with the venv's python (aekit installed, e.g. ``make setup``)::
+
+    python benchmarks/bench.py SUITE [OPTIONS]        # SUITE: train, levers, stream, iwae, matmul
+    python benchmarks/bench.py SUITE --help
+
+It is not part of the installed package (and not an ``aekit`` sub-command): it uses aekit's public API only
+(``aekit.train``, ``aekit.MODELS`` / ``aekit.build_model``, ``aekit.train.mean_losses``, ``aekit.data.Batch``
+...), as a user's script would.
+
+Suites:
 
 ``train``   For each case (MLP VAE 784-400-20, deep AE 784-1000-500-250-30, conv VAE on 28×28, U-Net on
             128×128 cells) train the same model, batch size, learning rate and epochs with (a) aekit's trainer,
             (b) a plain PyTorch loop (DataLoader over a TensorDataset, default Adam, fp32 — the pytorch/examples
             recipe) and (c) pythae 0.1.2 where it has the model (``pip install aekit[bench]``).  Each
-            (implementation, repeat) runs in a fresh process, in rotating order, so global state (denormal
+            (implementation, repeat) runs in a fresh process (this file, ``_worker``), in rotating order, so global state (denormal
             flushing, thread pools, caches) never leaks from one to the next.  Reported: samples/s (median
             over the epochs after the first and then over repeats), the final test loss, peak RSS, and the
             fraction of the matmul bound reached (the matmul/conv FLOPs of one training step, counted by
@@ -42,9 +51,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("bench")
 
 RESULT_TAG = "AEKIT_BENCH_RESULT "
+SCRIPT = Path(__file__).resolve()
+COMMAND = "python benchmarks/bench.py"  # how the figures' command lines name this script
 _clock = time.perf_counter  # epoch timer; --clock cpu: process CPU time (indicative figures on a loaded machine)
 
 
@@ -91,7 +102,7 @@ SMOKE: dict[str, Case] = {
 
 
 def get_case(name: str, smoke: bool = False) -> Case:
-    from .errors import ConfigError
+    from aekit.errors import ConfigError
 
     table = SMOKE if smoke else CASES
     if name not in table:
@@ -152,22 +163,45 @@ def peak_rss_mb() -> float:
     return r / (1 << 20) if sys.platform == "darwin" else r / 1024
 
 
+# ------------------------------------------------------------------------------------ aekit's public API
+
+
+def _aekit_model(case: Case, data: Any) -> Any:
+    """aekit's model of a case, built for ``data`` as ``aekit.train`` builds it (registry, config, resolve)."""
+    import aekit
+    from aekit.train import split_options
+
+    model_options, _, _ = split_options(case.model, case.options)  # the case's training / data options aside
+    cfg = aekit.MODELS[case.model].make_config(model_options, name=case.model).resolve(data)
+    return aekit.build_model(case.model, cfg)
+
+
+def _aekit_loss(model: Any, x: Any, y: Any = None) -> Any:
+    """The batch-mean loss aekit's trainer minimises (``model.loss(Batch)``; ``y``: labels / masks)."""
+    from aekit.data.batch import Batch
+
+    return model.loss(Batch(x, labels=y)).total
+
+
+# The inductor options aekit's trainer passes to torch.compile (aekit.train.trainer.compile_options, measured
+# there), given to the plain loop's ``compile`` lever so that it compiles as the trainer does.
+COMPILE_OPTIONS_CPU: dict[str, Any] = {"fallback_random": True, "cpp_wrapper": True}
+
+
 # ---------------------------------------------------------------------------------- reference models
 
 
-def _reference_model(case: Case, shape: tuple[int, ...], n_classes: int = 2) -> Any:
+def _reference_model(case: Case, data: Any) -> Any:
     """The model as a user would write it in plain PyTorch (the U-Net is aekit's own module)."""
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
 
+    shape = data.shape
     d = math.prod(shape)
     o = case.options
     if case.model == "unet":
-        from .models import MODELS, build_model
-
-        cfg = MODELS["unet"].make_config(o).resolve(shape, True)
-        return build_model("unet", dataclasses.replace(cfg, num_classes=n_classes))
+        return _aekit_model(case, data)
 
     if case.model == "vae" and o.get("arch") != "conv":
         hidden, latent = int(str(o["hidden"]).split(",")[0]), int(o["latent_dim"])
@@ -255,7 +289,7 @@ def _reference_loss(case: Case, model: Any, x: Any, y: Any, logits_form: bool) -
     import torch.nn.functional as F
 
     if case.model == "unet":
-        return model.loss(x, y=y).total * len(x)
+        return _aekit_loss(model, x, y) * len(x)
     out = model(x)
     xf = x.reshape(len(x), -1)
     logits = out[0].reshape(len(x), -1)
@@ -275,9 +309,9 @@ Result = dict[str, Any]
 
 
 def _load(case: Case, subsample: int | None) -> Any:
-    from .data import load_data
+    import aekit
 
-    return load_data(_data_config(case, subsample))
+    return aekit.load_data(_data_config(case, subsample))
 
 
 def _epoch_rates(times: list[float], n: int) -> list[float]:
@@ -289,28 +323,26 @@ def run_plain(case: Case, epochs: int, seed: int, levers: frozenset[str], subsam
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from .data import to_float
-    from .train.trainer import compile_options
+    from aekit.data import to_float
 
     unknown = levers - {"resident", "flush", "fused", "foreach", "logits", "compile", "bf16", "channels_last"}
     if unknown:
-        from .errors import ConfigError
+        from aekit.errors import ConfigError
 
         raise ConfigError(f"unknown lever(s) {sorted(unknown)}")
     torch.set_flush_denormal("flush" in levers)
     data = _load(case, subsample)
     torch.manual_seed(seed)
-    n_classes = len(data.classes) if data.classes else 2
-    model = _reference_model(case, data.shape, n_classes)
+    model = _reference_model(case, data)
     supervised = case.model == "unet"
     cl = "channels_last" in levers and len(data.shape) == 3
     if cl:
         model = model.to(memory_format=torch.channels_last)
-    kw = {"fused": True} if "fused" in levers else {"foreach": True} if "foreach" in levers else {}
+    kw: dict[str, Any] = {"fused": True} if "fused" in levers else {"foreach": True} if "foreach" in levers else {}
     opt = torch.optim.Adam(model.parameters(), lr=case.lr, **kw)
     loss_fn: Callable[..., Any] = lambda x, y: _reference_loss(case, model, x, y, "logits" in levers)  # noqa: E731
     if "compile" in levers:
-        loss_fn = torch.compile(loss_fn, options=compile_options(torch.device("cpu")))  # as aekit's trainer
+        loss_fn = torch.compile(loss_fn, options=COMPILE_OPTIONS_CPU)  # as aekit's trainer
     autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if "bf16" in levers else contextlib.nullcontext())
     xtr, ytr = data.train.x, (data.train.y if supervised else None)
     n = len(xtr)
@@ -355,13 +387,14 @@ def run_aekit(case: Case, epochs: int, seed: int, levers: frozenset[str], subsam
     """aekit's own trainer, through the public API (``aekit.train``)."""
     import torch
 
-    from .train import mean_losses, train
+    import aekit
+    from aekit.train import mean_losses
 
     data = _load(case, subsample)
     opts = {**case.options, "epochs": epochs, "batch_size": case.batch_size, "lr": case.lr, "seed": seed,
             "schedule": "constant", "progress": False, "compile": "compile" in levers, "bf16": "bf16" in levers,
             "channels_last": "channels_last" in levers}
-    run = train(case.model, _data_config(case, subsample), None, report=False, evaluate=False, **opts)
+    run = aekit.train(case.model, _data_config(case, subsample), None, report=False, evaluate=False, **opts)
     times = [float(r["time_s"]) for r in run.metrics]
     with torch.random.fork_rng():
         test_loss = mean_losses(run.model, data.test, batch_size=16 if case.model == "unet" else 1000)["loss"]
@@ -370,7 +403,7 @@ def run_aekit(case: Case, epochs: int, seed: int, levers: frozenset[str], subsam
 
 
 def _data_config(case: Case, subsample: int | None) -> Any:
-    from .data import DataConfig
+    from aekit.data import DataConfig
 
     opts = {"val_fraction": 0.0, **case.data_options}
     if subsample:
@@ -389,11 +422,11 @@ def run_pythae(case: Case, epochs: int, seed: int, levers: frozenset[str], subsa
     from pythae.models.nn import BaseDecoder, BaseEncoder
     from pythae.trainers import BaseTrainer, BaseTrainerConfig
 
-    from .data import to_float
+    from aekit.data import to_float
 
     data = _load(case, subsample)
     torch.manual_seed(seed)
-    ref = _reference_model(case, data.shape)
+    ref = _reference_model(case, data)
     shape = data.shape
 
     class Encoder(BaseEncoder):
@@ -408,7 +441,7 @@ def run_pythae(case: Case, epochs: int, seed: int, levers: frozenset[str], subsa
     class Decoder(BaseDecoder):
         def __init__(self, owner: nn.Module) -> None:
             BaseDecoder.__init__(self)
-            self._owner = [owner]  # not registered twice
+            self._owner: list[Any] = [owner]  # not registered twice
 
         def forward(self, z: torch.Tensor) -> Any:  # pythae's BCE takes probabilities: a sigmoid output
             return ModelOutput(reconstruction=torch.sigmoid(self._owner[0].ref.decode(z)).view(len(z), *shape))
@@ -440,7 +473,7 @@ def run_pythae(case: Case, epochs: int, seed: int, levers: frozenset[str], subsa
 def parse_impl(impl: str) -> tuple[str, frozenset[str]]:
     """``aekit``, ``aekit+compile``, ``reference``, ``reference+resident+flush``, ``pythae``."""
     base, *levers = impl.split("+")
-    from .errors import ConfigError
+    from aekit.errors import ConfigError
 
     if base not in ("aekit", "reference", "pythae"):
         raise ConfigError(f"unknown implementation {impl!r}: aekit[+LEVER...], reference[+LEVER...] or pythae")
@@ -451,20 +484,15 @@ def matmul_flops_per_sample(case: Case, subsample: int | None = None, data: Any 
     """Matmul + conv FLOPs (forward and backward) of one training sample of aekit's model."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .data import to_float
-    from .models import MODELS, build_model
+    from aekit.data import to_float
 
     data = data if data is not None else _load(case, subsample)
-    spec = MODELS[case.model]
-    cfg = spec.make_config(case.options, name=case.model).resolve(data.shape, data.in_unit_interval)
-    if hasattr(cfg, "resolve_targets"):
-        cfg = cfg.resolve_targets(data)
-    model = build_model(case.model, cfg)
+    model = _aekit_model(case, data)
     b = min(case.batch_size, len(data.train))
     x = to_float(data.train.x[:b])
-    kw = {"y": data.train.y[:b]} if getattr(model, "supervised", False) else {}
+    y = data.train.y[:b] if model.supervised else None
     with FlopCounterMode(display=False) as fc:
-        model.loss(x, **kw).total.backward()
+        _aekit_loss(model, x, y).backward()
     return fc.get_total_flops() / b
 
 
@@ -487,22 +515,19 @@ def worker(spec: dict[str, Any]) -> Result:
 
 @contextlib.contextmanager
 def _cpu_clock(enabled: bool) -> Iterator[None]:
-    """Time epochs by process CPU time instead of wall time (aekit's trainer included)."""
+    """Time epochs by process CPU time instead of wall time, aekit's trainer included: ``time.perf_counter``
+    itself is replaced while the measurement runs (each one has a process of its own)."""
     global _clock
     if not enabled:
         yield
         return
-    import types
-
-    from .train import trainer
-
-    saved = trainer.time, _clock
-    trainer.time = types.SimpleNamespace(perf_counter=time.process_time)  # type: ignore[assignment]
+    saved = time.perf_counter, _clock
+    time.perf_counter = time.process_time  # type: ignore[assignment]
     _clock = time.process_time
     try:
         yield
     finally:
-        trainer.time, _clock = saved
+        time.perf_counter, _clock = saved  # type: ignore[assignment]
 
 
 def _cpu_seconds() -> float | None:
@@ -545,7 +570,7 @@ def _run_worker(spec: dict[str, Any], inprocess: bool) -> Result:
 
         torch.set_flush_denormal(False)  # the reference must not inherit aekit's setting
         return worker(spec)
-    cmd = [sys.executable, "-m", "aekit.bench", "_worker", json.dumps(spec)]
+    cmd = [sys.executable, str(SCRIPT), "_worker", json.dumps(spec)]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     cpu0, own0, t0 = _cpu_seconds(), _children_cpu(), time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -654,13 +679,13 @@ def suite_train(args: argparse.Namespace, impls_default: list[str]) -> dict[str,
     if args.clock == "cpu":
         notes.append("epochs timed by process CPU time (--clock cpu), not wall time: indicative ratios only")
     report: dict[str, Any] = {"machine": machine(), "gemm_fp32_flops": gemm, "cases": {}, "notes": notes,
-                              "command": "aekit bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else [])}
+                              "command": " ".join([COMMAND, *getattr(args, "argv", [])])}
     for name in cases:
         case = get_case(name, args.smoke)
         if name == "unet":
-            from .models import MODELS
+            import aekit
 
-            if "unet" not in MODELS:
+            if "unet" not in aekit.MODELS:
                 notes.append("unet: the U-Net model is not in this aekit build: skipped")
                 continue
         epochs = args.epochs or case.epochs
@@ -712,7 +737,7 @@ def suite_stream(args: argparse.Namespace) -> dict[str, Any]:
     """Peak RSS of streamed training vs. the budget + the model's footprint, and vs. loading whole."""
     import numpy as np
 
-    from .data.stream import parse_size
+    from aekit.data.stream import parse_size
 
     size, budget = parse_size(args.size), parse_size(args.budget)
     tmp = tempfile.TemporaryDirectory() if not args.path else None
@@ -732,13 +757,10 @@ def suite_stream(args: argparse.Namespace) -> dict[str, Any]:
               str(args.epochs), "--no-progress", "--no-report", "--val-fraction", "0.01", "--max-val", "1000"]
 
     def child(data: str, *extra: str) -> dict[str, Any]:
-        code = ("import json,sys,time;from aekit.cli import main;from aekit.bench import peak_rss_mb;"
-                "t=time.perf_counter();rc=main(sys.argv[1:]);"
-                "print('" + RESULT_TAG + "'+json.dumps({'rc':rc,'s':time.perf_counter()-t,'rss':peak_rss_mb()}))")
         with tempfile.TemporaryDirectory(prefix="aekit-bench-") as d:  # the child's run, removed afterwards
             run = Path(d) / "r"
-            r = subprocess.run([sys.executable, "-c", code, "-q", "train", "--data", data, *common, "--out", str(run),
-                                *extra], capture_output=True, text=True)
+            r = subprocess.run([sys.executable, str(SCRIPT), "_cli", "-q", "train", "--data", data, *common,
+                                "--out", str(run), *extra], capture_output=True, text=True)
             res = next((json.loads(line[len(RESULT_TAG):]) for line in r.stdout.splitlines()
                         if line.startswith(RESULT_TAG)), None)
             if res is None or res["rc"] != 0:
@@ -781,18 +803,15 @@ def render_stream(r: dict[str, Any], command: str) -> str:
 def suite_iwae(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from .data import DataConfig, load_data
-    from .evaluate.likelihood import iwae_nll
-    from .train import load as load_model
-    from .train import train
+    import aekit
+    from aekit.evaluate.likelihood import iwae_nll
 
     if args.run:
-        model = load_model(args.run)
-        data = load_data(DataConfig("fashion-mnist"))
+        model = aekit.load(args.run)
     else:
-        run = train("vae", "fashion-mnist", None, hidden="400", latent_dim=20, likelihood="bernoulli",
-                    epochs=args.train_epochs, progress=False, report=False, evaluate=False)
-        model, data = run.model, load_data(DataConfig("fashion-mnist"))
+        model = aekit.train("vae", "fashion-mnist", None, hidden="400", latent_dim=20, likelihood="bernoulli",
+                            epochs=args.train_epochs, progress=False, report=False, evaluate=False).model
+    data = aekit.load_data(aekit.DataConfig("fashion-mnist"))
     x = data.test.x[: args.n] if args.n else data.test.x
     load0 = load_avg()
     t = time.perf_counter()
@@ -810,8 +829,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", help="also write the raw results to this JSON file")
 
 
-def register(sub: Any) -> None:
-    b = sub.add_parser("bench", help="benchmarks: aekit vs a plain PyTorch loop vs pythae; levers; streaming; IWAE")
+def build_parser() -> argparse.ArgumentParser:
+    b = argparse.ArgumentParser(prog=COMMAND, description="aekit's benchmarks: aekit vs a plain PyTorch loop vs "
+                                "pythae; levers; streaming; IWAE; GEMM rates")
+    b.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    b.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     bs = b.add_subparsers(dest="suite", required=True)
     for name, hlp in (("train", "samples/s, test loss, peak RSS and matmul-bound fraction per case"),
                       ("levers", "aekit's levers added one at a time to the plain loop")):
@@ -853,6 +875,7 @@ def register(sub: Any) -> None:
     m = bs.add_parser("matmul", help="the GEMM rates of this machine (fp32, bf16)")
     _common(m)
     m.set_defaults(func=cmd_bench)
+    return b
 
 
 LEVER_LADDER = ["reference", "reference+resident", "reference+resident+flush", "reference+resident+flush+fused",
@@ -861,7 +884,7 @@ LEVER_LADDER = ["reference", "reference+resident", "reference+resident+flush", "
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    command = "aekit bench " + args.suite
+    command = f"{COMMAND} {args.suite}"
     if args.suite in ("train", "levers"):
         default = (["reference", "aekit", "pythae"] if args.suite == "train" else LEVER_LADDER)
         report = suite_train(args, default)
@@ -886,11 +909,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":  # the worker of one measurement: python -m aekit.bench _worker SPEC
-    if len(sys.argv) == 3 and sys.argv[1] == "_worker":
+def main(argv: list[str] | None = None) -> int:
+    """``python benchmarks/bench.py [-q|-v] SUITE ...``; a user error is one line on stderr and exit code 2."""
+    from aekit.errors import AekitError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = [a for a in argv if a not in ("-q", "--quiet", "-v", "--verbose")]
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    try:
+        return args.func(args)
+    except AekitError as e:
+        sys.stderr.write(f"{COMMAND}: error: {e}\n")
+        return e.exit_code
+
+
+def _child_cli(argv: list[str]) -> int:
+    """A streamed-training child of the ``stream`` suite: ``aekit`` ARGS, then its time and peak RSS."""
+    from aekit.cli import main as aekit_main
+
+    t = time.perf_counter()
+    rc = aekit_main(argv)
+    sys.stdout.write(RESULT_TAG + json.dumps({"rc": rc, "s": time.perf_counter() - t, "rss": peak_rss_mb()}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "_worker":  # one measurement, in a fresh process: _worker SPEC
         logging.basicConfig(level=logging.WARNING)
         result = worker(json.loads(sys.argv[2]))
         sys.stdout.write(RESULT_TAG + json.dumps(result) + "\n")
+    elif sys.argv[1:2] == ["_cli"]:
+        sys.exit(_child_cli(sys.argv[2:]))
     else:
-        sys.stderr.write("use `aekit bench --help`\n")
-        sys.exit(2)
+        sys.exit(main())
