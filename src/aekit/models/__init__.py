@@ -17,6 +17,7 @@ from .pca import PCA, PCAConfig
 from .stacked import StackedAE, StackedAEConfig
 from .unet import UNet, UNetConfig
 from .vae import VAE, DiagonalGaussian, VAEConfig
+from .wae import WAE, WAEConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +58,8 @@ MODELS.register("stacked-ae", ModelSpec(
                                 "fine-tuning", tiny={"hidden": (16,), "latent_dim": 3, "pretrain_epochs": 1}))
 MODELS.register("vae", ModelSpec(VAEConfig, VAE, "variational autoencoder; --beta > 1 gives a beta-VAE",
                                  tiny={"hidden": (16,), "latent_dim": 3}))
+MODELS.register("wae", ModelSpec(WAEConfig, WAE, "Wasserstein autoencoder (MMD to the prior, IMQ kernel; "
+                                 "deterministic codes, samples from N(0, I))", tiny={"hidden": (16,), "latent_dim": 3}))
 MODELS.register("pca", ModelSpec(PCAConfig, PCA, "principal component analysis by SVD (closed form baseline)",
                                  tiny={"latent_dim": 3}))
 MODELS.register("unet", ModelSpec(
@@ -77,5 +80,5 @@ def build_model(name: str, config: Any) -> Autoencoder:
 
 __all__ = [
     "AE", "AEConfig", "Autoencoder", "CAPABILITIES", "ModelConfig", "NetConfig", "Posterior", "Stage", "DiagonalGaussian", "Losses", "MODELS", "ModelSpec", "PCA", "PCAConfig",
-    "StackedAE", "StackedAEConfig", "UNet", "UNetConfig", "VAE", "VAEConfig", "build_model", "get_spec",
+    "StackedAE", "StackedAEConfig", "UNet", "UNetConfig", "VAE", "VAEConfig", "WAE", "WAEConfig", "build_model", "get_spec",
 ]
