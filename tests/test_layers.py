@@ -12,6 +12,8 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parents[1] / "src" / "aekit"
 
 # rank of each layer: a module may import its own layer and lower ones only
@@ -22,9 +24,13 @@ LAYERS: dict[str, int] = {
     "train": 3,
     "evaluate": 4,
     "viz": 5,
-    "pipeline": 6, "experiments": 6, "export": 6, "hub": 6, "sklearn": 6, "serve": 6, "cli": 6, "__init__": 6,
-    "__main__": 6,
+    "pipeline": 6, "experiments": 6, "export": 6, "hub": 6, "sklearn": 6, "serve": 6, "__init__": 6,
+    "cli": 7, "__main__": 7,
 }
+# edges the ranks would allow but the design forbids: evaluation must not depend on the training machinery
+# (the trainer, its callbacks, the run writer); the safetensors reading in train.checkpoint is allowed
+FORBIDDEN = {("evaluate", "aekit.train.trainer"), ("evaluate", "aekit.train.callbacks"), ("evaluate", "aekit.train.run"),
+             ("evaluate", "aekit.train.stages")}
 
 
 def layer_of(module: str) -> str:
@@ -41,13 +47,24 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    """``if TYPE_CHECKING:`` or ``if typing.TYPE_CHECKING:`` exactly (not ``if not TYPE_CHECKING:``)."""
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
 def _type_checking_lines(tree: ast.AST) -> set[int]:
     lines: set[int] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
             for sub in node.body:
                 lines.update(range(sub.lineno, (sub.end_lineno or sub.lineno) + 1))
     return lines
+
+
+def _is_module(name: str) -> bool:
+    rel = Path(*name.split(".")[1:])
+    return (SRC / rel).with_suffix(".py").exists() or (SRC / rel / "__init__.py").exists()
 
 
 def imports(path: Path) -> list[tuple[str, int, bool]]:
@@ -68,9 +85,14 @@ def imports(path: Path) -> list[tuple[str, int, bool]]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            names = [target] if node.module else [f"{target}.{a.name}" for a in node.names]
+            # ``from X import name``: the module X.name when it is one (``from aekit import viz``), else X
+            names = [f"{target}.{a.name}" if _is_module(f"{target}.{a.name}") else target for a in node.names]
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names]
+        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str) and ast.unparse(node.func) in
+              ("importlib.import_module", "import_module", "__import__")):
+            names = [node.args[0].value]  # importlib.import_module("aekit.viz.report") with a constant name
         else:
             continue
         for name in names:
@@ -93,6 +115,8 @@ def violations() -> list[str]:
                 bad.append(f"{mod}:{line} imports {dep}: layer {theirs if theirs not in LAYERS else mine} is unranked")
             elif LAYERS[theirs] > LAYERS[mine]:
                 bad.append(f"{mod}:{line} ({mine}) imports {dep} ({theirs}), a higher layer")
+            elif any(mine == a and (dep == b or dep.startswith(b + ".")) for a, b in FORBIDDEN):
+                bad.append(f"{mod}:{line} ({mine}) imports {dep} ({theirs}), a forbidden edge")
     return bad
 
 
@@ -128,16 +152,35 @@ def test_no_import_cycle_between_layers():
     assert cycles() == []
 
 
-def test_the_check_catches_an_upward_import(tmp_path, monkeypatch):
-    bad = tmp_path / "aekit" / "data" / "oops.py"
-    bad.parent.mkdir(parents=True)
-    bad.write_text("def f():\n    from ..train import fit\n")
+@pytest.mark.parametrize("path,code,expected", [
+    ("data/oops.py", "def f():\n    from ..train import fit\n", "aekit.data.oops:2 (data) imports aekit.train"),
+    ("data/oops.py", "import aekit.viz\n", "aekit.data.oops:1 (data) imports aekit.viz"),
+    ("data/oops.py", "from aekit import viz\n", "aekit.data.oops:1 (data) imports aekit.viz"),
+    ("models/__init__.py", "from ..evaluate import x\n", "aekit.models:1 (models) imports aekit.evaluate"),
+    ("models/oops.py", "import importlib\nimportlib.import_module('aekit.cli')\n",
+     "aekit.models.oops:2 (models) imports aekit.cli"),
+    ("evaluate/oops.py", "from ..train.trainer import fit\n",
+     "aekit.evaluate.oops:1 (evaluate) imports aekit.train.trainer (train), a forbidden edge"),
+    ("models/oops.py", "from typing import TYPE_CHECKING\nif not TYPE_CHECKING:\n    from ..viz import x\n",
+     "aekit.models.oops:3 (models) imports aekit.viz"),
+])
+def test_the_check_catches_an_upward_import(tmp_path, monkeypatch, path, code, expected):
+    (tmp_path / "aekit" / "viz").mkdir(parents=True)
+    (tmp_path / "aekit" / "viz" / "__init__.py").write_text("")  # a module for ``from aekit import viz``
+    bad = tmp_path / "aekit" / path
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_text(code)
     monkeypatch.setattr(sys.modules[__name__], "SRC", tmp_path / "aekit")
-    assert violations() == ["aekit.data.oops:2 (data) imports aekit.train (train), a higher layer"]
+    found = violations()
+    assert len(found) == 1 and found[0].startswith(expected), found
 
 
-PROBES = re.compile(r"getattr\((?:self\.)?(?:run\.)?model\b|isinstance\([\w.]*model\w*,\s*\(?(?:AE|VAE|UNet|PCA|StackedAE)\b"
-                    r"|hasattr\((?:self\.)?(?:run\.)?model\b")
+def test_type_checking_imports_are_not_edges(tmp_path, monkeypatch):
+    ok = tmp_path / "aekit" / "models" / "fine.py"
+    ok.parent.mkdir(parents=True)
+    ok.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..train import Trainer\n")
+    monkeypatch.setattr(sys.modules[__name__], "SRC", tmp_path / "aekit")
+    assert violations() == []
 
 
 def test_one_version_string():
@@ -147,10 +190,37 @@ def test_one_version_string():
     assert re.search(r'^version = "([^"]+)"', text, re.M).group(1) == __version__
 
 
+def model_classes() -> list[str]:
+    """Every class defined under models/ (the Autoencoder subclasses, their configs and helpers)."""
+    names: list[str] = []
+    for p in (SRC / "models").glob("*.py"):
+        names += [n.name for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.ClassDef)]
+    return sorted(set(names))
+
+
+def probes() -> re.Pattern[str]:
+    """Capability probes: getattr/hasattr on a model, type(model) comparisons, isinstance/issubclass against a
+    class defined in models/."""
+    obj = r"(?:self\.)?(?:run\.)?(?:model|net|m|stage)\b"
+    classes = "|".join(model_classes())
+    return re.compile(rf"(?:getattr|hasattr)\({obj}|type\({obj}\)\s*(?:is|==)|"
+                      rf"(?:isinstance|issubclass)\([^,]+,\s*\(?[^)]*\b(?:{classes})\b")
+
+
 def test_no_capability_probes_outside_models():
-    hits = [f"{p.relative_to(SRC)}:{i}" for p in SRC.rglob("*.py") if "models" not in p.relative_to(SRC).parts
-            for i, line in enumerate(p.read_text().splitlines(), 1) if PROBES.search(line)]
+    pattern = probes()
+    hits = [f"{p.relative_to(SRC)}:{i}: {line.strip()}" for p in SRC.rglob("*.py")
+            if "models" not in p.relative_to(SRC).parts
+            for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert hits == []
+
+
+def test_the_probe_check_catches_probes():
+    pattern = probes()
+    for line in ('getattr(model, "supervised", False)', "hasattr(run.model, 'nll')", "isinstance(net, (AE, VAE))",
+                 "type(model) is UNet", "issubclass(cls, WAE)", "isinstance(q, DiagonalGaussian)"):
+        assert pattern.search(line), line
+    assert not pattern.search("isinstance(value, (int, float))")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import aekit  # noqa: E402
 from aekit.serve.app import create_app, explorer_for_run  # noqa: E402
 from aekit.serve.explorer import Explorer, to_class_map  # noqa: E402
 
+LOCAL = "http://127.0.0.1"  # the explorer answers only requests addressed to this machine (Host header)
+
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
@@ -36,12 +38,12 @@ def vae_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(vae_dir):
-    return TestClient(create_app(explorer_for_run(vae_dir, max_upload_bytes=50_000)))
+    return TestClient(create_app(explorer_for_run(vae_dir, max_upload_bytes=50_000)), base_url=LOCAL)
 
 
 @pytest.fixture(scope="module")
 def seg_client():
-    return TestClient(create_app(Explorer(StandInSegmenter(), None, model_name="stand-in-unet")))
+    return TestClient(create_app(Explorer(StandInSegmenter(), None, model_name="stand-in-unet")), base_url=LOCAL)
 
 
 def decode_png(data_url: str) -> np.ndarray:
@@ -163,7 +165,7 @@ def test_segment_with_aekit_unet():
     cfg = MODELS["unet"].make_config({"depth": 1, "base_channels": 4, "num_classes": 3}).resolve(DataShape((1, 12, 12), True))
     ex = Explorer(build_model("unet", cfg), None, model_name="unet")
     assert ex.info()["can_segment"] and not ex.info()["latent"]  # its decode takes skip features, not codes
-    out = TestClient(create_app(ex)).post("/api/segment", files={"file": ("x.png", png_bytes((24, 20)), "image/png")})
+    out = TestClient(create_app(ex), base_url=LOCAL).post("/api/segment", files={"file": ("x.png", png_bytes((24, 20)), "image/png")})
     assert out.status_code == 200, out.text
     assert (out.json()["width"], out.json()["height"]) == (12, 12)
 

@@ -1,5 +1,6 @@
 """Trainer and run directories: learning, determinism, exact resume, divergence, bad runs."""
 
+import dataclasses
 import json
 import math
 
@@ -136,8 +137,12 @@ def test_divergence_stops_with_clear_message_and_keeps_checkpoint(tmp_path):
 
 def test_divergence_with_a_finite_loss_is_caught_and_nothing_is_marked_complete(tmp_path):
     # --lr 1e6 on an ae: the loss can stay finite while BatchNorm's running_var or Adam's moments overflow
-    with pytest.raises(TrainingDiverged, match="training diverged"):
+    with pytest.raises(TrainingDiverged, match=r"training diverged at epoch (\d+).*") as e:
         aekit.train("ae", "digits", tmp_path / "r", epochs=3, lr=1e6, **QUICK)
+    epoch = int(e.value.args[0].split("at epoch ")[1].split(" ")[0])
+    assert 1 <= epoch <= 3
+    if "last good checkpoint" in str(e.value):  # the checkpoint named is the one on disk: the epoch before
+        assert f"last good checkpoint (epoch {epoch - 1})" in str(e.value)
     assert not (tmp_path / "r" / "model.safetensors").exists()
     if (tmp_path / "r" / "checkpoint.safetensors").exists():  # what was saved is finite
         from aekit.train.checkpoint import non_finite, read_tensors
@@ -243,6 +248,9 @@ def test_loading_never_unpickles(tmp_path, monkeypatch):
         meta = f.metadata()
     edited = {k: v * 2 if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
     save_file(edited, str(path), metadata=meta)  # weights no cache or pickle could supply
+    from aekit.train.run import mark_complete
+
+    mark_complete(path.parent)  # record the edited file's checksum: the run is complete with these weights
     (tmp_path / "r" / "model.pt").write_bytes(pickle.dumps({"planted": True}))
 
     def refuse(*args, **kwargs):
@@ -411,3 +419,15 @@ def test_run_files_get_the_umask_permissions(tmp_path):
 def test_public_sample_needs_no_autograd(tmp_path):
     aekit.train("vae", "digits", tmp_path / "r", **{**QUICK, "epochs": 1, "evaluate": False})
     assert aekit.load(tmp_path / "r").sample(2).numpy().shape == (2, 1, 8, 8)
+
+
+def test_resume_refuses_a_checkpoint_of_another_batch_geometry(tmp_path, digits):
+    """lr schedules and warm-ups are functions of the step: a checkpoint written with another batch size (or
+    number of processes) would shift them silently."""
+    from aekit.train import Trainer
+
+    aekit.train("vae", "digits", tmp_path / "r", epochs=1, **QUICK)
+    run = aekit.load_run(tmp_path / "r")
+    cfg = dataclasses.replace(run.train_config, epochs=2, batch_size=32)
+    with pytest.raises(RunError, match="written with steps_per_epoch .* resume with the same batch size"):
+        Trainer(cfg).fit(run.model, digits, resume_from=tmp_path / "r" / "checkpoint.safetensors")

@@ -202,7 +202,7 @@ def export_onnx(model: Autoencoder, out_dir: str | Path, *, model_name: str | No
             log.warning("onnxruntime is not installed: the exported graphs were not checked against PyTorch")
         else:
             diffs = check_onnx(model, out)
-            worst = max(diffs, key=diffs.get)
+            worst = max(diffs, key=diffs.__getitem__)
             if diffs[worst] > tolerance:
                 raise AekitError(f"ONNX {worst} differs from PyTorch by {diffs[worst]:.3g} (> {tolerance:g}): "
                                  "try --exporter torchscript or report the model configuration")

@@ -21,7 +21,7 @@ import torch
 from .config import to_dict
 from .data import DataConfig
 from .errors import AekitError, ConfigError, RunError
-from .models import MODELS
+from .models import registry_name_of
 from .models.base import Autoencoder
 from .train.checkpoint import atomic_save_tensors, atomic_write_text
 from .train.run import CONFIG, WEIGHTS, Run, load_run
@@ -29,18 +29,16 @@ from .train.trainer import TrainConfig
 
 __all__ = ["from_pretrained", "push_to_hub", "registry_name", "save_pretrained"]
 
-HUB_FILES = [CONFIG, WEIGHTS, "README.md"]
+HUB_FILES = [CONFIG, WEIGHTS, "README.md", "complete.json"]  # the marker: a layout-2 run is complete with it
 
 
 def registry_name(model: Autoencoder) -> str:
     """The registry name that rebuilds ``model`` from its config: the one it was built with (``build_model``,
     ``aekit.load``), else the first entry with its classes."""
-    if model.registry_name is not None:
-        return model.registry_name
-    for name, spec in MODELS.items():
-        if type(model) is spec.model_cls and type(model.config) is spec.config_cls:
-            return name
-    raise ConfigError(f"{type(model).__name__} is not a registered aekit model: pass model_name=... explicitly")
+    name = registry_name_of(model)
+    if name is None:
+        raise ConfigError(f"{type(model).__name__} is not a registered aekit model: pass model_name=... explicitly")
+    return name
 
 
 def _model_card(name: str, model: Autoencoder, data: DataConfig) -> str:

@@ -42,7 +42,7 @@ def default_margin(model: Any) -> int:
 
 def default_tile(model: Any, margin: int | None = None) -> int:
     """Twice the training size, and at least 2·margin + 4·2^depth; a multiple of 2^depth."""
-    m = model.config.multiple
+    m = model.size_multiple
     margin = default_margin(model) if margin is None else margin
     train = max(model.input_shape[1:])
     t = max(2 * train, 2 * margin + 4 * m)
@@ -52,7 +52,7 @@ def default_tile(model: Any, margin: int | None = None) -> int:
 @torch.no_grad()
 def predict_tiled(model: Any, x: torch.Tensor, tile: int | None = None, margin: int | None = None) -> torch.Tensor:
     """Logits (B, K, H, W) of images ``x`` (B, C, H, W) float, computed tile by tile (overlap-tile)."""
-    m = model.config.multiple
+    m = model.size_multiple
     margin = default_margin(model) if margin is None else int(margin)
     tile = default_tile(model, margin) if tile is None else int(tile)
     if tile % m:

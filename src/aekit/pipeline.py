@@ -1,22 +1,24 @@
 """The top-level job: train a model, evaluate it on the test split and write its report.
 
 This is the only module that runs the layers in sequence (train → evaluate → viz); each layer below knows
-nothing of the ones above it.  ``aekit.train(...)`` and ``aekit train`` call :func:`train`.
+nothing of the ones above it.  ``aekit.train(...)`` and ``aekit train`` call :func:`train`.  The run
+directory's lock is held from before anything is written until the completeness marker (``complete.json``)
+is written, last, after the evaluation and the report: a run killed at any point before is incomplete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .data import DataConfig
+from .fileio import atomic_write_text, dumps_json
 from .train import distributed
 from .train.callbacks import Callback
-from .train.checkpoint import atomic_write_text
-from .train.run import EVALUATION, Run, train_run
+from .train.run import EVALUATION, Run, mark_complete, train_run
 
 __all__ = ["train"]
 
@@ -45,20 +47,23 @@ def train(
         from .viz.tblog import LOG_DIR, TensorBoardLog
 
         extra.append(TensorBoardLog(Path(out) / LOG_DIR))  # checks the package before anything is written
-    run, dataset = train_run(model, data, out, resume=resume, overwrite=overwrite, callbacks=extra, **options)
-    try:
-        if run.path is None or not distributed.is_main():
+    with contextlib.ExitStack() as lock:  # the run directory's lock, held until the marker is written
+        run, dataset = train_run(model, data, out, resume=resume, overwrite=overwrite, callbacks=extra, hold=lock,
+                                 **options)
+        try:
+            if run.path is None or not distributed.is_main():
+                return run
+            if evaluate:
+                from .evaluate import evaluate as _evaluate
+
+                run.evaluation = _evaluate(run.model, dataset, "test")
+                atomic_write_text(run.path / EVALUATION, dumps_json(run.evaluation, indent=2))
+            if report:
+                from .viz.report import write_report
+
+                final = [r for r in run.metrics if r.get("stage", "finetune") == "finetune"]  # last stage's curves
+                write_report(dataclasses.replace(run, metrics=final), dataset)
+            mark_complete(run.path, evaluation=bool(evaluate), report=bool(report))
             return run
-        if evaluate:
-            from .evaluate import evaluate as _evaluate
-
-            run.evaluation = _evaluate(run.model, dataset, "test")
-            atomic_write_text(run.path / EVALUATION, json.dumps(run.evaluation, indent=2))
-        if report:
-            from .viz.report import write_report
-
-            final = [r for r in run.metrics if r.get("stage", "finetune") == "finetune"]  # curves of the last stage
-            write_report(dataclasses.replace(run, metrics=final), dataset)
-        return run
-    finally:
-        distributed.finish()
+        finally:
+            distributed.finish()

@@ -20,7 +20,7 @@ estimator stores the network as safetensors bytes plus its JSON config, never a 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -91,8 +91,9 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 torch.manual_seed(seed)
                 net = build_model(self.model, cfg)
                 batch_size = _batch_size(net, len(X), int(self.batch_size))
+                device = cast(Literal["auto", "cpu", "cuda", "mps"], self.device)  # the estimator passes it on as given
                 tcfg = TrainConfig(epochs=int(self.epochs), batch_size=batch_size, lr=float(self.lr), seed=seed,
-                                   device=self.device, progress=bool(self.verbose), log_every=1000)
+                                   device=device, progress=bool(self.verbose), log_every=1000)
                 fit(net, data, tcfg)
         except AekitError as e:  # scikit-learn reports bad hyperparameters as ValueError
             raise ValueError(str(e)) from None

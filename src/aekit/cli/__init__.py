@@ -104,7 +104,9 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
 def _check_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     """A ``--flag`` the chosen command does not know: one line with the closest known flag."""
     name = _command_of(argv)
-    sp = _subparser(parser, name) if name is not None else None
+    if name is None:
+        return
+    sp = _subparser(parser, name)
     if sp is None:
         return
     known = [s for s in sp._option_string_actions if s.startswith("--")]

@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import ConfigError
 
 SECTIONS = ("model_config", "train", "data")
-METADATA = ("aekit_version", "created")  # written into config.json, not options
+METADATA = ("aekit_version", "created", "layout")  # written into config.json, not options
 
 
 def _load(path: Path) -> Any:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
+from ..fileio import dumps_json
 from ._common import add_data_flags, dataset_for
 
 
@@ -30,8 +30,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(run.model, dataset_for(run, args), args.split, iwae_samples=args.iwae_samples,
                       corruption=args.corruption)
     result = {"run": str(args.run), "model": run.model_name, **result}
-    if args.json:
-        sys.stdout.write(json.dumps(result) + "\n")
+    if args.json:  # standard JSON: a non-finite figure is null, never NaN
+        sys.stdout.write(dumps_json(result) + "\n")
     else:
         for k, v in result.items():
             sys.stdout.write(f"{k:>16}: {v:.6g}\n" if isinstance(v, float) else f"{k:>16}: {v}\n")

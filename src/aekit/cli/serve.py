@@ -28,8 +28,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port {args.port}: choose a port in 1..65535 (0 picks a free one)")
     if args.max_points < 1 or args.max_upload_mb <= 0:
         raise ConfigError("--max-points and --max-upload-mb must be positive")
-    from ..serve.app import serve
+    from ..serve.app import check_port, serve
 
+    check_port(args.host, args.port)  # a busy port: one line, before the run is loaded or the banner printed
     serve(args.run, host=args.host, port=args.port, split=args.split, max_points=args.max_points,
           max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
     return 0

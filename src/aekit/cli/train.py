@@ -233,7 +233,7 @@ def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
         model = None  # the training itself says "unknown model ...: did you mean ..."
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.usage = ("%(prog)s [--model NAME] [--data SPEC] --out DIR [--config FILE] [OPTION ...]\n"
-               "       %(prog)s --resume RUN [--epochs N]")
+               "       %(prog)s --resume RUN [--epochs N] [--lr X]")
     p.description = ("Train a model and write a run directory (config.json, model.safetensors, metrics.csv, "
                      "evaluation.json, report.html).\n"
                      + (f"Options of --model {model}: {MODELS[model].help}." if model else
@@ -251,7 +251,9 @@ def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.add_argument("--config", metavar="FILE",
                    help="read options from a TOML, JSON or YAML file (a run's config.json re-runs that run); flags "
                         "override it")
-    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (its saved config)")
+    p.add_argument("--resume", metavar="RUN",
+                   help="continue RUN from its last checkpoint with its saved config; --epochs (train longer) and "
+                        "--lr (e.g. after a divergence) may change")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--no-report", action="store_true", help="skip report.html and the figures")
     table = option_table()
@@ -282,8 +284,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if getattr(args, "quiet", False) and "progress" not in cli_options:
         cli_options["progress"] = False
     if args.resume:
-        if args.config:
-            raise ConfigError("--resume continues a run with its own config.json: drop --config")
+        given = [flag for flag, value in (("--config", args.config), ("--out", args.out), ("--model", args.model),
+                                          ("--data", args.data_spec), ("--overwrite", args.overwrite)) if value]
+        if given:
+            raise ConfigError(f"--resume {args.resume} continues that run in place with its own config.json; "
+                              f"{given[0]} would be ignored: drop {given[0]} (or start a new run with --out)")
         run = aekit.train(resume=args.resume, report=not args.no_report, **cli_options)
         summary(run)
         return 0

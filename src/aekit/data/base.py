@@ -43,6 +43,12 @@ class DataConfig:
                                     scope="npy:, images:")
 
     def __post_init__(self) -> None:
+        import math
+
+        check(all(math.isfinite(v) for v in (self.val_fraction, self.test_fraction, self.cells_difficulty)),
+              "--val-fraction, --test-fraction and --cells-difficulty must be finite numbers, e.g. 0.1")
+        check(0 <= self.split_seed < 2**63, "--split-seed must be an integer in [0, 2**63), e.g. --split-seed 0")
+        check(self.max_val >= 0, "--max-val must be ≥ 0, e.g. --max-val 5000")
         check(0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1): e.g. --val-fraction 0.1")
         check(0.0 < self.test_fraction < 1.0, "test_fraction must be in (0, 1): e.g. --test-fraction 0.2")
         check(self.image_size is None or self.image_size >= 4, "--image-size must be at least 4")

@@ -34,7 +34,8 @@ class Batch(NamedTuple):
 class BatchTransform(Protocol):
     """``transform(batch, generator) -> batch``; ``name`` is shown in the log."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def __call__(self, batch: Batch, generator: torch.Generator) -> Batch: ...
 

@@ -67,12 +67,7 @@ def evaluate(model: Autoencoder, data: Dataset, split: str = "test", batch_size:
         "sse_per_image": float(sse.mean()),
         "mse": float(sse.mean() / d),
     }
-    terms = mean_losses(model, s)
-    if model.posterior:
-        result.update({"elbo": -(terms["recon"] + terms["kl"]), "recon": terms["recon"], "kl": terms["kl"],
-                       "loss": terms["loss"]})
-    else:
-        result.update({k: v for k, v in terms.items() if k != "elbo"})
+    result.update(mean_losses(model, s))  # the model's own terms, in its units (a VAE's elbo, recon, kl, loss)
     if not model.posterior and not model.closed_form:  # deterministic AEs: code activity (sparsity)
         from .deterministic import activity_metrics
 

@@ -212,6 +212,8 @@ def write_scores_csv(path: Any, scores: np.ndarray, labels: np.ndarray | None, i
     lab = [""] * len(scores) if labels is None else labels.tolist()
     extra: list[list[int]] = []
     if normal is not None:
+        if labels is None:  # score_run records normal_labels only for labelled data
+            raise DataError("scores with normal_labels need the labels to write the anomalous column")
         anom = (~np.isin(labels, normal)).astype(int).tolist()
         flag = (scores > info["threshold"]).astype(int).tolist()
         extra = [anom, flag]

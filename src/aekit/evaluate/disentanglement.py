@@ -106,7 +106,7 @@ def _choose_factors(rng: np.random.Generator, sampler: FactorSampler, n: int) ->
 
 
 def beta_vae_score(sampler: FactorSampler, *, n_train: int = 10000, n_eval: int = 5000, batch_size: int = 64,
-                   seed: int = 0) -> dict[str, float]:
+                   seed: int = 0) -> dict[str, Any]:
     """Higgins et al. (2017): accuracy of a linear classifier predicting the fixed factor from mean |z₁ − z₂|."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline

@@ -114,9 +114,9 @@ def iwae_nll(model: VAE, x: torch.Tensor, k: int, *, batch_size: int = 1000, see
 
 
 @torch.no_grad()
-def posterior_stats(model: VAE, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+def posterior_stats(model: Autoencoder, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior means and log-variances of every row of ``x``: two (N, latent_dim) float32 tensors."""
-    _require_vae(model, "posterior statistics")
+    model = _require_vae(model, "posterior statistics")
     model.eval()
     means, logvars = [], []
     for idx in iterate_batches(len(x), batch_size, shuffle=False):

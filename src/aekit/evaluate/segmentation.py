@@ -155,7 +155,7 @@ def evaluate_segmentation(model: Any, data: Any, split: str = "test", batch_size
                           tolerance: int = TOLERANCE) -> dict[str, Any]:
     """``miou``, ``dice``, ``pixel_accuracy``, ``boundary_f1`` (+ per class) and the loss terms of ``split``."""
     from ..data import iterate_batches, to_float
-    from ..train.trainer import mean_losses
+    from ..models.batching import mean_losses
 
     s = data.split(split)
     model.eval()

@@ -29,7 +29,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -38,9 +38,12 @@ from matplotlib.figure import Figure
 
 from ..config import check
 from ..data import DataConfig, Dataset, load_data, to_float
+from ..errors import RunError
 from ..evaluate import evaluate
 from ..evaluate.deterministic import corrupted_errors
 from ..evaluate.metrics import principal_angles
+from ..models.ae import AE
+from ..models.pca import PCA
 from ..pipeline import train as train_run
 from ..train.checkpoint import load_state, read_tensors
 from ..train.run import Run
@@ -91,8 +94,15 @@ def _train(ctx: ExperimentContext, data_cfg: DataConfig, name: str, model: str, 
     t0 = time.perf_counter()
     run = train_run(model, data_cfg, ctx.run_dir(name), overwrite=True, report=False, progress=ctx.progress,
                     seed=ctx.seed, **options)
-    log.info("%s: test sse_per_image %.4g (%.0fs)", name, run.evaluation["sse_per_image"], time.perf_counter() - t0)
+    log.info("%s: test sse_per_image %.4g (%.0fs)", name, _evaluation(run)["sse_per_image"], time.perf_counter() - t0)
     return run
+
+
+def _evaluation(run: Run) -> dict[str, Any]:
+    """The test evaluation of a run trained here (``train_run`` evaluates every run it trains)."""
+    if run.evaluation is None:
+        raise RunError(f"run {run.path} has no evaluation")
+    return run.evaluation
 
 
 def _val_sse(run: Run, data: Dataset) -> float:
@@ -181,17 +191,20 @@ def pca_vs_ae(ctx: ExperimentContext) -> ExperimentResult:
                  lr=cfg.linear_lr, batch_size=cfg.linear_batch_size, **LINEAR_RECIPE)
     deep = _train(ctx, data_cfg, f"deep-ae-{k}", "ae", hidden=hidden, latent_dim=k, **_deep_options(cfg))
     arch = "-".join(str(v) for v in (d, *hidden, k))
-    p = pca.evaluation["sse_per_image"]
+    p = _evaluation(pca)["sse_per_image"]
     rows = []
     for name, run, what, epochs in ((f"PCA-{k}", pca, f"{d}-{k} (SVD)", 0),
                                     (f"linear AE-{k}", lin, f"{d}-{k}-{d} linear", cfg.linear_epochs),
                                     (f"deep AE-{k}", deep, f"{arch} {cfg.activation}", cfg.epochs)):
-        e = run.evaluation["sse_per_image"]
+        e = _evaluation(run)["sse_per_image"]
         rows.append({"model": name, "architecture": what, "code_size": k, "epochs": epochs,
                      "test_sse_per_image": e, "val_sse_per_image": _val_sse(run, data), "ratio_to_pca": e / p,
                      "train_seconds": _train_seconds(run)})
-    decoder = [m for m in lin.model.decoder if isinstance(m, torch.nn.Linear)][0].weight  # (d, k)
-    angles = principal_angles(decoder.detach().cpu(), pca.model.components.T.cpu())
+    lin_decoder = lin.model.decoder
+    assert isinstance(lin_decoder, torch.nn.Sequential)  # linear-ae: an MLP decoder
+    pca_model = cast("PCA", pca.model)  # the run of --model pca (typing only: no probe of the class)
+    decoder = [m for m in lin_decoder if isinstance(m, torch.nn.Linear)][0].weight  # (d, k)
+    angles = principal_angles(decoder.detach().cpu(), pca_model.components.T.cpu())
     rows[1]["max_principal_angle_deg"] = float(angles.max())
     figures = []
     if data.kind == "image":
@@ -260,7 +273,7 @@ def code_size_sweep(ctx: ExperimentContext) -> ExperimentResult:
         hidden = tuple(max(w, k) for w in base)  # no layer narrower than the code: the AE can be the identity
         pca = _train(ctx, data_cfg, f"pca-{k}", "pca", latent_dim=k)
         ae = _train(ctx, data_cfg, f"deep-ae-{k}", "ae", hidden=hidden, latent_dim=k, **_deep_options(cfg))
-        p, a = pca.evaluation["sse_per_image"], ae.evaluation["sse_per_image"]
+        p, a = _evaluation(pca)["sse_per_image"], _evaluation(ae)["sse_per_image"]
         rows.append({"code_size": k, "architecture": "-".join(str(v) for v in (d, *hidden, k)),
                      "pca_test_sse_per_image": p, "ae_test_sse_per_image": a, "ae_over_pca": a / max(p, 1e-12)})
     fig = _figure(6.0, 4.0)
@@ -379,7 +392,8 @@ def sparsity_sweep(ctx: ExperimentContext) -> ExperimentResult:
         for lam in chosen:
             if lam not in runs:
                 continue
-            w = runs[lam].model.encoder[0].weight
+            sparse_ae = cast(AE, runs[lam].model)  # a sparse-ae run (typing only)
+            w = cast(torch.Tensor, sparse_ae.encoder[0].weight)  # the first Linear of the MLP encoder
             name = f"filters_l1_{lam:g}.png"
             save_image_grid(filter_images(w, data.shape), ctx.out / name, nrow=int(math.ceil(math.sqrt(units))),
                             title=f"encoder filters, λ = {lam:g}")
@@ -407,7 +421,7 @@ def sparsity_sweep(ctx: ExperimentContext) -> ExperimentResult:
 
 
 def _sparsity_row(penalty: str, key: str, value: float, run: Run) -> dict[str, Any]:
-    ev = run.evaluation
+    ev = _evaluation(run)
     return {"penalty": penalty, key: value, "test_sse_per_image": ev["sse_per_image"],
             "mean_abs_activation": ev["mean_abs_activation"], "fraction_inactive": ev["fraction_inactive"],
             "dead_units": ev["dead_units"]}
@@ -461,9 +475,9 @@ def stacked(ctx: ExperimentContext) -> ExperimentResult:
          "val_recon": pre_eval["val"]["recon"]},
         {"model": "greedy pretraining + fine-tuning",
          "epochs": f"{n_stages}×{cfg.pretrain_epochs} + {cfg.finetune_epochs}",
-         "test_sse_per_image": greedy.evaluation["sse_per_image"], "val_sse_per_image": _val_sse(greedy, data),
+         "test_sse_per_image": _evaluation(greedy)["sse_per_image"], "val_sse_per_image": _val_sse(greedy, data),
          "val_recon": greedy.metrics[-1]["val_recon"]},
-        {"model": "from scratch", "epochs": str(total), "test_sse_per_image": scratch.evaluation["sse_per_image"],
+        {"model": "from scratch", "epochs": str(total), "test_sse_per_image": _evaluation(scratch)["sse_per_image"],
          "val_sse_per_image": _val_sse(scratch, data), "val_recon": scratch.metrics[-1]["val_recon"]},
     ]
     stages = []
@@ -545,12 +559,13 @@ def denoising(ctx: ExperimentContext) -> ExperimentResult:
     x = to_float(data.test.x[:8])
     for spec in cfg.corruptions:
         c = parse_corruption(spec)
+        assert c is not None  # DenoisingConfig rejects "none"
         dae = _train(ctx, data_cfg, f"dae-{c.kind}-{c.level:g}", "ae", corruption=str(c), **common)
         e_clean_c = float(corrupted_errors(clean.model, data.test.x, c, low=low, high=high).mean())
         e_dae_c = float(corrupted_errors(dae.model, data.test.x, c, low=low, high=high).mean())
         rows.append({"corruption": str(c), "ae_sse_corrupted": e_clean_c, "dae_sse_corrupted": e_dae_c,
                      "improvement_pct": 100 * (1 - e_dae_c / e_clean_c),
-                     "ae_sse_clean": clean.evaluation["sse_per_image"], "dae_sse_clean": dae.evaluation["sse_per_image"]})
+                     "ae_sse_clean": _evaluation(clean)["sse_per_image"], "dae_sse_clean": _evaluation(dae)["sse_per_image"]})
         if data.kind == "image":
             noisy = corrupt(x, c.kind, c.level, generator=torch.Generator().manual_seed(0), low=low, high=high)
             with torch.no_grad():
@@ -577,7 +592,7 @@ def denoising(ctx: ExperimentContext) -> ExperimentResult:
         "denoising AE trained with that corruption: "
         + "; ".join(f"{r['corruption']} {r['ae_sse_corrupted']:.3f} → {r['dae_sse_corrupted']:.3f} "
                     f"({r['improvement_pct']:+.0f}%)" for r in rows)
-        + f".  On clean inputs: plain AE {clean.evaluation['sse_per_image']:.3f}, denoising AEs "
+        + f".  On clean inputs: plain AE {_evaluation(clean)['sse_per_image']:.3f}, denoising AEs "
         + ", ".join(f"{r['dae_sse_clean']:.3f}" for r in rows) + "."
     )
     return ExperimentResult("denoising", rows, summary, figures)

@@ -19,6 +19,7 @@ import torch
 
 from ..config import check
 from ..data import DataConfig, load_data
+from ..errors import DataError
 from ..evaluate.segmentation import evaluate_segmentation, predict_masks
 from ..models import build_model, get_spec
 from ..train.trainer import TrainConfig, fit
@@ -86,7 +87,10 @@ def skip_vs_noskip(ctx: ExperimentContext) -> ExperimentResult:
     figure = "skip_vs_noskip.png"
     from ..viz.segmentation import plot_method_comparison
 
-    plot_method_comparison(data.test.x[show], data.test.y[show], preds, ctx.out / figure,
+    masks = data.test.y
+    if masks is None:  # evaluate_segmentation has already needed them
+        raise DataError(f"{data.name}: the test split has no masks")
+    plot_method_comparison(data.test.x[show], masks[show], preds, ctx.out / figure,
                            title="the same test images: U-Net with and without skip connections")
     a, b = rows
     summary = (

@@ -190,7 +190,7 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     data_cfg = DataConfig(spec=ctx.data, data_dir=cfg.data_dir, subsample=cfg.subsample)
     data = load_data(data_cfg)
     cfg = enough_steps(cfg, ctx, len(data.train))  # not classifier_epochs: it has its own floor
-    if data.kind != "image" or data.train.y is None:
+    if data.kind != "image" or data.train.y is None or data.test.y is None:
         raise DataError(f"ae-vs-vae needs labelled images (its classifier learns the classes); {data.name!r} "
                         "is not: use e.g. --data fashion-mnist or digits")
     t0 = time.perf_counter()
@@ -216,8 +216,9 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
               "lr": cfg.lr, "schedule": "constant",
               **({"hidden": cfg.hidden} if cfg.arch == "mlp" else {"channels": cfg.channels})}
     # run name → (model, options); β = 1 keeps the name "vae" so earlier runs are reused
-    per_model = {"ae": ("ae", {"norm": "none"}),
-                 **{_vae_name(b): ("vae", {"beta": float(b)}) for b in dict.fromkeys(cfg.betas)}}
+    per_model: dict[str, tuple[str, dict[str, Any]]] = {
+        "ae": ("ae", {"norm": "none"}),
+        **{_vae_name(b): ("vae", {"beta": float(b)}) for b in dict.fromkeys(cfg.betas)}}
     figures: list[str] = []
     results: dict[str, dict[str, Any]] = {}
     paths: dict[str, torch.Tensor] = {}

@@ -71,6 +71,15 @@ def get_spec(name: str) -> ModelSpec:
     return MODELS.get_entry(name)
 
 
+def registry_name_of(model: Autoencoder) -> str | None:
+    """The registry name that rebuilds ``model``: the one it was built with, else the first entry with its model
+    and config classes (a model constructed directly), else None."""
+    if model.registry_name is not None:
+        return model.registry_name
+    return next((n for n, s in MODELS.items()
+                 if type(model) is s.model_cls and type(model.config) is s.config_cls), None)
+
+
 def build_model(name: str, config: Any) -> Autoencoder:
     """Instantiate a registered model from its (resolved) config; the model remembers its registry name."""
     model = get_spec(name).model_cls(config)
@@ -80,5 +89,5 @@ def build_model(name: str, config: Any) -> Autoencoder:
 
 __all__ = [
     "AE", "AEConfig", "Autoencoder", "CAPABILITIES", "ModelConfig", "NetConfig", "Posterior", "Stage", "DiagonalGaussian", "Losses", "MODELS", "ModelSpec", "PCA", "PCAConfig",
-    "StackedAE", "StackedAEConfig", "UNet", "UNetConfig", "VAE", "VAEConfig", "WAE", "WAEConfig", "build_model", "get_spec",
+    "StackedAE", "StackedAEConfig", "UNet", "UNetConfig", "VAE", "VAEConfig", "WAE", "WAEConfig", "build_model", "get_spec", "registry_name_of",
 ]

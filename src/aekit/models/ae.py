@@ -55,11 +55,12 @@ class AEConfig(NetConfig):
         parse_corruption(self.corruption)  # one-line ConfigError naming the accepted forms
 
     @property
-    def code_act_name(self) -> str:
+    def code_act_name(self) -> Literal["linear", "sigmoid", "relu"]:
         """``auto``: sigmoid for KL sparsity (ρ̂ must be a mean activation in (0, 1)), relu for L1, else linear."""
         if self.code_activation != "auto":
             return self.code_activation
-        return {"kl": "sigmoid", "l1": "relu"}.get(self.sparsity, "linear")
+        auto: dict[str, Literal["linear", "sigmoid", "relu"]] = {"kl": "sigmoid", "l1": "relu"}
+        return auto.get(self.sparsity, "linear")
 
     def resolve(self, data: Dataset | DataShape) -> AEConfig:
         """A copy with the data-dependent fields filled in (the config itself is never mutated)."""
@@ -73,6 +74,9 @@ class AE(Autoencoder):
     units = {"recon": "nats per sample (bce) or sum of squared errors per sample (mse)",
              "sparsity": "λ·Σ|a| or β·Σ KL(ρ‖ρ̂) per sample", "mean_abs_activation": "mean |a| (diagnostic)",
              "fraction_inactive": "share of |a| < 0.01 (diagnostic)"}
+    encoder: nn.Sequential
+    decoder: nn.Module  # ConvDecoder, TiedDecoder or an MLP
+
     def __init__(self, config: AEConfig):
         super().__init__(config)
         self.ae_config = config  # the network's config (a stacked AE keeps its own as ``config``)
@@ -132,4 +136,5 @@ class AE(Autoencoder):
 
     def batch_transforms(self, data: Dataset) -> list[BatchTransform]:
         t = corruption_transform(self.ae_config.corruption, data)
+        # Corrupt's read-only ``name`` property satisfies BatchTransform at run time; mypy wants a settable one
         return [] if t is None else [t]

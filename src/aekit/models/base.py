@@ -7,7 +7,9 @@ model follows from the capabilities it *declares* here, never from its class:
 ``generative``     ``sample(n, generator)`` decodes draws from a prior (``aekit sample``, report samples)
 ``posterior``      ``encode`` returns a :class:`Posterior` (``sample()``, ``mode()``, ``kl()``, ``log_prob``),
                    and ``decode_logits`` + ``nll(out, x)`` give −log p(x|z) (ELBO, IWAE, ``--score elbo``)
-``supervised``     ``loss`` trains against ``batch.labels`` (segmentation masks); ``predict(x)`` gives class ids
+``supervised``     ``loss`` trains against ``batch.labels`` (segmentation masks); ``predict(x)`` gives class ids,
+                   ``num_classes``, ``receptive_radius()`` and ``size_multiple`` serve tiled inference
+``conditional``    ``batch.labels`` (class ids) reach ``loss`` for an unsupervised model (a conditional VAE)
 ``latent_vectors`` ``decode(z)`` takes code vectors (B, latent_dim): interpolation, traversals, sliders
 ``closed_form``    fitted in one pass by ``fit(x)``, not by gradient descent
 ``staged``         ``stages(data)`` yields its own training stages, run before the main fit (greedy pretraining)
@@ -38,14 +40,17 @@ if TYPE_CHECKING:
 
 C = TypeVar("C", bound="ModelConfig")
 
-CAPABILITIES = ("generative", "posterior", "supervised", "latent_vectors", "closed_form", "staged")
+CAPABILITIES = ("generative", "posterior", "supervised", "conditional", "latent_vectors", "closed_form", "staged")
 
 
 class Losses(NamedTuple):
     """``total`` is what the optimiser minimises (batch mean); ``terms`` are its named parts (batch means).
 
     Units: every term is a per-sample quantity averaged over the batch (sums over a sample's elements, in
-    nats for likelihood terms); each model lists its terms and their units in ``Autoencoder.units``.
+    nats for likelihood terms) unless its unit says it is a batch statistic; each model lists its terms and
+    their units in ``Autoencoder.units``.  A model returns the same term names at every step (the trainer sums
+    them per epoch).  ``loss`` must also work with autograd off: validation and evaluation call it under
+    ``torch.no_grad()``.
     """
 
     total: torch.Tensor
@@ -159,6 +164,7 @@ class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
     generative: ClassVar[bool] = False
     posterior: ClassVar[bool] = False
     supervised: ClassVar[bool] = False
+    conditional: ClassVar[bool] = False
     latent_vectors: ClassVar[bool] = True
     closed_form: ClassVar[bool] = False
     staged: ClassVar[bool] = False
@@ -199,6 +205,38 @@ class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
         self.require("supervised", "segmentation")
         raise NotImplementedError  # pragma: no cover
 
+    @property
+    def num_classes(self) -> int:
+        """Classes of the per-pixel output (``supervised`` models)."""
+        self.require("supervised", "a class count")
+        raise NotImplementedError  # pragma: no cover
+
+    def receptive_radius(self) -> int:
+        """A bound (pixels) on how far an input pixel influences an output pixel (``supervised`` models): the
+        overlap tiled inference needs to reproduce whole-image inference."""
+        self.require("supervised", "tiled inference")
+        raise NotImplementedError  # pragma: no cover
+
+    @property
+    def size_multiple(self) -> int:
+        """Inputs are padded to a multiple of this (tiles start on multiples of it); 1 for most models."""
+        return 1
+
+    def decode_logits(self, z: Any) -> torch.Tensor:
+        """The decoder's output before its output activation (logits for a Bernoulli likelihood)."""
+        self.require("posterior", "the likelihood p(x|z)")
+        raise NotImplementedError  # pragma: no cover
+
+    def nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """−log p(x|z) per sample (B,), nats, of decoder output ``out`` (``posterior`` models)."""
+        self.require("posterior", "the likelihood p(x|z)")
+        raise NotImplementedError  # pragma: no cover
+
+    @property
+    def needs_labels(self) -> bool:
+        """Whether batches must carry ``labels``: masks for ``supervised``, class ids for ``conditional`` models."""
+        return self.supervised or self.conditional
+
     def fit(self, x: torch.Tensor) -> None:
         self.require("closed_form", "a closed-form fit")
         raise NotImplementedError  # pragma: no cover
@@ -229,6 +267,7 @@ class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
             need = {"generative": "a generative model (e.g. --model vae)",
                     "posterior": "a model with a posterior and a likelihood (e.g. --model vae)",
                     "supervised": "a segmentation model (--model unet)",
+                    "conditional": "a conditional model (trained with labels)",
                     "latent_vectors": "a model that decodes code vectors (not a unet)",
                     "closed_form": "a closed-form model (--model pca)",
                     "staged": "a model with training stages (--model stacked-ae)"}[capability]
@@ -250,6 +289,6 @@ class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
     def device(self) -> torch.device:
         for t in self.parameters():
             return t.device
-        for t in self.buffers():
-            return t.device
+        for b in self.buffers():
+            return b.device
         return torch.device("cpu")

@@ -29,7 +29,7 @@ def split_batch(model: Autoencoder, split: Split, idx: torch.Tensor) -> Batch:
     """Rows ``idx`` of ``split`` as a :class:`Batch` on the model's device (masks for supervised models)."""
     x = to_float(split.x[idx.to(split.x.device)]).to(model.device)
     labels = None
-    if model.supervised and split.y is not None:
+    if model.needs_labels and split.y is not None:
         labels = split.y[idx.to(split.y.device)].to(model.device)
     return Batch(x, labels=labels)
 
@@ -43,9 +43,12 @@ def mean_losses(model: Autoencoder, split: Split, batch_size: int | None = None,
     sums: dict[str, torch.Tensor] = {}
     n = len(split)
     bs = batch_size or eval_batch(model, split)
-    devices = [model.device] if model.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    device = model.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.default_generator.manual_seed(seed)
+        if device.type == "cuda":
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
         for idx in iterate_batches(n, bs, shuffle=False):
             losses = model.loss(split_batch(model, split, idx))
             for k, v in {"loss": losses.total, **losses.terms}.items():

@@ -28,6 +28,10 @@ class PCAConfig(ModelConfig):
 class PCA(Autoencoder):
     closed_form = True
     units = {"recon": "sum of squared errors per sample"}
+    # buffers (registered in __init__)
+    mean: torch.Tensor
+    components: torch.Tensor
+    explained_variance: torch.Tensor
 
     def __init__(self, config: PCAConfig):
         super().__init__(config)

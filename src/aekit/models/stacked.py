@@ -36,7 +36,7 @@ from ..data import Batch, Dataset, DataShape, Split, to_float
 from ..data.corrupt import corruption_transform, parse_corruption
 from .ae import AE, AEConfig
 from .base import Autoencoder, Losses, ModelConfig, Stage
-from .blocks import Activation, activation
+from .blocks import Activation, TiedDecoder, activation
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,8 @@ class StackedAE(AE):
     def greedy_stages(self) -> list[GreedyStage]:
         """AE_1 … AE_L, sharing this model's encoder layers and the mirrored decoder biases."""
         layers = [m for m in self.encoder if isinstance(m, nn.Linear)]
+        decoder = self.decoder
+        assert isinstance(decoder, TiedDecoder)  # ae_config() builds a tied network
         last = len(layers) - 1
         stages = []
         for k, layer in enumerate(layers):
@@ -150,7 +152,7 @@ class StackedAE(AE):
                 output = "bce" if self.recon_loss == "bce" else "linear"
             else:  # the stacked decoder applies the hidden activation after this layer
                 output = "bce" if self.config.activation == "sigmoid" else self.config.activation
-            stages.append(GreedyStage(layer, self.decoder.biases[last - k], enc_act, output, f"pretrain-{k + 1}"))
+            stages.append(GreedyStage(layer, decoder.biases[last - k], enc_act, output, f"pretrain-{k + 1}"))
         return stages
 
     def stages(self, data: Dataset) -> Iterator[Stage]:
@@ -165,7 +167,8 @@ class StackedAE(AE):
             log.info("greedy stage %d/%d: %d -> %d units, %d epochs", k + 1, len(stages), stage.input_dim,
                      stage.latent_dim, n_epochs)
             t = corruption_transform(self.config.corruption, current)
-            yield Stage(stage.name, stage, current, n_epochs, () if t is None else (t,))
+            transforms = () if t is None else (t,)
+            yield Stage(stage.name, stage, current, n_epochs, transforms)
             if k < len(stages) - 1:  # encode the data once: the next stage's training set
                 train, val = (Split(_codes(stage, s.x), None) for s in (current.train, current.val))
                 empty = Split(torch.zeros(0, stage.latent_dim), None)

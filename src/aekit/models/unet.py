@@ -146,6 +146,10 @@ class UNet(Autoencoder):
     def latent_dim(self) -> int:
         return self.channels[-1]
 
+    @property
+    def size_multiple(self) -> int:
+        return self.config.multiple
+
     def receptive_radius(self) -> int:
         """A bound on how far (pixels) an input pixel can influence an output pixel.
 

@@ -82,6 +82,8 @@ class VAE(Autoencoder):
     posterior = True
     units = {"recon": "nats per sample (−log p(x|z), one posterior draw)", "kl": "nats per sample",
              "elbo": "nats per sample (−(recon + kl))"}
+    encoder: nn.Module  # ConvEncoder, or an MLP body + linear head
+    decoder: nn.Module  # ConvDecoder or an MLP
 
     def __init__(self, config: VAEConfig):
         super().__init__(config)

@@ -184,6 +184,11 @@ class Explorer:
         a = np.clip(g * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return png_data_url(a[:, :, 0] if a.shape[2] == 1 else a)
 
+    def _rows(self) -> torch.Tensor:
+        if self.x is None:
+            raise RequestError("no data is loaded for this run: encode uploaded images or decode codes instead")
+        return self.x
+
     def _check_index(self, i: int) -> int:
         if self.x is None:
             raise RequestError("no data is loaded for this run: encode uploaded images or decode codes instead")
@@ -200,10 +205,7 @@ class Explorer:
         return {"label": lab, "class_name": name}
 
     def _z(self, rows: Sequence[Sequence[float]]) -> torch.Tensor:
-        z = torch.tensor([list(r) for r in rows], dtype=torch.float32)
-        if z.ndim != 2 or z.shape[1] != self.model.latent_dim:
-            raise RequestError(f"each code must have {self.model.latent_dim} numbers (the latent dimension), "
-                               f"got shape {tuple(z.shape)}", 422)
+        z = matrix(rows, int(self.model.latent_dim), "code", f"{self.model.latent_dim} numbers (the latent dimension)")
         return z.to(self.device)
 
     # ---- operations
@@ -240,7 +242,7 @@ class Explorer:
     def item(self, i: int) -> dict[str, Any]:
         self.require_latent()
         i = self._check_index(i)
-        x = to_float(self.x[i : i + 1]).to(self.device)
+        x = to_float(self._rows()[i : i + 1]).to(self.device)
         with self.lock:
             z = self.model.embed(x)
             recon = self.model.decode(z)
@@ -253,13 +255,11 @@ class Explorer:
         self.require_latent()
         if indices is not None:
             idx = [self._check_index(i) for i in indices]
-            x = to_float(self.x[idx])
+            x = to_float(self._rows()[idx])
         else:
-            x = torch.tensor([list(r) for r in inputs or []], dtype=torch.float32)
             d = self.model.input_dim
-            if x.ndim != 2 or x.shape[1] != d:
-                raise RequestError(f"each input must be a flat list of {d} numbers (shape {list(self.model.input_shape)} "
-                                   f"flattened, images in [0, 1]), got shape {tuple(x.shape)}", 422)
+            x = matrix(inputs or [], d, "input", f"a flat list of {d} numbers (shape {list(self.model.input_shape)} "
+                                                 "flattened, images in [0, 1])")
             x = x.view(-1, *self.model.input_shape)
         with self.lock:
             z = self.model.embed(x.to(self.device))
@@ -291,8 +291,8 @@ class Explorer:
     @torch.no_grad()
     def interpolate(self, a: int, b: int, steps: int = 10, spherical: bool = False) -> dict[str, Any]:
         self.require_latent()
-        xa = to_float(self.x[self._check_index(a)][None])
-        xb = to_float(self.x[self._check_index(b)][None])
+        xa = to_float(self._rows()[self._check_index(a)][None])
+        xb = to_float(self._rows()[self._check_index(b)][None])
         t = torch.linspace(0, 1, steps)
         with self.lock:
             za = self.model.embed(xa.to(self.device))[0].cpu()
@@ -372,6 +372,19 @@ class Explorer:
         return {"width": int(mask.shape[1]), "height": int(mask.shape[0]), "input": png_data_url(rgb),
                 "mask": png_data_url(mask_rgba), "overlay": png_data_url(overlay),
                 "class_fractions": {str(int(i)): float(c) / mask.size for i, c in zip(ids, counts)}}
+
+
+def matrix(rows: Sequence[Sequence[float]], width: int, what: str, expected: str) -> torch.Tensor:
+    """Rows of numbers → a float32 (N, width) tensor; ragged rows, a wrong width or values beyond float32's
+    range are a 422 RequestError (never a 500)."""
+    rows = [list(r) for r in rows]
+    for i, r in enumerate(rows):
+        if len(r) != width:
+            raise RequestError(f"each {what} must be {expected}: {what} {i} has {len(r)}", 422)
+    x = torch.tensor(rows, dtype=torch.float32).reshape(len(rows), width)
+    if not bool(torch.isfinite(x).all()):
+        raise RequestError(f"{what}s hold values beyond the float32 range (|x| > 3.4e38): send {expected}", 422)
+    return x
 
 
 def _device(model: torch.nn.Module) -> torch.device:

@@ -95,27 +95,30 @@ class DivergenceGuard(Callback):
     def __init__(self, checkpoint: Path | None = None):
         self.checkpoint = checkpoint
 
-    def _fail(self, trainer: Trainer, what: str) -> None:
+    def _fail(self, trainer: Trainer, epoch: int, what: str) -> None:
+        """``epoch``: the 1-based epoch that diverged; the checkpoint on disk is the one before it."""
         cfg = trainer.cfg
         keep = ""
         if self.checkpoint is not None and self.checkpoint.exists():
             run = self.checkpoint.parent
-            keep = (f"; the last good checkpoint (epoch {trainer.epoch}) is kept: resume it with a lower rate, "
+            keep = (f"; the last good checkpoint (epoch {epoch - 1}) is kept: resume it with a lower rate, "
                     f"`aekit train --resume {run} --lr {cfg.lr / 10:g}`")
-        raise TrainingDiverged(f"training diverged at epoch {trainer.epoch + 1} ({what}): lower --lr (now "
+        raise TrainingDiverged(f"training diverged at epoch {epoch} ({what}): lower --lr (now "
                                f"{cfg.lr:g}) or add --grad-clip 1.0{keep}")
 
     def on_log(self, trainer: Trainer, losses: Losses, loss: float) -> None:
-        if not math.isfinite(loss):
-            self._fail(trainer, f"step {trainer.step}, loss is {loss}")
+        if not math.isfinite(loss):  # mid-epoch: trainer.epoch counts the finished epochs
+            self._fail(trainer, trainer.epoch + 1, f"step {trainer.step}, loss is {loss}")
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        epoch = int(row["epoch"])
         bad = non_finite(training_state(trainer))
         if bad:
-            self._fail(trainer, f"non-finite values in {bad[0]}" + (f" and {len(bad) - 1} more" if len(bad) > 1 else ""))
+            more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+            self._fail(trainer, epoch, f"non-finite values in {bad[0]}{more}")
         bad_terms = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad_terms:
-            self._fail(trainer, f"{bad_terms[0]} is {row[bad_terms[0]]}")
+            self._fail(trainer, epoch, f"{bad_terms[0]} is {row[bad_terms[0]]}")
 
 
 # --------------------------------------------------------------------------------------------- metrics
@@ -208,7 +211,11 @@ class EarlyStopping(Callback):
 
     def on_fit_start(self, trainer: Trainer) -> None:
         if self.best_epoch and self.path is not None and self.path.exists():
-            self.best_state = read_tensors(self.path)[0]
+            state, meta = read_tensors(self.path)
+            # a kill between writing best.safetensors and the epoch's checkpoint leaves a file from an epoch the
+            # checkpoint does not know: it is used only when it is the checkpoint's best epoch
+            if meta.get("aekit_epoch") == str(self.best_epoch):
+                self.best_state = state
         if self.bad_epochs >= self.patience:
             trainer.should_stop = True
 
@@ -220,7 +227,7 @@ class EarlyStopping(Callback):
             self.best, self.best_epoch, self.bad_epochs = float(monitored), int(row["epoch"]), 0
             self.best_state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
             if self.path is not None:
-                atomic_save_tensors(self.best_state, self.path)
+                atomic_save_tensors(self.best_state, self.path, {"aekit_epoch": str(self.best_epoch)})
         else:
             self.bad_epochs += 1
         if self.bad_epochs >= self.patience:

@@ -115,7 +115,8 @@ def load_checkpoint(
 
 
 def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    """Load ``state`` strictly; a mismatch becomes a one-line RunError."""
+    """Load ``state`` strictly: names, shapes and dtypes must match and every value be finite; a mismatch
+    becomes a one-line RunError."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     extra = [k for k in state if k not in own]
@@ -129,4 +130,13 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: st
             f"weights in {where} do not fit the model in config.json ({detail}): "
             "use the config.json that was saved with these weights, or retrain"
         )
+    dtype = [k for k in own if state[k].dtype != own[k].dtype]  # never cast silently
+    if dtype:
+        k = dtype[0]
+        raise RunError(f"weights in {where} have the wrong type: {k} is {str(state[k].dtype).replace('torch.', '')}, "
+                       f"the model needs {str(own[k].dtype).replace('torch.', '')}; restore the file, or retrain")
+    bad = non_finite(state)
+    if bad:
+        raise RunError(f"weights in {where} hold NaN or inf values ({bad[0]}): the file is corrupted or the "
+                       "training diverged; restore it, or retrain")
     model.load_state_dict(state)

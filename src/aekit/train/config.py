@@ -6,6 +6,7 @@ This module imports no torch, so the options of ``aekit train`` can be listed ch
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 from ..config import check, opt
@@ -40,6 +41,15 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check(self.epochs >= 0, "--epochs must be ≥ 0")
         check(self.batch_size >= 1, "--batch-size must be ≥ 1")
-        check(self.lr > 0, "--lr must be > 0, e.g. --lr 1e-3")
+        check(math.isfinite(self.lr) and self.lr > 0, "--lr must be a finite number > 0, e.g. --lr 1e-3")
+        check(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+              "--weight-decay must be a finite number ≥ 0, e.g. --weight-decay 1e-4 (0 = off)")
+        check(math.isfinite(self.grad_clip) and self.grad_clip >= 0,
+              "--grad-clip must be a finite number ≥ 0, e.g. --grad-clip 1.0 (0 = off)")
+        check(math.isfinite(self.lr_warmup_epochs) and self.lr_warmup_epochs >= 0,
+              "--lr-warmup-epochs must be a finite number ≥ 0, e.g. --lr-warmup-epochs 1 (0 = off)")
+        check(math.isfinite(self.beta_warmup_epochs) and self.beta_warmup_epochs >= 0,
+              "--beta-warmup-epochs must be a finite number ≥ 0, e.g. --beta-warmup-epochs 5 (0 = off)")
+        check(0 <= self.seed < 2**63, "--seed must be an integer in [0, 2**63), e.g. --seed 0")
         check(self.log_every >= 1, "--log-every must be ≥ 1")
         check(self.early_stopping >= 0, "--early-stopping must be ≥ 0 (0 = off)")

@@ -31,13 +31,16 @@ import datetime
 import logging
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..models.base import Autoencoder
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,15 @@ def is_main() -> bool:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank() == 0
     return env_world()[0] == 0
+
+
+def seed_device(device: torch.device, seed: int) -> None:
+    """Seed the CPU generator and the generator of ``device`` only (``torch.manual_seed`` would reseed every
+    GPU's generator, and the trainer gives back only those of the devices it trains on)."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)
 
 
 def backend_for(device: torch.device) -> str:
@@ -145,7 +157,7 @@ class Context:
     def seed_epoch(self, seed: int, epoch: int) -> None:
         """Sampling noise of every device (CPU and all GPUs), a pure function of (seed, epoch, rank): a resumed
         run draws what an uninterrupted one would, with no generator state to checkpoint."""
-        torch.manual_seed((seed * 1_000_003 + epoch * 7_919 + self.rank) % 2**63)
+        seed_device(self.device, (seed * 1_000_003 + epoch * 7_919 + self.rank) % 2**63)
 
     # ------------------------------------------------------------------------------------- collectives
     def all_sum(self, values: torch.Tensor) -> torch.Tensor:
@@ -163,6 +175,12 @@ class Context:
                           + [torch.tensor(float(seen), device=self.device)])
         vec = self.all_sum(vec.double()).cpu()
         return {k: vec[i] for i, k in enumerate(keys)}, int(vec[-1].item())
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is True on any (one tiny all-reduce; no-op in one process)."""
+        if not self.distributed:
+            return flag
+        return bool(self.all_sum(torch.tensor([float(flag)], device=self.device)).item() > 0)
 
     def loss_value(self, total: torch.Tensor) -> float:
         """The loss as a float for the finiteness check; a non-finite loss on any rank is non-finite on all."""
@@ -183,7 +201,7 @@ class _LossForward(nn.Module):
         self.model = model
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.model.loss(*args, **kwargs)
+        return cast("Autoencoder", self.model).loss(*args, **kwargs)
 
 
 class _DDPLoss:
@@ -221,8 +239,9 @@ def setup(device: torch.device) -> Context:
             raise ConfigError(f"WORLD_SIZE={world} but {missing[0]} is not set: start multi-process training "
                               "with torchrun (e.g. torchrun --nproc-per-node 2 -m aekit train ...)")
         backend = backend_for(device)
+        extra: dict[str, Any] = {"device_id": device} if device.type == "cuda" else {}
         dist.init_process_group(backend, rank=rank, world_size=world, timeout=datetime.timedelta(minutes=30),
-                                **({"device_id": device} if device.type == "cuda" else {}))
+                                **extra)
         _STARTED_HERE = True
         log.info("distributed: rank %d of %d (%s, %s)", rank, world, backend, device)
     return Context(dist.get_rank(), dist.get_world_size(), device)

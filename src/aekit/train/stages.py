@@ -17,6 +17,7 @@ import torch
 
 from ..data import Dataset
 from ..models.base import Autoencoder
+from . import distributed
 from .callbacks import append_metrics
 from .checkpoint import atomic_save_tensors, load_state, read_tensors
 from .config import TrainConfig
@@ -37,8 +38,9 @@ def run_stages(model: Autoencoder, data: Dataset, cfg: TrainConfig, run_dir: Pat
             load_state(model, read_tensors(Path(run_dir) / PRETRAINED)[0], str(Path(run_dir) / PRETRAINED))
             log.info("training stages already finished: loaded %s", Path(run_dir) / PRETRAINED)
             return []
-    if run_dir is not None:
-        (Path(run_dir) / METRICS).unlink(missing_ok=True)  # an unfinished staging starts over
+    writes = run_dir if run_dir is not None and distributed.is_main() else None  # rank 0 alone writes
+    if writes is not None:
+        (Path(writes) / METRICS).unlink(missing_ok=True)  # an unfinished staging starts over
     rows: list[dict[str, Any]] = []
     ran = False
     with torch.random.fork_rng(devices=[]):
@@ -49,8 +51,8 @@ def run_stages(model: Autoencoder, data: Dataset, cfg: TrainConfig, run_dir: Pat
                           fit(stage.model, stage.data, replace_epochs(cfg, stage.epochs), None,
                               transforms=stage.transforms)]
             rows += stage_rows
-            if run_dir is not None:
-                append_metrics(Path(run_dir), stage_rows)
-    if ran and run_dir is not None:
-        atomic_save_tensors(model.state_dict(), Path(run_dir) / PRETRAINED, {"aekit_stage": "pretrained"})
+            if writes is not None:
+                append_metrics(Path(writes), stage_rows)
+    if ran and writes is not None:
+        atomic_save_tensors(model.state_dict(), Path(writes) / PRETRAINED, {"aekit_stage": "pretrained"})
     return rows

@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +91,11 @@ def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return cfg.lr
 
 
-def transform_generator(seed: int, step: int, index: int) -> torch.Generator:
-    """The CPU generator of batch transform ``index`` at ``step``: a pure function of (seed, step, index)."""
-    return torch.Generator().manual_seed((seed * 2**32 + step + index * 0x9E3779B97F4A7C15) % 2**64)
+def transform_generator(seed: int, step: int, index: int, rank: int = 0) -> torch.Generator:
+    """The CPU generator of batch transform ``index`` at ``step`` on ``rank``: a pure function of them (each
+    rank's shard gets its own draws, as the shards of one process's batch would)."""
+    return torch.Generator().manual_seed(
+        (seed * 2**32 + step + index * 0x9E3779B97F4A7C15 + rank * 0x632BE59BD9B4E019) % 2**64)
 
 
 def _flush_denormal_on() -> bool:
@@ -132,16 +134,18 @@ class Trainer:
         self.epoch = 0  # epochs finished
         self.step = 0  # optimiser steps taken
         self.steps_per_epoch = 0
+        self.world = 1  # processes (torchrun)
         self.should_stop = False
         self.history: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------------------------------- state
     def loop_state(self) -> dict[str, Any]:
         """The JSON part of a checkpoint: counters and every keyed callback's state."""
-        return {"epoch": self.epoch, "step": self.step,
+        return {"epoch": self.epoch, "step": self.step, "steps_per_epoch": self.steps_per_epoch,
+                "batch_size": self.cfg.batch_size, "world": self.world,
                 "callbacks": {c.key: c.state_dict() for c in self.callbacks if c.key}}
 
-    def _restore(self, checkpoint: Path) -> None:
+    def _restore(self, checkpoint: Path, check_geometry: bool = True) -> None:
         assert self.optimizer is not None
         loop = load_checkpoint(checkpoint, self.model, self.optimizer, self.data_generator)
         try:
@@ -151,11 +155,19 @@ class Trainer:
         if not 0 <= self.epoch <= self.cfg.epochs:
             raise RunError(f"{checkpoint} claims epoch {self.epoch} of a {self.cfg.epochs}-epoch run: it does not "
                            f"belong to this run; raise --epochs or start a new run")
+        saved = {k: loop[k] for k in ("steps_per_epoch", "batch_size", "world") if k in loop}  # older: absent
+        now = {"steps_per_epoch": self.steps_per_epoch, "batch_size": self.cfg.batch_size, "world": self.world}
+        changed = [k for k in saved if saved[k] != now[k]] if check_geometry else []
+        if changed:  # the schedule and the warm-up are functions of the step: they would shift silently
+            k = changed[0]
+            raise RunError(f"{checkpoint} was written with {k} {saved[k]}, this run has {now[k]}: resume with the "
+                           "same batch size and number of processes, or start a new run")
         states = loop.get("callbacks")
         if states is None and "best_epoch" in loop:  # checkpoints written before callbacks had state
             states = {"early_stopping": {k: loop[k] for k in ("best", "best_epoch", "bad_epochs") if k in loop}}
+        states = states or {}
         for c in self.callbacks:
-            if c.key and c.key in (states or {}):
+            if c.key and c.key in states:
                 c.load_state_dict(states[c.key])
         log.info("resumed from %s at epoch %d", checkpoint, self.epoch)
 
@@ -164,7 +176,7 @@ class Trainer:
         foreign checkpoint raises the one-line RunError here, before a resume changes anything."""
         self.model = model
         self.optimizer = make_optimizer(model, self.cfg.lr, self.cfg.weight_decay, self.cfg.optimizer)
-        self._restore(checkpoint)
+        self._restore(checkpoint, check_geometry=False)  # the data and processes are checked when training starts
 
     def _emit(self, hook: str, *args: Any) -> None:
         for c in self.callbacks:
@@ -183,8 +195,11 @@ class Trainer:
                 else:
                     self._fit_gradient(model, data, ctx, resume_from)
             except BaseException as e:
-                for c in self.callbacks:
-                    c.on_exception(self, e)
+                for c in self.callbacks:  # every callback releases what it holds, even if one of them fails
+                    try:
+                        c.on_exception(self, e)
+                    except Exception:  # noqa: BLE001 - the training error is the one to report
+                        log.exception("%s.on_exception failed", type(c).__name__)
                 raise
         return self.history
 
@@ -209,10 +224,12 @@ class Trainer:
                       resume_from: Path | None) -> None:
         cfg, device = self.cfg, ctx.device
         train_x = data.train.x.to(device)
-        train_y = data.train.y.to(device) if model.supervised and data.train.y is not None else None
-        if model.supervised and train_y is None:
-            raise DataError(f"{data.name!r} has no targets for a supervised model: use data with masks")
+        train_y = data.train.y.to(device) if model.needs_labels and data.train.y is not None else None
+        if model.needs_labels and train_y is None:
+            raise DataError(f"{data.name!r} has no labels, and this model trains with them (masks for "
+                            "segmentation, class ids for a conditional model): use labelled data")
         self.steps_per_epoch = ctx.steps_per_epoch(len(train_x), cfg.batch_size)
+        self.world = ctx.world
         if self.steps_per_epoch == 0 and cfg.epochs > 0:
             raise DataError(f"the training split of {data.name!r} is empty: use more data or a smaller --val-fraction")
         self.optimizer = opt = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.optimizer)
@@ -220,14 +237,16 @@ class Trainer:
             self._restore(resume_from)
         channels_last = cfg.channels_last and train_x.dim() == 4
         if channels_last:  # after a resume's load: the optimiser's moments follow their parameters
-            model.to(memory_format=torch.channels_last)
+            # Module.to accepts memory_format at run time; torch's overload stubs omit it
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             for state in opt.state.values():
                 for k, v in state.items():
                     if torch.is_tensor(v) and v.dim() == 4:
                         state[k] = v.contiguous(memory_format=torch.channels_last)
         loss_fn = ctx.wrap(model).loss  # DDP routes the loss through its forward; else the model's own
         if cfg.compile:
-            loss_fn = torch.compile(loss_fn, options=compile_options(device))
+            options: dict[str, str | int | bool | Callable[..., Any]] = {**compile_options(device)}
+            loss_fn = torch.compile(loss_fn, options=options)
         autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if cfg.bf16
                     else contextlib.nullcontext())
         warm_steps = cfg.beta_warmup_epochs * self.steps_per_epoch
@@ -255,7 +274,7 @@ class Trainer:
                               labels=None if labels is None else labels.index_select(0, idx),
                               anneal=min(1.0, (self.step + 1) / warm_steps) if warm_steps > 0 else 1.0)
                 for k, t in enumerate(self.transforms):
-                    batch = t(batch, transform_generator(cfg.seed, self.step, k))
+                    batch = t(batch, transform_generator(cfg.seed, self.step, k, ctx.rank))
                 if channels_last:
                     batch = batch._replace(x=batch.x.contiguous(memory_format=torch.channels_last))
                 with autocast:
@@ -268,6 +287,9 @@ class Trainer:
                 self.step += 1
                 seen += len(idx)
                 terms = {"loss": losses.total, **losses.terms}
+                if names and names != list(terms):
+                    raise RuntimeError(f"{type(model).__name__}.loss returned the terms {list(terms)} after "
+                                       f"{names}: a model must return the same terms at every step")
                 names = list(terms)
                 vec = torch.stack([v.detach().float() for v in terms.values()])
                 acc = vec.mul_(len(idx)) if acc is None else acc.add_(vec, alpha=len(idx))
@@ -282,6 +304,7 @@ class Trainer:
             self.epoch = epoch + 1
             self.history.append(row)
             self._emit("on_epoch_end", row)
+            self.should_stop = ctx.any(self.should_stop)  # every rank stops together, or none does
         self._emit("on_fit_end")
 
 

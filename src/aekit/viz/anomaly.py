@@ -44,7 +44,7 @@ def plot_score_histogram(scores: Any, labels: Any, path: str | Path, *, classes:
         ax.legend(title="class", fontsize=7, ncol=2 if len(uniq) > 6 else 1)
     ax.set_title(title or f"anomaly scores per class (n = {len(s)})")
     axes_all = list(axes)
-    if panels == 2:
+    if panels == 2 and y is not None:  # two panels only with labels
         ax2 = axes[1]
         normal = np.isin(y, list(normal_labels or ()))
         ax2.hist(s[normal], bins=bins, alpha=0.6, color="C0", density=True, label=f"normal (n = {int(normal.sum())})")

@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib
 import numpy as np
@@ -23,6 +22,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from ..fileio import atomic_path
 from ..models.base import Autoencoder
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,8 @@ def _is_image_batch(a: Any) -> bool:
     return _numpy(a).ndim in (3, 4)
 
 
-def _figure(width_in: float, height_in: float, dpi: int = PLOT_DPI, layout: str | None = None) -> Figure:
+def _figure(width_in: float, height_in: float, dpi: int = PLOT_DPI,
+            layout: Literal["constrained", "compressed", "tight"] | None = None) -> Figure:
     fig = Figure(figsize=(width_in, height_in), dpi=dpi, layout=layout)
     FigureCanvasAgg(fig)
     return fig
@@ -92,15 +93,9 @@ def _save(fig: Figure, path: str | os.PathLike, *, tight: bool | None = None, dp
         tight = fig.get_layout_engine() is None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight" if tight else None,
-                        pad_inches=0.08 if tight else 0.0, facecolor="white")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight" if tight else None,
+                    pad_inches=0.08 if tight else 0.0, facecolor="white")
     log.debug("wrote %s", path)
     return path
 

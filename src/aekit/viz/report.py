@@ -11,8 +11,6 @@ import html
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +21,7 @@ import torch
 from .. import latent
 from ..data import Dataset, to_float
 from ..evaluate import reconstruction_errors
+from ..fileio import atomic_write_text
 from . import plots
 
 if TYPE_CHECKING:
@@ -66,14 +65,7 @@ class _Figure:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
 
 
 def _fmt(v: Any) -> str:

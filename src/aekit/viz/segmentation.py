@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..fileio import atomic_path
 from . import plots
 
 # class id -> RGB in [0, 1]; class 0 (background) is never tinted
@@ -112,20 +113,12 @@ def plot_method_comparison(images: Any, target: Any, preds: Mapping[str, Any], p
 
 
 def _save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
-    import tempfile
-
     from PIL import Image
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

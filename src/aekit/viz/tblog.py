@@ -70,6 +70,7 @@ class TensorBoardLog(Callback):
     def _reconstructions(self, model: Any, epoch: int) -> None:
         from .plots import make_grid
 
+        assert self.images is not None  # called only when there are images to show
         was_training = model.training
         model.eval()
         x = self.images.to(model.device)
