@@ -58,6 +58,9 @@ MODELS.register("stacked-ae", ModelSpec(
                                 "fine-tuning", tiny={"hidden": (16,), "latent_dim": 3, "pretrain_epochs": 1}))
 MODELS.register("vae", ModelSpec(VAEConfig, VAE, "variational autoencoder; --beta > 1 gives a beta-VAE",
                                  tiny={"hidden": (16,), "latent_dim": 3}))
+MODELS.register("iwae", ModelSpec(VAEConfig, VAE, "VAE trained on the importance-weighted bound (Burda et al. 2016; "
+                                  "--iwae-k samples)", {"objective": "iwae", "iwae_k": 5},
+                                  tiny={"hidden": (16,), "latent_dim": 3, "iwae_k": 2}))
 MODELS.register("wae", ModelSpec(WAEConfig, WAE, "Wasserstein autoencoder (MMD to the prior, IMQ kernel; "
                                  "deterministic codes, samples from N(0, I))", tiny={"hidden": (16,), "latent_dim": 3}))
 MODELS.register("pca", ModelSpec(PCAConfig, PCA, "principal component analysis by SVD (closed form baseline)",

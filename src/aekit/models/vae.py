@@ -61,10 +61,17 @@ class VAEConfig(NetConfig):
                 "gaussian for tables")
     scale: float = opt(1.0, "σ (gaussian) or b (laplace) of p(x|z) when not learned", scope="--likelihood gaussian|laplace")
     learn_scale: bool = opt(False, "learn one shared log-scale of p(x|z)", scope="--likelihood gaussian|laplace")
+    objective: Literal["elbo", "iwae"] = opt(
+        "elbo", "training bound: elbo (one posterior draw) or iwae, the importance-weighted bound of Burda et al. "
+                "(2016) with --iwae-k draws, tighter for k > 1 (same encoder and decoder)")
+    iwae_k: int = opt(5, "importance samples of the IWAE bound (k = 1 is the ELBO)", scope="--objective iwae")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self.beta >= 0, "--beta must be ≥ 0")
+        check(self.iwae_k >= 1, f"--iwae-k {self.iwae_k}: the IWAE bound needs at least 1 sample, e.g. --iwae-k 5")
+        check(not (self.objective == "iwae" and self.beta != 1.0),
+              "--objective iwae is the bound on log p(x) itself: it has no β; drop --beta (or use --objective elbo)")
         check(self.scale > 0, "--scale must be > 0")
         check(not (self.learn_scale and self.likelihood == "bernoulli"),
               "--learn-scale needs --likelihood gaussian or laplace: a Bernoulli likelihood has no scale")
@@ -81,7 +88,8 @@ class VAE(Autoencoder):
     generative = True
     posterior = True
     units = {"recon": "nats per sample (−log p(x|z), one posterior draw)", "kl": "nats per sample",
-             "elbo": "nats per sample (−(recon + kl))"}
+             "elbo": "nats per sample (−(recon + kl))",
+             "iwae_bound": "nats per sample (the k-sample importance-weighted bound on log p(x); --objective iwae)"}
     encoder: nn.Module  # ConvEncoder, or an MLP body + linear head
     decoder: nn.Module  # ConvDecoder or an MLP
 
@@ -131,13 +139,32 @@ class VAE(Autoencoder):
         return L.laplace_nll(out, x, log_scale)
 
     def loss(self, batch: Batch) -> Losses:
-        """−ELBO with the KL weighted by β·anneal; one draw z ~ q(z|x) from the global generator."""
+        """−ELBO with the KL weighted by β·anneal (one draw z ~ q(z|x) from the global generator), or with
+        ``objective="iwae"`` the negative importance-weighted bound (``anneal`` does not apply to it)."""
+        if self.config.objective == "iwae":
+            return self._iwae_loss(batch)
         q = self.encode(batch.x)
         z = q.sample()
         recon = self.nll(self.decode_logits(z), batch.clean).mean()
         kl = q.kl().mean()
         total = recon + (self.config.beta * batch.anneal) * kl
         return Losses(total, {"recon": recon, "kl": kl, "elbo": -(recon + kl)})
+
+    def _iwae_loss(self, batch: Batch) -> Losses:
+        """−L_k = −E[log (1/k) Σ_i p(x, z_i) / q(z_i|x)], z_i ~ q(z|x) (Burda et al. 2016, eq. 8), nats per
+        sample; ``recon``, ``kl`` and ``elbo`` are the usual one-draw ELBO terms averaged over the k draws."""
+        k = self.config.iwae_k
+        q = self.encode(batch.x)
+        eps = torch.randn((k, *q.mean.shape), device=q.mean.device, dtype=q.mean.dtype)
+        z = q.mean + q.std * eps  # (k, B, d): reparameterised, like q.sample()
+        x = batch.clean
+        nll = self.nll(self.decode_logits(z.reshape(-1, z.shape[-1])), x.repeat(k, *([1] * (x.dim() - 1))))
+        nll = nll.view(k, -1)
+        log_pz = -0.5 * (z.pow(2) + L.LOG_2PI).sum(-1)
+        log_w = -nll + log_pz - q.log_prob(z)  # (k, B)
+        bound = (torch.logsumexp(log_w, dim=0) - math.log(k)).mean()
+        recon, kl = nll.mean(), q.kl().mean()
+        return Losses(-bound, {"iwae_bound": bound, "recon": recon, "kl": kl, "elbo": -(recon + kl)})
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
