@@ -26,6 +26,12 @@ def sse(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return _flat(recon - x).pow(2).sum(1)
 
 
+def reconstruction(out: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
+    """A deterministic autoencoder's reconstruction term per sample (B,): ``bce`` (``out`` are logits; nats) or
+    ``mse`` (sum of squared errors)."""
+    return bernoulli_nll(out, x) if kind == "bce" else sse(out, x)
+
+
 def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """−log Bernoulli(x | sigmoid(logits)) summed over dimensions, in nats, shape (B,).
 

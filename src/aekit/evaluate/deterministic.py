@@ -6,7 +6,8 @@
 - with a ``corruption`` in the model's config (a denoising AE): ``sse_per_image_corrupted``, the error of
   reconstructing the *clean* inputs from corrupted ones (fixed noise seed, so the figure is reproducible)
 
-:func:`activation_stats` is a pure function of a code matrix; :func:`deterministic_metrics` runs the model.
+:func:`activation_stats` is a pure function of a code matrix; :func:`activity_metrics` and
+:func:`corruption_metrics` run the model.
 """
 
 from __future__ import annotations
@@ -21,12 +22,6 @@ from ..latent import encode_all
 from ..models.ae import INACTIVE
 from ..models.base import Autoencoder
 from .metrics import sse_per_sample
-
-
-def deterministic_metrics(model: Autoencoder, data: Dataset, split: str = "test",
-                          corruption: str | None = None) -> dict[str, Any]:
-    """:func:`activity_metrics` and :func:`corruption_metrics` together."""
-    return {**activity_metrics(model, data, split), **corruption_metrics(model, data, split, corruption)}
 
 
 def activation_stats(codes: torch.Tensor, threshold: float = INACTIVE) -> dict[str, float]:

@@ -114,8 +114,7 @@ class AE(Autoencoder):
         """Reconstruction (+ sparsity) loss of ``batch.x`` against ``batch.clean`` (denoising: the clean input)."""
         z = self.encode(batch.x)
         out = self.decode_logits(z)
-        target = batch.clean
-        recon = L.bernoulli_nll(out, target) if self.recon_loss == "bce" else L.sse(out, target)
+        recon = L.reconstruction(out, batch.clean, self.recon_loss)
         terms = {"recon": recon.mean()}
         total = terms["recon"]
         c = self.ae_config

@@ -111,8 +111,7 @@ class WAE(Autoencoder):
         """recon + λ·MMD²; the prior draws come from the global generator (reseeded per epoch by the trainer)."""
         z = self.encode(batch.x)
         out = self.decode_logits(z)
-        target = batch.clean
-        recon = (L.bernoulli_nll(out, target) if self.recon_loss == "bce" else L.sse(out, target)).mean()
+        recon = L.reconstruction(out, batch.clean, self.recon_loss).mean()
         prior = torch.randn_like(z) * self.config.prior_var ** 0.5
         mmd = self.config.mmd_weight * imq_mmd(z.float(), prior.float(), self.config.prior_var)
         return Losses(recon + mmd, {"recon": recon, "mmd": mmd})

@@ -252,7 +252,7 @@ def _resume(path: Path, *, callbacks: Sequence[Callback] = (), locks: contextlib
     ckpt = path / CHECKPOINT
     if ckpt.exists():  # a corrupt or foreign checkpoint fails here, before the finished run's weights are touched
         check = Trainer(dataclasses.replace(train_cfg, epochs=max(train_cfg.epochs, saved_epochs)))
-        check.validate_checkpoint(build_model(model_name, model_cfg), ckpt)
+        check.validate_checkpoint(net, ckpt)  # the run's own model: training resumes from the same state
         if check.epoch > train_cfg.epochs:
             raise ConfigError(f"--epochs {train_cfg.epochs}: {path} has already trained {check.epoch} epochs; "
                               f"resume with --epochs {check.epoch} or more, or omit --epochs")
