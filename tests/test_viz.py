@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def assert_png(path: Path, min_size: tuple[int, int] = (20, 20)) -> tuple[int, i
 
 
 def tiny_model(name: str, data, **options):
-    defaults = {} if name == "pca" else {"hidden": [16]}
+    defaults = {} if name in ("pca", "unet") else {"hidden": [16]}
     cfg = MODELS[name].make_config({**defaults, **options}).resolve(DataShape(data.shape, data.in_unit_interval))
     return build_model(name, cfg)
 
@@ -197,8 +198,8 @@ def check_report(report: Path, run: Run) -> list[str]:
     assert text.lstrip().startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
     assert "<script" not in text and "http://" not in text and "https://" not in text
     assert "could not be drawn" not in text
-    for key in run.evaluation or {}:
-        assert f"<th>{key}</th>" in text
+    for key in run.evaluation or {}:  # a row of the metrics table, or a column of the per-class table
+        assert f"<th>{key}</th>" in text or f"<code>{key}</code></th>" in text, key
     images = re.findall(r'<img src="([^"]+)"', text)
     assert images and len(images) == len(set(images))
     for name in images:
@@ -216,6 +217,12 @@ def test_report_ae_on_digits(tmp_path, digits):
     text = (run.path / "report.html").read_text()
     assert "sse_per_image" in text and "ae on digits" in text
     assert "principal components" in text  # latent 3 → PCA-projected scatter
+    assert "latent dim 3" in text.split("<h2>")[0]
+    for key in ("mean_abs_activation", "fraction_inactive", "dead_units"):  # code-activity rows have meanings
+        assert key in run.evaluation
+        note = re.search(rf'<tr><th>{key}</th><td[^>]*>[^<]*</td><td class="note">([^<]*)</td>', text).group(1)
+        assert len(note) > 20, (key, note)
+    assert "|a| &lt; 0.01" in text or "|a| < 0.01" in text
 
 
 def test_report_vae_latent2_has_manifold_and_samples(tmp_path, digits):
@@ -247,3 +254,78 @@ def test_report_without_metrics_or_evaluation(tmp_path, tiny_images):
     assert "No training metrics recorded" in text and "No evaluation recorded" in text
     with pytest.raises(ValueError):
         write_report(Run(None, "pca", model, DataConfig("tiny"), TRAIN1, [], None), tiny_images)
+
+
+@pytest.fixture(scope="module")
+def tiny_cells():
+    from aekit.data import make_dataset
+    from aekit.data.cells import generate_cells
+
+    x, y = generate_cells(30, 32, 0.5, seed=0)
+    return make_dataset("cells", "image", DataConfig("cells"), x, y, classes=("background", "cell"))
+
+
+def test_report_unet_fits_segmentation(tmp_path, tiny_cells):
+    run = make_run(tmp_path / "unet", "unet", tiny_cells, "cells", depth=1, base_channels=4)
+    images = check_report(write_report(run, tiny_cells), run)
+    assert "segmentations.png" in images and "errors.png" not in images
+    text = (run.path / "report.html").read_text()
+    header = text.split("<h2>")[0]
+    assert "latent dim" not in header and "segmentation, 2 classes per pixel" in header
+    evaluation = text.split("<h2>Evaluation</h2>")[1].split("<h2>")[0]
+    for absent in ("sse_per_image", "elbo", "ELBO", "nats per sample"):  # reconstruction / VAE words
+        assert absent not in evaluation, absent
+    assert "every pixel of the split" in evaluation and "nats per pixel" in evaluation
+    # per-class scores: a table row per class name, 4 decimals, not a JSON dump with 16 digits
+    ev = run.evaluation
+    for name in ("background", "cell"):
+        row = re.search(rf"<tr><th>{name}</th>(.*?)</tr>", evaluation).group(1)
+        values = re.findall(r'<td class="num">([^<]+)</td>', row)
+        expect = [ev[k][name] for k in ("iou_per_class", "dice_per_class", "boundary_f1_per_class")]
+        assert values == [f"{v:.4f}" if v is not None else "–" for v in expect]
+    assert '{"background"' not in evaluation and not re.search(r"\d\.\d{9,}", evaluation)
+
+
+COLLAPSE = {"collapsed": True, "active_units": 0, "latent_dim": 8, "kl_nats": 0.0046, "kl_threshold_nats": 0.5,
+            "rule": "active units = 0 or validation KL < 0.5 nats per sample",
+            "hint": "train with --beta-warmup-epochs 10 or --free-bits 0.5"}
+
+
+def test_report_posterior_collapse_banner(tmp_path, digits):
+    from aekit.viz.report import _collapse_banner
+
+    run = make_run(tmp_path / "vae", "vae", digits, "digits", train=False, latent_dim=8)
+    run.evaluation = {**run.evaluation, "posterior_collapse": COLLAPSE}
+    text = write_report(run, digits).read_text()
+    banner = re.search(r'<div class="banner"[^>]*>(.*?)</div>', text, re.S)
+    assert banner and text.index('class="banner"') < text.index("<h2>Evaluation</h2>")  # at the top
+    for fact in ("Posterior collapse", "0 of 8 latent units", "0.0046 nats", "0.5 nats", COLLAPSE["rule"],
+                 COLLAPSE["hint"][1:]):
+        assert html.escape(fact, quote=False) in banner.group(1), fact
+    row = re.search(r"<tr><th>posterior_collapse</th><td[^>]*>([^<]*)</td>", text).group(1)
+    assert row.startswith("collapsed: 0 of 8")
+    # a healthy run, an older run without the field, or a partial record: no banner, nothing breaks
+    for evaluation in ({"posterior_collapse": {**COLLAPSE, "collapsed": False}}, {"elbo": -30.0}, None,
+                       {"posterior_collapse": "yes"}):
+        assert _collapse_banner(evaluation) == ""
+    assert "? of ? latent units" in _collapse_banner({"posterior_collapse": {"collapsed": True}})
+
+
+def test_error_histogram_labels_fit_and_name_sse(tmp_path):
+    from aekit.viz.plots import error_histogram_figure
+
+    fig = error_histogram_figure(torch.rand(200) * 30, torch.arange(200) % 10, classes=[f"c{i}" for i in range(10)],
+                                 xlabel="SSE per image (inputs scaled to [0, 1])")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox
+    axes = fig.get_axes()
+    assert len(axes) == 2
+    for ax in axes:
+        for label in (ax.xaxis.label, ax.yaxis.label, ax.title):
+            ext = label.get_window_extent(renderer)
+            assert ext.width > 0 and box.x0 <= ext.x0 and ext.x1 <= box.x1 and box.y0 <= ext.y0 and ext.y1 <= box.y1, \
+                (label.get_text(), ext, box)
+    texts = " ".join(t.get_text() for ax in axes for t in (ax.xaxis.label, ax.yaxis.label, ax.title))
+    assert "SSE" in texts and "squared error per" not in texts.replace("\n", " ")  # no "mean squared error" wording
+    assert_png(plot_error_histogram(torch.rand(50), tmp_path / "e.png", torch.arange(50) % 2))

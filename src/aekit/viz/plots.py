@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "make_grid",
     "loss_terms",
+    "error_histogram_figure",
     "plot_error_histogram",
     "plot_interpolation",
     "plot_latent_scatter",
@@ -431,9 +432,24 @@ def plot_manifold(model: Autoencoder, path: str | os.PathLike, n: int = 15, titl
 
 def plot_error_histogram(errors: Any, path: str | os.PathLike, labels: Any = None, *,
                          classes: Sequence[str] | None = None, title: str | None = None,
-                         xlabel: str = "sum of squared errors per sample") -> Path:
+                         xlabel: str = "SSE per sample (sum of squared errors)", short: str = "SSE") -> Path:
     """Histogram of per-sample reconstruction errors (mean and median marked); with labels, a second
-    panel shows the mean error per class."""
+    panel shows the mean error per class.  ``xlabel`` names the quantity and its units, ``short`` abbreviates
+    it in the per-class panel's title.  Every label lies inside the written PNG."""
+    return _save(error_histogram_figure(errors, labels, classes=classes, title=title, xlabel=xlabel, short=short),
+                 path, tight=True)
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def error_histogram_figure(errors: Any, labels: Any = None, *, classes: Sequence[str] | None = None,
+                           title: str | None = None, xlabel: str = "SSE per sample (sum of squared errors)",
+                           short: str = "SSE") -> Figure:
+    """The figure of :func:`plot_error_histogram` (constrained layout: the labels fit inside the figure)."""
     e = _numpy(errors).reshape(-1).astype(np.float64)
     e = e[np.isfinite(e)] if labels is None else e
     if len(e) == 0:
@@ -447,7 +463,7 @@ def plot_error_histogram(errors: Any, path: str | os.PathLike, labels: Any = Non
         if len(e) == 0:
             raise ValueError("plot_error_histogram: no finite error values")
     panels = 2 if y is not None else 1
-    fig = _figure(5.6 * panels, 3.8, layout="tight")
+    fig = _figure(5.6 * panels, 3.8, layout="constrained")
     axes = fig.subplots(1, panels, squeeze=False)[0]
     ax = axes[0]
     bins = int(np.clip(np.sqrt(len(e)) * 1.5, 10, 60))
@@ -455,7 +471,7 @@ def plot_error_histogram(errors: Any, path: str | os.PathLike, labels: Any = Non
     mean, median = float(e.mean()), float(np.median(e))
     ax.axvline(mean, color="C3", linestyle="-", label=f"mean {mean:.4g}")
     ax.axvline(median, color="C2", linestyle="--", label=f"median {median:.4g}")
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(_wrap(xlabel, 60))
     ax.set_ylabel("number of samples")
     ax.set_title(title or f"reconstruction error (n = {len(e)})")
     ax.legend(fontsize=8)
@@ -472,7 +488,7 @@ def plot_error_histogram(errors: Any, path: str | os.PathLike, labels: Any = Non
         ax2.set_xticks(np.arange(len(uniq)), [str(s) for s in names], rotation=45 if tilt else 0,
                        ha="right" if tilt else "center", fontsize=8)
         ax2.set_xlabel("class")
-        ax2.set_ylabel(f"mean {xlabel}")
-        ax2.set_title("mean error per class")
+        ax2.set_ylabel(_wrap(f"class mean of the {xlabel}", 34))
+        ax2.set_title(f"mean {short} per class")
         ax2.grid(alpha=0.3, axis="y")
-    return _save(fig, path)
+    return fig

@@ -11,7 +11,7 @@ import html
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,13 +33,14 @@ __all__ = ["REPORT", "write_report"]
 
 REPORT = "report.html"
 
-# one-line meaning of the evaluation fields (units included); unknown keys are shown without a note
+# one-line meaning of the evaluation fields (units included); {space}: the input scale, {inactive}: the activity
+# threshold, {tol}: the boundary tolerance.  A key missing here takes the model's own ``units`` entry, else no note.
 _METRIC_NOTES = {
     "n": "number of samples evaluated",
     "split": "dataset split evaluated",
     "data": "dataset name",
-    "sse_per_image": "sum of squared errors per sample, averaged over samples ({space})",
-    "mse": "mean squared error per input element ({space})",
+    "sse_per_image": "sum of squared errors (SSE) per sample, averaged over samples ({space})",
+    "mse": "mean squared error per input element: sse_per_image / D ({space})",
     "elbo": "evidence lower bound on log p(x), nats per sample (higher is better)",
     "recon": "reconstruction term of the loss per sample (−log p(x|z) in nats for likelihood models)",
     "kl": "KL(q(z|x) ‖ p(z)), nats per sample",
@@ -49,13 +50,24 @@ _METRIC_NOTES = {
     "bits_per_dim": "nll / (D·ln 2): bits per input element of the model's likelihood",
     "active_units": "latent units with Var_x(E_q[z_j]) > 0.01 (Burda et al. 2016)",
     "kl_per_dim": "E_x KL(q(z_j|x) ‖ N(0, 1)) per latent unit, nats",
+    "posterior_collapse": "posterior-collapse check of the VAE's code (active units and KL against a threshold)",
+    "mean_abs_activation": "mean |a| of the code activations a = embed(x), over the samples and the code units "
+                           "(code units)",
+    "fraction_inactive": "share of the (sample, unit) code activations with |a| < {inactive}, in [0, 1]",
+    "dead_units": "code units with |a| < {inactive} on every sample of the split: units the model never uses",
+    "corruption": "the corruption applied to the inputs (kind:level) for sse_per_image_corrupted",
+    "sse_per_image_corrupted": "SSE per sample between the reconstruction of corrupted inputs and the clean inputs, "
+                               "averaged over samples ({space})",
+    "tolerance_px": "boundary tolerance of boundary_f1, pixels",
     "miou": "mean intersection-over-union over classes, all pixels of the split (background included)",
     "dice": "mean Dice / F1 over classes, all pixels of the split",
     "pixel_accuracy": "share of correctly labelled pixels",
-    "boundary_f1": "boundary F1 (BF score) with a 2-pixel tolerance, mean over classes",
+    "boundary_f1": "boundary F1 (BF score) with a {tol}-pixel tolerance, mean over classes",
     "ce": "per-pixel cross-entropy, nats per pixel (mean over a sample's pixels)",
     "dice_loss": "1 − soft Dice over the foreground classes, per sample",
 }
+# per-class score dictionaries of a segmentation evaluation: key -> column heading of the per-class table
+_PER_CLASS = {"iou_per_class": "IoU", "dice_per_class": "Dice", "boundary_f1_per_class": "boundary F1"}
 
 
 @dataclasses.dataclass
@@ -246,8 +258,8 @@ def write_report(run: Run, dataset: Dataset, split: str = "test", *, max_points:
 
         def draw_errors(p: Path) -> None:
             errs = reconstruction_errors(model, x_sub)
-            plots.plot_error_histogram(errs, p, y_sub, classes=dataset.classes,
-                                       xlabel=f"squared error per {unit} ({space})")
+            plots.plot_error_histogram(errs, p, y_sub, classes=dataset.classes, xlabel=f"SSE per {unit} ({space})",
+                                       title=f"reconstruction error: SSE per {unit} (n = {len(errs)})")
 
         add("errors.png", f"Per-sample reconstruction error (sum of squared errors per {unit}, {space}) of "
             f"{len(sub)} {split} samples" + ("; right: mean per class." if y_sub is not None else "."),
@@ -277,6 +289,7 @@ figcaption{color:#444;font-size:.93em;margin-top:.4em}
 pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:.85em}
 details summary{cursor:pointer;font-weight:600}
 .warn{color:#8a4b00;background:#fff6e5;padding:.5em .8em;border-radius:4px}
+.banner{color:#7a1010;background:#fdecea;border:2px solid #d93025;padding:.7em 1em;border-radius:6px;margin:1em 0}
 """
 
 
@@ -290,16 +303,112 @@ def _attr(v: Any) -> str:
     return html.escape(str(v), quote=True)
 
 
-def _metrics_table(evaluation: dict[str, Any], space: str) -> str:
+def _rounded(v: Any) -> Any:
+    """``v`` with every float rounded to 6 significant digits (nested lists / dicts too), for JSON cells."""
+    if isinstance(v, float):
+        return float(f"{v:.6g}") if math.isfinite(v) else str(v)
+    if isinstance(v, dict):
+        return {k: _rounded(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_rounded(x) for x in v]
+    return v
+
+
+def _note(key: str, evaluation: dict[str, Any], space: str, units: dict[str, str]) -> str:
+    from ..models.ae import INACTIVE
+
+    note = _METRIC_NOTES.get(key) or units.get(key, "")
+    return note.format(space=space, inactive=INACTIVE, tol=evaluation.get("tolerance_px", 2))
+
+
+def _metrics_table(evaluation: dict[str, Any], space: str, units: dict[str, str] | None = None) -> str:
+    """One row per evaluation field (per-class dictionaries excepted: see :func:`_per_class_table`)."""
     rows = []
     for key, value in evaluation.items():
-        if isinstance(value, (dict, list)):
-            value = json.dumps(value)
-        note = _METRIC_NOTES.get(key, "").format(space=space)
+        if key in _PER_CLASS and isinstance(value, dict):
+            continue
+        note = _note(key, evaluation, space, units or {})
+        if key == "posterior_collapse" and isinstance(value, dict):  # the rule as the note, the facts as value
+            value = ("collapsed" if value.get("collapsed") else "not collapsed") + ": " + _collapse_facts(value)
+            note = f"{note}; {evaluation['posterior_collapse'].get('rule', '')}".rstrip("; ")
+        elif isinstance(value, (dict, list, tuple)):
+            value = json.dumps(_rounded(value), ensure_ascii=False)
         cls = "num" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
         rows.append(f"<tr><th>{_e(key)}</th><td class=\"{cls}\">{_e(_fmt(value))}</td>"
                     f"<td class=\"note\">{_e(note)}</td></tr>")
     return "<table><tr><th>metric</th><th>value</th><th>meaning</th></tr>\n" + "\n".join(rows) + "\n</table>"
+
+
+def _per_class_table(evaluation: dict[str, Any], classes: Sequence[str] | None) -> str:
+    """The per-class scores of a segmentation evaluation as one table (a row per class, 4 decimals); ``""`` when
+    the evaluation has none.  Class ids are named after the data's classes when it has names."""
+    cols = [(k, head) for k, head in _PER_CLASS.items() if isinstance(evaluation.get(k), dict)]
+    if not cols:
+        return ""
+    names: list[str] = []
+    for k, _ in cols:
+        names += [n for n in evaluation[k] if n not in names]
+
+    def shown(name: str) -> str:
+        if classes is not None and name.isdigit() and int(name) < len(classes):
+            return str(classes[int(name)])
+        return name
+
+    def cell(v: Any) -> str:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            return f"<td class=\"num\">{v:.4f}</td>"
+        return "<td class=\"num\">–</td>"
+
+    tol = evaluation.get("tolerance_px")
+    heads = "".join(f"<th>{_e(head)}{_e(f' ({tol} px)') if k == 'boundary_f1_per_class' and tol is not None else ''}"
+                    f"<br><code>{_e(k)}</code></th>" for k, head in cols)
+    body = "".join(f"<tr><th>{_e(shown(n))}</th>" + "".join(cell(evaluation[k].get(n)) for k, _ in cols) + "</tr>"
+                   for n in names)
+    return ("<p>Per class (every pixel of the split; – : the class is in neither the ground truth nor the "
+            f"prediction):</p><table><tr><th>class</th>{heads}</tr>{body}</table>")
+
+
+def _collapse_banner(evaluation: dict[str, Any] | None) -> str:
+    """A warning banner when the evaluation's ``posterior_collapse`` check says collapsed; ``""`` otherwise
+    (also for evaluations written before the check existed)."""
+    pc = (evaluation or {}).get("posterior_collapse")
+    if not isinstance(pc, dict) or pc.get("collapsed") is not True:
+        return ""
+    parts = [f"<b>Posterior collapse:</b> {_e(_collapse_facts(pc))}."]
+    if pc.get("rule"):
+        parts.append(f"Rule: {_e(pc['rule'])}.")
+    hint = str(pc.get("hint") or "")
+    if hint:
+        parts.append(_e(hint[:1].upper() + hint[1:]) + ("" if hint.endswith(".") else "."))
+    return f"<div class=\"banner\" role=\"alert\">{' '.join(parts)}</div>"
+
+
+def _collapse_facts(pc: dict[str, Any]) -> str:
+    def num(key: str, fmt: str) -> str:
+        v = pc.get(key)
+        return format(v, fmt) if isinstance(v, (int, float)) and not isinstance(v, bool) else "?"
+
+    return (f"{num('active_units', 'd')} of {num('latent_dim', 'd')} latent units are active and the KL is "
+            f"{num('kl_nats', '.4g')} nats per sample (threshold {num('kl_threshold_nats', '.4g')} nats)")
+
+
+def _units_text(model: Any, dataset: Dataset, evaluation: dict[str, Any]) -> str:
+    """The paragraph above the evaluation table: what the figures are and their units, for this kind of model."""
+    if model.supervised:
+        tol = evaluation.get("tolerance_px", 2)
+        text = ("<p>Segmentation scores are computed over every pixel of the split at once (counts summed over the "
+                "images, then turned into ratios): IoU, Dice, pixel accuracy and boundary F1 lie in [0, 1], higher "
+                f"is better; a boundary pixel counts as matched within {_e(tol)} px of a ground-truth boundary of "
+                "its class.")
+    else:
+        scale = "image on [0, 1]-scaled inputs" if dataset.kind == "image" else "row in standardised units"
+        text = (f"<p>Units: <code>sse_per_image</code> is the sum of squared errors per {scale}, averaged over the "
+                "evaluated samples.")
+    terms = [(k, v) for k, v in model.units.items() if k in evaluation]
+    if terms:  # the model's own loss terms, in its declared units
+        text += " The model's loss terms and their units: " + "; ".join(f"<code>{_e(k)}</code>: {_e(v)}"
+                                                                         for k, v in terms) + "."
+    return text + "</p>"
 
 
 def _training_table(metrics: list[dict[str, float]]) -> str:
@@ -315,6 +424,17 @@ def _training_table(metrics: list[dict[str, float]]) -> str:
     return f"<table>{head}{body}</table>"
 
 
+def _model_facts(model: Any, n_params: int) -> str:
+    """The header's description of the model: what its output is, and its size."""
+    if model.supervised:
+        what = f"segmentation, {model.num_classes} classes per pixel"
+    elif model.latent_vectors:
+        what = f"latent dim {model.latent_dim}"
+    else:
+        what = ""
+    return ", ".join(p for p in (what, f"{n_params:,} parameters") if p)
+
+
 def _render_html(run: Run, dataset: Dataset, split: str, figures: list[_Figure], failures: list[str],
                  space: str) -> str:
     try:
@@ -324,7 +444,8 @@ def _render_html(run: Run, dataset: Dataset, split: str, figures: list[_Figure],
     cfg_text = json.dumps(cfg, indent=2, default=str)
     spec = getattr(run.data_config, "spec", dataset.name)
     title = f"{run.model_name} on {spec}"
-    n_params = sum(p.numel() for p in run.model.parameters())
+    model = run.model
+    n_params = sum(p.numel() for p in model.parameters())
     parts = [
         "<!DOCTYPE html>",
         "<html lang=\"en\"><head><meta charset=\"utf-8\">",
@@ -333,18 +454,21 @@ def _render_html(run: Run, dataset: Dataset, split: str, figures: list[_Figure],
         f"<style>{_CSS}</style></head><body>",
         f"<h1>aekit report: {_e(title)}</h1>",
         f"<p class=\"sub\">run directory <code>{_e(run.path)}</code> · model <b>{_e(run.model_name)}</b> "
-        f"(latent dim {_e(run.model.latent_dim)}, {_e(f'{n_params:,}')} parameters) · data <b>{_e(spec)}</b> "
+        f"({_e(_model_facts(model, n_params))}) · data <b>{_e(spec)}</b> "
         f"({_e(dataset.kind)}, shape {_e('×'.join(str(d) for d in dataset.shape))}, "
         f"{_e(len(dataset.train))}/{_e(len(dataset.val))}/{_e(len(dataset.test))} train/val/test"
         + (f", {_e(len(dataset.classes))} classes" if dataset.classes else "") + ")</p>",
     ]
+    banner = _collapse_banner(run.evaluation)
+    if banner:
+        parts.append(banner)
     parts.append("<h2>Evaluation</h2>")
     if run.evaluation:
-        parts.append("<p>Units: <code>sse_per_image</code> is the sum of squared errors per "
-                     f"{'image on [0, 1]-scaled inputs' if dataset.kind == 'image' else 'row in standardised units'}"
-                     ", averaged over the evaluated samples; <code>elbo</code>, <code>recon</code> and "
-                     "<code>kl</code> of a VAE are in nats per sample.</p>")
-        parts.append(_metrics_table(run.evaluation, space))
+        parts.append(_units_text(model, dataset, run.evaluation))
+        parts.append(_metrics_table(run.evaluation, space, dict(model.units)))
+        per_class = _per_class_table(run.evaluation, dataset.classes)
+        if per_class:
+            parts.append(per_class)
     else:
         parts.append("<p>No evaluation recorded for this run (run <code>aekit evaluate</code>).</p>")
     parts.append("<h2>Training</h2>")
