@@ -78,6 +78,66 @@ def kl_sparsity(a: torch.Tensor, rho: float, eps: float = 1e-6) -> torch.Tensor:
     return (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()
 
 
+
+def jacobian_sq_frobenius_one_layer(dact: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """‖J‖²_F of one layer h = σ(Wx + b) per sample, shape (B,), in closed form (Rifai et al. 2011, eq. 4):
+    J = diag(σ'(a)) W, so ‖J‖²_F = Σⱼ σ'(aⱼ)² Σᵢ Wⱼᵢ².  ``dact`` (B, k) is σ'(a) (h(1 − h) for a sigmoid),
+    ``weight`` (k, d) is W."""
+    return dact.pow(2) @ weight.pow(2).sum(1)
+
+
+def jacobian_sq_frobenius_hutchinson(h: torch.Tensor, x: torch.Tensor, probes: int = 1,
+                                     create_graph: bool = True) -> torch.Tensor:
+    """An unbiased estimate of ‖∂h/∂x‖²_F per sample, shape (B,): the mean of ‖Jᵀu‖² over ``probes`` Rademacher
+    vectors u in code space (E[uuᵀ] = I, so E‖Jᵀu‖² = tr(JJᵀ) = ‖J‖²_F; Hutchinson 1990).  One vector-Jacobian
+    product per probe (reverse mode); with ``create_graph`` the estimate is differentiable (double backward).
+
+    ``h`` (B, k) must have been computed from ``x`` (B, …) with autograd on and ``x.requires_grad``.  The rows
+    of the batch must be independent (an encoder in eval mode, or one without BatchNorm): otherwise Jᵀu also
+    carries the O(1/B) dependence of hᵦ on the other samples through the batch statistics.
+    """
+    total = h.new_zeros(h.shape[0])
+    for i in range(probes):
+        u = torch.randint(0, 2, h.shape, device=h.device).to(h.dtype).mul_(2).sub_(1)
+        (g,) = torch.autograd.grad(h, x, grad_outputs=u, create_graph=create_graph,
+                                   retain_graph=create_graph or i < probes - 1)
+        total = total + _flat(g).pow(2).sum(1)
+    return total / probes
+
+
+def minibatch_log_q(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, dataset_size: int,
+                    stratified: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Estimates of log q(zᵢ) and Σⱼ log q(zᵢⱼ) of the aggregate posterior q(z) = (1/N) Σₙ q(z|xₙ) at each
+    sample's draw zᵢ from the M posteriors of the batch (Chen et al. 2018, section 4.1 and appendix):
+
+    - minibatch-weighted sampling (MWS, the default): log q(zᵢ) ≈ log Σₘ q(zᵢ|xₘ) − log(N·M), and the same per
+      dimension, as in the reference code's ``elbo`` without ``--mss``.  Its offset is large: with every
+      posterior equal to the prior it gives log p(z) − log N (so TC ≈ (D − 1)·log N, not 0);
+    - minibatch stratified sampling (MSS, ``stratified``): weights 1/N on the sample's own posterior,
+      (N − M + 1)/(N·(M − 1)) on the next sample's (cyclically) and 1/(M − 1) on the other M − 2: the weights
+      of the reference code's ``_log_importance_weight_matrix`` with its diagonal put where it belongs (they sum
+      to 1, so a prior-like posterior gives log p(z)).  Needs M ≥ 2.
+
+    ``z``, ``mean``, ``logvar`` (M, D) are the draws and the diagonal Gaussian posteriors of the batch; N is the
+    size of the data set the batch is drawn from.  Both outputs have shape (M,), nats.
+    """
+    m = z.shape[0]
+    # log N(zᵢⱼ; μₘⱼ, σ²ₘⱼ) for every pair (i, m) and dimension j: (M, M, D)
+    diff = z.unsqueeze(1) - mean.unsqueeze(0)
+    log_dens = -0.5 * (diff.pow(2) * torch.exp(-logvar).unsqueeze(0) + logvar.unsqueeze(0) + LOG_2PI)
+    if stratified and m >= 2:
+        n = float(dataset_size)
+        w = torch.full((m, m), 1.0 / (m - 1), dtype=z.dtype, device=z.device)
+        idx = torch.arange(m, device=z.device)
+        w[idx, (idx + 1) % m] = (n - m + 1) / (n * (m - 1))
+        w[idx, idx] = 1.0 / n
+        log_w = w.log()
+    else:
+        log_w = torch.full((m, m), -math.log(dataset_size * m), dtype=z.dtype, device=z.device)
+    log_qz = torch.logsumexp(log_dens.sum(2) + log_w, dim=1)
+    log_prod = torch.logsumexp(log_dens + log_w.unsqueeze(2), dim=1).sum(1)
+    return log_qz, log_prod
+
 # ----------------------------------------------------------------------------------------------------------------
 # Segmentation (U-Net).  Still one value per sample, averaged over the batch by the caller, but the per-sample
 # value is a *mean over pixels* (cross-entropy in nats per pixel) or a ratio (1 − soft Dice, in [0, 1]): both

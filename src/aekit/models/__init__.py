@@ -49,6 +49,11 @@ MODELS.register("linear-ae", ModelSpec(
 MODELS.register("sparse-ae", ModelSpec(
     AEConfig, AE, "one-hidden-layer autoencoder with an L1 (or KL(rho||rho_hat)) sparsity penalty on the code",
     {"sparsity": "l1", "code_activation": "auto", "latent_dim": 64, "hidden": ()}, tiny={"latent_dim": 8}))
+MODELS.register("contractive-ae", ModelSpec(
+    AEConfig, AE, "one-hidden-layer sigmoid autoencoder with tied weights and the contractive penalty "
+                  "lambda*||J_f(x)||_F^2 (Rifai et al. 2011; exact for one layer, stochastic for deep encoders)",
+    {"contractive": 0.1, "code_activation": "sigmoid", "latent_dim": 64, "hidden": (), "tied": True},
+    tiny={"latent_dim": 8}))
 MODELS.register("denoising-ae", ModelSpec(
     AEConfig, AE, "autoencoder trained to reconstruct clean inputs from corrupted ones (--corruption)",
     {"corruption": "mask:0.25", "activation": "silu"}, train_defaults=DEEP_TRAINING,
@@ -61,6 +66,10 @@ MODELS.register("vae", ModelSpec(VAEConfig, VAE, "variational autoencoder; --bet
 MODELS.register("iwae", ModelSpec(VAEConfig, VAE, "VAE trained on the importance-weighted bound (Burda et al. 2016; "
                                   "--iwae-k samples)", {"objective": "iwae", "iwae_k": 5},
                                   tiny={"hidden": (16,), "latent_dim": 3, "iwae_k": 2}))
+MODELS.register("tcvae", ModelSpec(VAEConfig, VAE, "beta-TCVAE (Chen et al. 2018): the VAE with its KL split into "
+                                   "MI + beta*TC + dimension-wise KL, minibatch-weighted sampling estimates; "
+                                   "--beta weighs the total correlation", {"objective": "tcvae", "beta": 6.0},
+                                   tiny={"hidden": (16,), "latent_dim": 3}))
 MODELS.register("wae", ModelSpec(WAEConfig, WAE, "Wasserstein autoencoder (MMD to the prior, IMQ kernel; "
                                  "deterministic codes, samples from N(0, I))", tiny={"hidden": (16,), "latent_dim": 3}))
 MODELS.register("pca", ModelSpec(PCAConfig, PCA, "principal component analysis by SVD (closed form baseline)",

@@ -1,13 +1,21 @@
-"""Deterministic autoencoder: MLP or convolutional, optional tied weights, sparsity and denoising.
+"""Deterministic autoencoder: MLP or convolutional, optional tied weights, sparsity, denoising and the
+contractive penalty.
 
-``linear-ae`` (for the PCA comparison) and ``sparse-ae`` are registry entries that set defaults on this one
-model; there are no subclasses.
+``linear-ae`` (for the PCA comparison), ``sparse-ae`` and ``contractive-ae`` are registry entries that set
+defaults on this one model; there are no subclasses.
+
+Contractive (Rifai et al. 2011): ``contractive`` = λ adds λ·‖J_f(x)‖²_F, the squared Frobenius norm of the
+encoder's Jacobian at each (possibly corrupted) input, per sample.  For a one-layer MLP encoder it is exact and
+needs no autograd (closed form Σⱼ σ'(aⱼ)² Σᵢ Wⱼᵢ²); for any other encoder it is Hutchinson's unbiased estimate
+E‖Jᵀu‖² over Rademacher u (``contractive_probes`` vector-Jacobian products per step, differentiated by double
+backward).  The estimate turns autograd on locally, so it also works under ``torch.no_grad()`` (validation and
+evaluation); its gradient flows whenever the caller has autograd on.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn as nn
@@ -42,6 +50,14 @@ class AEConfig(NetConfig):
     rho: float = opt(0.05, "target mean activation ρ of the kl penalty", scope="--sparsity kl")
     corruption: str = opt("none", "denoising: corrupt training inputs with mask:P, gaussian:SIGMA or "
                                   "salt-pepper:P and reconstruct the clean ones")
+    contractive: float = opt(0.0, "λ of the contractive penalty λ·‖J_f(x)‖²_F on the encoder's Jacobian "
+                                  "(Rifai et al. 2011); 0: none")
+    contractive_estimator: Literal["auto", "exact", "stochastic"] = opt(
+        "auto", "how ‖J‖²_F is computed: exact (closed form, one-layer MLP encoders only) or stochastic "
+                "(Hutchinson's unbiased estimate, any encoder); auto: exact where it applies",
+        scope="--contractive > 0")
+    contractive_probes: int = opt(1, "random probe vectors of the stochastic estimate per step (variance ∝ 1/probes)",
+                                  scope="--contractive-estimator stochastic")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -53,6 +69,23 @@ class AEConfig(NetConfig):
             "--sparsity kl needs activations in (0, 1): add --code-activation sigmoid",
         )
         parse_corruption(self.corruption)  # one-line ConfigError naming the accepted forms
+        check(self.contractive >= 0, f"--contractive {self.contractive:g}: the penalty weight λ must be ≥ 0, "
+                                     "e.g. --contractive 0.1")
+        check(self.contractive_probes >= 1, f"--contractive-probes {self.contractive_probes}: the stochastic "
+                                            "estimate needs at least 1 probe vector")
+        check(self.contractive_estimator != "exact" or self.one_layer,
+              "--contractive-estimator exact needs a one-layer encoder (--arch mlp with no --hidden layers, as "
+              "--model contractive-ae): use --contractive-estimator stochastic for deeper ones")
+
+    @property
+    def one_layer(self) -> bool:
+        """The encoder is one linear layer followed by the code activation (the exact Jacobian applies)."""
+        return self.arch == "mlp" and not self.hidden
+
+    @property
+    def contractive_exact(self) -> bool:
+        """Whether the contractive penalty uses the closed form (``auto``: wherever it applies)."""
+        return self.contractive_estimator == "exact" or (self.contractive_estimator == "auto" and self.one_layer)
 
     @property
     def code_act_name(self) -> Literal["linear", "sigmoid", "relu"]:
@@ -73,7 +106,9 @@ class AEConfig(NetConfig):
 class AE(Autoencoder):
     units = {"recon": "nats per sample (bce) or sum of squared errors per sample (mse)",
              "sparsity": "λ·Σ|a| or β·Σ KL(ρ‖ρ̂) per sample", "mean_abs_activation": "mean |a| (diagnostic)",
-             "fraction_inactive": "share of |a| < 0.01 (diagnostic)"}
+             "fraction_inactive": "share of |a| < 0.01 (diagnostic)",
+             "contractive": "λ·‖J_f(x)‖²_F per sample (exact, or Hutchinson's unbiased estimate for deep encoders)",
+             "jacobian_sq_frobenius": "‖J_f(x)‖²_F per sample, code units² per input unit² (diagnostic)"}
     encoder: nn.Sequential
     decoder: nn.Module  # ConvDecoder, TiedDecoder or an MLP
 
@@ -111,13 +146,21 @@ class AE(Autoencoder):
         return torch.sigmoid(out) if self.recon_loss == "bce" else out
 
     def loss(self, batch: Batch) -> Losses:
-        """Reconstruction (+ sparsity) loss of ``batch.x`` against ``batch.clean`` (denoising: the clean input)."""
-        z = self.encode(batch.x)
+        """Reconstruction (+ sparsity, + contractive) loss of ``batch.x`` against ``batch.clean`` (denoising: the
+        clean input)."""
+        c = self.ae_config
+        if c.contractive > 0:
+            z, jac = self._code_and_jacobian(batch.x)
+        else:
+            z, jac = self.encode(batch.x), None
         out = self.decode_logits(z)
         recon = L.reconstruction(out, batch.clean, self.recon_loss)
         terms = {"recon": recon.mean()}
         total = terms["recon"]
-        c = self.ae_config
+        if jac is not None:
+            terms["jacobian_sq_frobenius"] = jac.detach().mean()
+            terms["contractive"] = c.contractive * jac.mean()
+            total = total + terms["contractive"]
         if c.sparsity == "l1":
             terms["sparsity"] = c.sparsity_weight * L.l1_activation(z).mean()
             total = total + terms["sparsity"]
@@ -129,6 +172,24 @@ class AE(Autoencoder):
             terms["mean_abs_activation"] = a.mean()
             terms["fraction_inactive"] = (a < INACTIVE).float().mean()
         return Losses(total, terms)
+
+    def _code_and_jacobian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The code of ``x`` and ‖∂code/∂x‖²_F per sample (B,): in closed form for a one-layer encoder, else
+        Hutchinson's estimate with autograd turned on here (so it works under ``no_grad`` too; it is
+        differentiable exactly when the caller has autograd on)."""
+        c = self.ae_config
+        if c.contractive_exact:
+            pre = self.encoder(self._in(x))
+            z = self.code_act(pre)
+            dact = {"sigmoid": lambda: z * (1 - z), "relu": lambda: (pre > 0).to(pre.dtype),
+                    "linear": lambda: torch.ones_like(pre)}[c.code_act_name]()
+            weight = cast(torch.Tensor, self.encoder[0].weight)  # the one Linear of the encoder
+            return z, L.jacobian_sq_frobenius_one_layer(dact, weight)
+        differentiable = torch.is_grad_enabled()
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            z = self.encode(xg)
+            return z, L.jacobian_sq_frobenius_hutchinson(z, xg, c.contractive_probes, create_graph=differentiable)
 
     def train_corruption(self) -> str | None:
         return None if parse_corruption(self.ae_config.corruption) is None else self.ae_config.corruption

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn as nn
@@ -55,16 +55,34 @@ class DiagonalGaussian:
 class VAEConfig(NetConfig):
     arch: Literal["mlp", "conv"] = opt("mlp", "network: mlp (any data) or conv (images: stride-2 convolutions)")
     activation: Activation = opt("relu", "activation of the hidden layers")
-    beta: float = opt(1.0, "weight of the KL term: loss = recon + β·KL; β > 1 gives a β-VAE")
+    beta: float = opt(1.0, "weight of the KL term: loss = recon + β·KL; β > 1 gives a β-VAE (with --objective "
+                           "tcvae: the weight of the total correlation only)")
     likelihood: Literal["auto", "bernoulli", "gaussian", "laplace"] = opt(
         "auto", "p(x|z): bernoulli (images in [0, 1]), gaussian or laplace; auto: bernoulli for images, "
                 "gaussian for tables")
     scale: float = opt(1.0, "σ (gaussian) or b (laplace) of p(x|z) when not learned", scope="--likelihood gaussian|laplace")
     learn_scale: bool = opt(False, "learn one shared log-scale of p(x|z)", scope="--likelihood gaussian|laplace")
-    objective: Literal["elbo", "iwae"] = opt(
+    objective: Literal["elbo", "iwae", "tcvae"] = opt(
         "elbo", "training bound: elbo (one posterior draw) or iwae, the importance-weighted bound of Burda et al. "
-                "(2016) with --iwae-k draws, tighter for k > 1 (same encoder and decoder)")
+                "(2016) with --iwae-k draws, tighter for k > 1 (same encoder and decoder), or tcvae, the β-TCVAE "
+                "objective of Chen et al. (2018): the KL split into --tc-alpha·MI + --beta·TC + --tc-gamma·dimKL")
     iwae_k: int = opt(5, "importance samples of the IWAE bound (k = 1 is the ELBO)", scope="--objective iwae")
+    free_bits: float = opt(0.0, "free bits λ in nats (Kingma et al. 2016): the training loss counts at least λ nats of "
+                                "KL (per unit or per sample, --free-bits-mode), so a KL below λ is not pushed "
+                                "to 0; the reported kl and elbo stay the true ones; 0 = off", scope="--objective elbo")
+    free_bits_mode: Literal["unit", "sample"] = opt(
+        "unit", "unit: each latent unit's KL, averaged over the minibatch, clamped below at λ, then summed (the "
+                "paper's rule); sample: each sample's total KL clamped at λ", scope="--free-bits > 0")
+
+    tc_alpha: float = opt(1.0, "α, the weight of the index-code mutual information (1: as in the ELBO)",
+                          scope="--objective tcvae")
+    tc_gamma: float = opt(1.0, "γ, the weight of the dimension-wise KL (1: as in the ELBO)", scope="--objective tcvae")
+    tc_dataset_size: int = opt(0, "N of the minibatch-weighted sampling estimate of q(z); 0: the training split's "
+                                  "size, set from the data at train time", scope="--objective tcvae")
+    tc_estimator: Literal["mws", "mss"] = opt(
+        "mws", "estimate of log q(z) from the batch: mws (minibatch-weighted sampling, the paper's) or mss "
+               "(minibatch stratified sampling: a far smaller offset in the reported mi, tc, dim_kl)",
+        scope="--objective tcvae")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -72,24 +90,43 @@ class VAEConfig(NetConfig):
         check(self.iwae_k >= 1, f"--iwae-k {self.iwae_k}: the IWAE bound needs at least 1 sample, e.g. --iwae-k 5")
         check(not (self.objective == "iwae" and self.beta != 1.0),
               "--objective iwae is the bound on log p(x) itself: it has no β; drop --beta (or use --objective elbo)")
+        check(math.isfinite(self.free_bits) and self.free_bits >= 0,
+              f"--free-bits {self.free_bits:g}: must be a finite number of nats ≥ 0, e.g. --free-bits 0.5 (0 = off)")
+        check(self.free_bits == 0 or self.objective == "elbo",
+              f"--free-bits applies to --objective elbo, not {self.objective}: drop --free-bits or use --objective elbo")
         check(self.scale > 0, "--scale must be > 0")
         check(not (self.learn_scale and self.likelihood == "bernoulli"),
               "--learn-scale needs --likelihood gaussian or laplace: a Bernoulli likelihood has no scale")
+        check(self.tc_alpha >= 0 and self.tc_gamma >= 0, "--tc-alpha and --tc-gamma must be ≥ 0")
+        check(self.tc_dataset_size >= 0, f"--tc-dataset-size {self.tc_dataset_size}: must be ≥ 0 (0: from the data)")
+        check(self.objective == "tcvae" or (self.tc_alpha == 1.0 and self.tc_gamma == 1.0),
+              "--tc-alpha and --tc-gamma weigh the terms of --objective tcvae: add --objective tcvae or drop them")
 
     def resolve(self, data: Dataset | DataShape) -> VAEConfig:
         self.check_shape(data)
         lik = self.likelihood if self.likelihood != "auto" else ("bernoulli" if data.in_unit_interval else "gaussian")
         check(not (self.learn_scale and lik == "bernoulli"),
               "--learn-scale needs --likelihood gaussian or laplace: these images get a Bernoulli likelihood")
-        return dataclasses.replace(self, input_shape=tuple(data.shape), likelihood=lik)
+        n = self.tc_dataset_size
+        if self.objective == "tcvae" and n == 0:  # the MWS estimator's N: the training split's size
+            check(isinstance(data, Dataset), "--objective tcvae needs the training-set size N of its q(z) "
+                                             "estimate: give --tc-dataset-size N to build it without data")
+            n = len(cast(Dataset, data).train)
+        return dataclasses.replace(self, input_shape=tuple(data.shape), likelihood=lik, tc_dataset_size=n)
 
 
 class VAE(Autoencoder):
     generative = True
     posterior = True
     units = {"recon": "nats per sample (−log p(x|z), one posterior draw)", "kl": "nats per sample",
-             "elbo": "nats per sample (−(recon + kl))",
-             "iwae_bound": "nats per sample (the k-sample importance-weighted bound on log p(x); --objective iwae)"}
+             "elbo": "nats per sample (−(recon + kl); the true ELBO, also with --free-bits)",
+             "kl_free_bits": "nats per sample (the KL the --free-bits objective counts: at least λ per unit or "
+                             "sample; loss = recon + β·kl_free_bits)",
+             "iwae_bound": "nats per sample (the k-sample importance-weighted bound on log p(x); --objective iwae)",
+             "mi": "nats per sample (index-code MI E[log q(z|x) − log q(z)], --tc-estimator; --objective tcvae)",
+             "tc": "nats per sample (total correlation E[log q(z) − Σⱼ log q(zⱼ)], --tc-estimator; --objective tcvae)",
+             "dim_kl": "nats per sample (dimension-wise KL E[Σⱼ log q(zⱼ) − log p(z)], --tc-estimator; --objective "
+                       "tcvae)"}
     encoder: nn.Module  # ConvEncoder, or an MLP body + linear head
     decoder: nn.Module  # ConvDecoder or an MLP
 
@@ -143,12 +180,31 @@ class VAE(Autoencoder):
         ``objective="iwae"`` the negative importance-weighted bound (``anneal`` does not apply to it)."""
         if self.config.objective == "iwae":
             return self._iwae_loss(batch)
+        if self.config.objective == "tcvae":
+            return self._tcvae_loss(batch)
         q = self.encode(batch.x)
         z = q.sample()
         recon = self.nll(self.decode_logits(z), batch.clean).mean()
         kl = q.kl().mean()
+        if self.config.free_bits > 0:  # the objective's KL; the reported kl / elbo stay the true ones
+            kl_fb = self.free_bits_kl(q)
+            total = recon + (self.config.beta * batch.anneal) * kl_fb
+            return Losses(total, {"recon": recon, "kl": kl, "elbo": -(recon + kl), "kl_free_bits": kl_fb})
         total = recon + (self.config.beta * batch.anneal) * kl
         return Losses(total, {"recon": recon, "kl": kl, "elbo": -(recon + kl)})
+
+    def free_bits_kl(self, q: DiagonalGaussian) -> torch.Tensor:
+        """The KL term of the free-bits objective (Kingma et al. 2016, appendix C.8), nats per sample.
+
+        ``unit``: Σⱼ max(λ, E_batch KL(q(zⱼ|x) ‖ N(0, 1))), the paper's rule with one group per latent unit (as
+        ``kl_min`` in its reference code); ``sample``: E_batch max(λ, KL(q(z|x) ‖ N(0, I))).  Below λ the
+        gradient of a unit's (or sample's) KL is 0: the encoder may use those nats for free.
+        """
+        lam = self.config.free_bits
+        if self.config.free_bits_mode == "sample":
+            return q.kl().clamp(min=lam).mean()
+        per_unit = 0.5 * (q.mean.pow(2) + q.logvar.exp() - 1.0 - q.logvar)  # (B, d), sums to q.kl()
+        return per_unit.mean(0).clamp(min=lam).sum()
 
     def _iwae_loss(self, batch: Batch) -> Losses:
         """−L_k = −E[log (1/k) Σ_i p(x, z_i) / q(z_i|x)], z_i ~ q(z|x) (Burda et al. 2016, eq. 8), nats per
@@ -171,3 +227,23 @@ class VAE(Autoencoder):
         """``n`` draws from the prior, decoded (no autograd: ``model.sample(2).numpy()`` works)."""
         z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
         return self.decode(z)
+
+    def _tcvae_loss(self, batch: Batch) -> Losses:
+        """β-TCVAE (Chen et al. 2018): recon + anneal·(α·MI + β·TC + γ·dimKL), nats per sample, one draw
+        z ~ q(z|x) per sample; log q(z) and Σⱼ log q(zⱼ) by minibatch-weighted (or stratified) sampling over the
+        batch with N = ``tc_dataset_size``.  MI + TC + dimKL is the one-draw estimate of KL(q(z|x) ‖ p(z)), so α = β = γ = 1 is
+        the ELBO; ``kl`` and ``elbo`` are reported with the closed-form KL, as for ``objective="elbo"``.  The
+        estimates depend on the batch (size M): evaluation's batches are larger than training's."""
+        c = self.config
+        check(c.tc_dataset_size >= 1, "--objective tcvae: tc_dataset_size is 0 (the config was never resolved "
+                                      "against data): give --tc-dataset-size N")
+        q = self.encode(batch.x)
+        z = q.sample()
+        recon = self.nll(self.decode_logits(z), batch.clean).mean()
+        log_qz_x = q.log_prob(z)
+        log_pz = -0.5 * (z.pow(2) + L.LOG_2PI).sum(-1)
+        log_qz, log_prod = L.minibatch_log_q(z, q.mean, q.logvar, c.tc_dataset_size, c.tc_estimator == "mss")
+        mi, tc, dim_kl = (log_qz_x - log_qz).mean(), (log_qz - log_prod).mean(), (log_prod - log_pz).mean()
+        kl = q.kl().mean()
+        total = recon + batch.anneal * (c.tc_alpha * mi + c.beta * tc + c.tc_gamma * dim_kl)
+        return Losses(total, {"recon": recon, "kl": kl, "elbo": -(recon + kl), "mi": mi, "tc": tc, "dim_kl": dim_kl})
