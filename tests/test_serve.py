@@ -59,6 +59,9 @@ def test_page_info_points_and_openapi(client):
     info = client.get("/api/info").json()
     assert info["latent"] and info["latent_dim"] == 3 and info["can_sample"] and not info["can_segment"]
     assert len(info["sliders"]) == 3 and info["input_shape"] == [1, 8, 8] and len(info["classes"]) == 10
+    # sliders are named z0… as `aekit encode` columns and `aekit traverse` rows are, and the page shows the names
+    assert [s["name"] for s in info["sliders"]] == ["z0", "z1", "z2"] and [s["dim"] for s in info["sliders"]] == [0, 1, 2]
+    assert "label.textContent = s.name" in r.text and "s.dim + 1" not in r.text
     pts = client.get("/api/points").json()
     assert len(pts["x"]) == len(pts["y"]) == len(pts["label"]) == 359
     assert pts["axis_labels"][0].startswith("PC1")
@@ -145,11 +148,11 @@ def test_segment_on_a_vae_run_is_a_clear_error(client):
 def test_segment_with_a_segmentation_model(seg_client):
     info = seg_client.get("/api/info").json()
     assert info["can_segment"] and not info["latent"] and not info["can_sample"]
-    r = seg_client.post("/api/segment", files={"file": ("x.png", png_bytes((30, 20), "RGB"), "image/png")})
+    r = seg_client.post("/api/segment", files={"file": ("x.png", png_bytes((16, 12), "RGB"), "image/png")})
     assert r.status_code == 200, r.text
     out = r.json()
-    assert (out["width"], out["height"]) == (16, 16)
-    assert decode_png(out["overlay"]).shape == (16, 16, 3) and decode_png(out["mask"]).shape == (16, 16, 4)
+    assert (out["width"], out["height"], out["tiled"]) == (16, 12, False)  # its own size, not the model's 16×16
+    assert decode_png(out["overlay"]).shape == (12, 16, 3) and decode_png(out["mask"]).shape == (12, 16, 4)
     assert set(out["class_fractions"]) <= {"0", "1"} and abs(sum(out["class_fractions"].values()) - 1) < 1e-9
     r = seg_client.post("/api/segment", files={"file": ("x.txt", b"abc", "text/plain")})
     assert r.status_code == 415
@@ -157,17 +160,42 @@ def test_segment_with_a_segmentation_model(seg_client):
     assert r.status_code == 400 and "no latent space" in r.json()["error"]
 
 
-def test_segment_with_aekit_unet():
+def test_segment_with_aekit_unet_tiles_like_aekit_segment():
+    from aekit.infer import segment_image
     from aekit.models import MODELS, build_model
 
-    if "unet" not in MODELS:
-        pytest.skip("the unet model is not registered in this checkout")
     cfg = MODELS["unet"].make_config({"depth": 1, "base_channels": 4, "num_classes": 3}).resolve(DataShape((1, 12, 12), True))
-    ex = Explorer(build_model("unet", cfg), None, model_name="unet")
+    torch.manual_seed(3)
+    model = build_model("unet", cfg)
+    ex = Explorer(model, None, model_name="unet")
     assert ex.info()["can_segment"] and not ex.info()["latent"]  # its decode takes skip features, not codes
-    out = TestClient(create_app(ex), base_url=LOCAL).post("/api/segment", files={"file": ("x.png", png_bytes((24, 20)), "image/png")})
+    client = TestClient(create_app(ex), base_url=LOCAL)
+    upload = png_bytes((40, 28), seed=2)
+    out = client.post("/api/segment", files={"file": ("x.png", upload, "image/png")})
     assert out.status_code == 200, out.text
-    assert (out.json()["width"], out.json()["height"]) == (12, 12)
+    out = out.json()
+    assert (out["width"], out["height"], out["tiled"]) == (40, 28, True)  # tiled at its own size, not resized
+    image = torch.from_numpy(np.asarray(Image.open(io.BytesIO(upload)))[None].copy())
+    mask, tiled = segment_image(model, image)  # what `aekit segment` computes for this image
+    counts = torch.bincount(mask.flatten(), minlength=3)
+    expect = {str(c): int(n) / mask.numel() for c, n in enumerate(counts.tolist()) if n}
+    assert tiled and out["class_fractions"] == pytest.approx(expect)
+    small = client.post("/api/segment", files={"file": ("x.png", png_bytes((10, 12)), "image/png")}).json()
+    assert (small["width"], small["height"], small["tiled"]) == (10, 12, False)
+
+
+def test_readme_lists_every_api_route(client):
+    """The README's API list of the explorer is the app's routes (no more, no fewer)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Explore a run in the browser", 1)[1].split("\n### ", 1)[0]
+    listed = set(re.findall(r"`((?:GET|POST) /api/[^`]*)`", section))
+    routes = {f"{m} {r.path}" for r in client.app.routes for m in getattr(r, "methods", ()) or ()
+              if r.path.startswith("/api/") and m in ("GET", "POST")}
+    assert routes and listed == routes, (sorted(routes - listed), sorted(listed - routes))
+    assert "/openapi.json" in section and "/docs" not in section  # there is no /docs page (it loads from a CDN)
 
 
 def test_class_maps_from_any_output_form():
@@ -186,7 +214,7 @@ def test_table_run_renders_bar_charts(tiny_table):
 
     cfg = MODELS["ae"].make_config({"hidden": (8,), "latent_dim": 2}).resolve(DataShape(tiny_table.shape, False))
     ex = Explorer(build_model("ae", cfg), tiny_table)
-    assert ex.info()["kind"] == "table" and ex.points()["axis_labels"] == ["z1", "z2"]
+    assert ex.info()["kind"] == "table" and ex.points()["axis_labels"] == ["z0", "z1"]
     item = ex.item(0)
     assert decode_png(item["reconstruction"]).shape[2] == 3
     with pytest.raises(Exception, match="table rows"):

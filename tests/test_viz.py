@@ -151,7 +151,7 @@ def test_project_2d_uses_pca_above_two_dims():
     z2 = rng.normal(size=(10, 2))
     xy2, labels2 = project_2d(z2)
     np.testing.assert_allclose(xy2, z2)
-    assert labels2 == ("z1", "z2")
+    assert labels2 == ("z0", "z1")  # units numbered from z0, as encode and traverse do
     xy1, labels1 = project_2d(z2[:, :1])
     np.testing.assert_allclose(xy1[:, 0], z2[:, 0])
     assert "jitter" in labels1[1]

@@ -135,8 +135,10 @@ class PointsResponse(BaseModel):
 
 
 class SegmentResponse(BaseModel):
-    width: int
+    width: int = Field(description="the uploaded image's own width: masks are not resized")
     height: int
+    tiled: bool = Field(description="segmented tile by tile (overlap-tile, as `aekit segment`): the image is larger "
+                                    "than the training images")
     input: str
     mask: str = Field(description="RGBA PNG: class colours, background transparent")
     overlay: str
@@ -330,7 +332,8 @@ def create_app(explorer: Explorer, *, host: str = "127.0.0.1", allowed_hosts: tu
         return infer(explorer.interpolate, req.a, req.b, req.steps, req.spherical)
 
     @app.post("/api/segment", response_model=SegmentResponse, responses=ERRORS,
-              summary="predicted mask of an uploaded PNG/JPEG image, overlaid (segmentation runs)")
+              summary="predicted mask of an uploaded PNG/JPEG image at its own size (tiled when larger than "
+                      "the training images), overlaid (segmentation runs)")
     def segment(file: UploadFile = File(...)) -> dict[str, Any]:
         return infer(explorer.segment, _read(file, explorer), file.content_type)
 

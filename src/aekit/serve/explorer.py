@@ -9,7 +9,9 @@ What the explorer offers follows from the model's declared capabilities (:mod:`a
 map, sliders and interpolation need ``latent_vectors``, sampling ``generative``, segmentation ``supervised``
 (``model.predict(x)``: given float images (N, C, H, W) in [0, 1] it returns class ids (N, H, W), per-class
 scores (N, K, H, W) (argmax) or one foreground map (N, 1, H, W) / (N, H, W) (probabilities thresholded at 0.5,
-logits at 0)).
+logits at 0)).  An uploaded image is segmented at its own size, as ``aekit segment`` does: one larger than the
+training images tile by tile with :func:`aekit.infer.predict_tiled` (overlap-tile, exact for a U-Net), a smaller
+one whole with ``model.predict``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from ..data import Dataset, to_float
 from ..errors import AekitError
+from ..infer import predict_tiled
 from ..latent import encode_all, lerp, slerp
 from ..models.base import Autoencoder
 
@@ -227,8 +230,8 @@ class Explorer:
                 mean, std = self.codes.mean(0), self.codes.std(0).clamp_min(1e-3)
             else:
                 mean, std = torch.zeros(self.model.latent_dim), torch.ones(self.model.latent_dim)
-            out["sliders"] = [{"dim": d, "min": float(mean[d] - 3 * std[d]), "max": float(mean[d] + 3 * std[d]),
-                               "center": float(mean[d])} for d in range(k)]
+            out["sliders"] = [{"dim": d, "name": f"z{d}", "min": float(mean[d] - 3 * std[d]),
+                               "max": float(mean[d] + 3 * std[d]), "center": float(mean[d])} for d in range(k)]
             out["code_center"] = mean.tolist()
         return out
 
@@ -326,12 +329,13 @@ class Explorer:
                                "JPEG file") from None
         return img
 
-    def image_tensor(self, img: Image.Image) -> torch.Tensor:
-        """An uploaded image as model input (1, C, H, W) in [0, 1]: the model's channels and size."""
+    def image_tensor(self, img: Image.Image, resize: bool = True) -> torch.Tensor:
+        """An uploaded image as model input (1, C, H, W) in [0, 1]: the model's channels, and (``resize``) its
+        size."""
         shape = self._input_shape()
         channels = shape[0] if shape and len(shape) == 3 else 3
         img = img.convert("L" if channels == 1 else "RGB")
-        if shape and len(shape) == 3:
+        if resize and shape and len(shape) == 3:
             img = img.resize((shape[2], shape[1]), Image.Resampling.BILINEAR)
         a = np.asarray(img, dtype=np.float32) / 255.0
         a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
@@ -357,9 +361,11 @@ class Explorer:
             raise RequestError(f"model '{self.model_name}' does not segment images: serve a segmentation run "
                                "(a supervised model, e.g. a U-Net)")
         img = self.read_upload(data, content_type)
-        x = self.image_tensor(img).to(self.device)
-        with self.lock:
-            raw = self.model.predict(x)
+        x = self.image_tensor(img, resize=False).to(self.device)  # at its own size, as `aekit segment` does
+        shape = self._input_shape() or ()
+        tiled = any(s > t for s, t in zip(x.shape[-2:], shape[1:]))
+        with self.lock:  # larger than the training images: overlap-tile inference (aekit.infer), else whole
+            raw = predict_tiled(self.model, x) if tiled else self.model.predict(x)
         mask = to_class_map(raw, x.shape[-2:])
         base = image_to_uint8(x[0])
         rgb = np.repeat(base[:, :, None], 3, axis=2) if base.ndim == 2 else base
@@ -369,7 +375,7 @@ class Explorer:
         overlay = np.where(fg[:, :, None], (0.45 * color + 0.55 * rgb).round(), rgb).astype(np.uint8)
         mask_rgba = np.concatenate([color, (fg * 255).astype(np.uint8)[:, :, None]], axis=2)
         ids, counts = np.unique(mask, return_counts=True)
-        return {"width": int(mask.shape[1]), "height": int(mask.shape[0]), "input": png_data_url(rgb),
+        return {"width": int(mask.shape[1]), "height": int(mask.shape[0]), "tiled": tiled, "input": png_data_url(rgb),
                 "mask": png_data_url(mask_rgba), "overlay": png_data_url(overlay),
                 "class_fractions": {str(int(i)): float(c) / mask.size for i, c in zip(ids, counts)}}
 

@@ -297,16 +297,17 @@ def plot_reconstructions(x: Any, recon: Any, path: str | os.PathLike, n: int = 1
 
 
 def project_2d(codes: Any) -> tuple[np.ndarray, tuple[str, str]]:
-    """Codes (N, k) → (N, 2) points and axis labels.  k = 2: as is; k = 1: code vs uniform jitter;
+    """Codes (N, k) → (N, 2) points and axis labels (units named z0, z1, … as ``encode`` and ``traverse`` do).
+    k = 2: as is; k = 1: code vs uniform jitter;
     k > 2: the first two principal components (SVD of the centred codes), labelled "PC1 of codes"."""
     z = _numpy(codes).astype(np.float64)
     z = z.reshape(len(z), -1)
     k = z.shape[1]
     if k == 1:
         jitter = np.random.default_rng(0).uniform(-1.0, 1.0, size=len(z))
-        return np.stack([z[:, 0], jitter], 1), ("z1", "jitter (no meaning)")
+        return np.stack([z[:, 0], jitter], 1), ("z0", "jitter (no meaning)")
     if k == 2:
-        return z, ("z1", "z2")
+        return z, ("z0", "z1")
     zc = z - z.mean(0, keepdims=True)
     if len(z) < 2:
         return zc[:, :2], ("PC1 of codes", "PC2 of codes")
@@ -395,16 +396,16 @@ def plot_samples(samples: Any, path: str | os.PathLike, nrow: int = 8, title: st
 @torch.no_grad()
 def plot_manifold(model: Autoencoder, path: str | os.PathLike, n: int = 15, title: str | None = None) -> Path:
     """Decode an n×n grid of N(0, 1) quantiles (linspace(0.05, 0.95, n)) of a 2-D latent space and tile the
-    images, z1 left → right, z2 bottom → top (Kingma & Welling, 2014, fig. 4)."""
+    images, z0 left → right, z1 bottom → top (Kingma & Welling, 2014, fig. 4)."""
     if model.latent_dim != 2:
         raise ValueError(f"plot_manifold needs latent_dim == 2, the model has {model.latent_dim}")
     if len(model.input_shape) not in (2, 3):
         raise ValueError(f"plot_manifold needs image-shaped outputs, the model's input shape is {model.input_shape}")
     model.eval()
     q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, n, dtype=torch.float64)).float()
-    z1 = q.repeat(n)  # columns: z1 ascending
-    z2 = q.flip(0).repeat_interleave(n)  # rows: z2 descending, so up means larger z2
-    z = torch.stack([z1, z2], 1).to(model.device)
+    z0 = q.repeat(n)  # columns: z0 ascending
+    z1 = q.flip(0).repeat_interleave(n)  # rows: z1 descending, so up means larger z1
+    z = torch.stack([z0, z1], 1).to(model.device)
     dec = model.decode(z).float().cpu()
     a = _unit_images(dec.reshape(n * n, *model.input_shape))
     s = _upscale_factor(*a.shape[2:])
@@ -421,8 +422,8 @@ def plot_manifold(model: Autoencoder, path: str | os.PathLike, n: int = 15, titl
     ax.set_xticks([pad + k * (tw + pad) + tw / 2 - 0.5 for k in ticks], [f"{q[k]:.2g}" for k in ticks], fontsize=8)
     ax.set_yticks([pad + k * (th + pad) + th / 2 - 0.5 for k in ticks], [f"{q.flip(0)[k]:.2g}" for k in ticks],
                   fontsize=8)
-    ax.set_xlabel("z1 (N(0, 1) quantiles 0.05 … 0.95)")
-    ax.set_ylabel("z2 (N(0, 1) quantiles 0.05 … 0.95)")
+    ax.set_xlabel("z0 (N(0, 1) quantiles 0.05 … 0.95)")
+    ax.set_ylabel("z1 (N(0, 1) quantiles 0.05 … 0.95)")
     ax.set_title(title or f"decoded latent manifold ({n}×{n})")
     return _save(fig, path)
 
