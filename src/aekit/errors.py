@@ -7,6 +7,11 @@ prints that line and exits with status 2, without a traceback.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from pathlib import PurePath
+
 
 class AekitError(Exception):
     """A problem with the user's input; the message says what is wrong and how to fix it."""
@@ -28,3 +33,32 @@ class RunError(AekitError):
 
 class TrainingDiverged(AekitError):
     """The loss became NaN or infinite."""
+
+
+# how a message names the options that fix it: command-line flags inside the CLI, keyword arguments in Python
+_COMMAND_LINE: contextvars.ContextVar[bool] = contextvars.ContextVar("aekit_command_line", default=False)
+
+
+@contextlib.contextmanager
+def command_line() -> Iterator[None]:
+    """Within this block (the CLI runs every command in it) messages name options as flags (``--overwrite``);
+    outside it, as the Python API's keyword arguments (``overwrite=True``)."""
+    token = _COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
+
+def option(name: str, value: object = True) -> str:
+    """How a user sets option ``name`` to ``value``: ``--name-with-dashes VALUE`` (just the flag for True) on the
+    command line, ``name=value`` in Python (paths and strings quoted)."""
+    if _COMMAND_LINE.get():
+        flag = "--" + name.replace("_", "-")
+        return flag if value is True else f"{flag} {value}"
+    return f"{name}={str(value)!r}" if isinstance(value, (str, PurePath)) else f"{name}={value!r}"
+
+
+def option_name(name: str) -> str:
+    """The option ``name`` as the user spells it: ``--name-with-dashes`` on the command line, ``name`` in Python."""
+    return "--" + name.replace("_", "-") if _COMMAND_LINE.get() else name

@@ -18,7 +18,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from ..errors import AekitError
+from ..errors import AekitError, command_line
 from ..registry import Registry, did_you_mean
 from ._common import Parser, add_verbosity
 
@@ -140,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
     try:
-        return args.func(args)
+        with command_line():  # messages name flags (--overwrite), not the Python API's keywords
+            return args.func(args)
     except AekitError as e:
         sys.stderr.write(f"aekit: error: {e}\n")
         return e.exit_code

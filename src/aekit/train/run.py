@@ -29,7 +29,7 @@ import torch
 
 from ..config import field_types, from_dict, to_dict
 from ..data import DataConfig, Dataset, load_data
-from ..errors import ConfigError, RunError
+from ..errors import ConfigError, RunError, option, option_name
 from ..fileio import LOCK_NAME, TEMP_SUFFIX, lock_directory, remove_stale_temporaries, sha256_file
 from ..models import MODELS, build_model, get_spec
 from ..models.base import Autoencoder
@@ -122,9 +122,9 @@ def _exists(out: Path, overwrite: bool) -> bool:
         raise ConfigError(f"--out {out} is a file: choose a directory path")
     if not (out.exists() and any(not _leftover(p) for p in out.iterdir())):
         return False
-    if not overwrite:
-        raise ConfigError(f"run directory {out} already exists: choose a new --out, continue it with --resume {out}, "
-                          "or pass --overwrite")
+    if not overwrite:  # worded for the caller: flags in the CLI, keyword arguments in Python
+        raise ConfigError(f"run directory {out} already exists: choose a new {option_name('out')}, continue it with "
+                          f"{option('resume', out)}, or pass {option('overwrite')}")
     return True
 
 
