@@ -35,9 +35,14 @@ def split_batch(model: Autoencoder, split: Split, idx: torch.Tensor) -> Batch:
 
 
 @torch.no_grad()
-def mean_losses(model: Autoencoder, split: Split, batch_size: int | None = None, seed: int = 1234) -> dict[str, float]:
-    """Batch-size-weighted mean of each loss term over a split (fixed noise seed; the global RNG of every device
-    is restored afterwards)."""
+def loss_draws(model: Autoencoder, split: Split, draws: int = 1, batch_size: int | None = None,
+               seed: int = 1234) -> dict[str, torch.Tensor]:
+    """Batch-size-weighted mean of each loss term over a split, once per posterior draw: ``{term: (draws,)}``
+    float64 tensors.  Every batch's loss is evaluated ``draws`` times in a row from one generator seeded with
+    ``seed`` (deterministic; with ``draws=1`` the draws of :func:`mean_losses`); the global RNG of every device
+    is restored afterwards."""
+    if draws < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}")
     was_training = model.training
     model.eval()
     sums: dict[str, torch.Tensor] = {}
@@ -50,8 +55,20 @@ def mean_losses(model: Autoencoder, split: Split, batch_size: int | None = None,
             with torch.cuda.device(device):
                 torch.cuda.manual_seed(seed)
         for idx in iterate_batches(n, bs, shuffle=False):
-            losses = model.loss(split_batch(model, split, idx))
-            for k, v in {"loss": losses.total, **losses.terms}.items():
-                sums[k] = sums.get(k, 0.0) + v.detach().double() * len(idx)
+            batch = split_batch(model, split, idx)
+            for s in range(draws):
+                losses = model.loss(batch)
+                for k, v in {"loss": losses.total, **losses.terms}.items():
+                    if k not in sums:
+                        sums[k] = torch.zeros(draws, dtype=torch.float64, device=v.device)
+                    sums[k][s] += v.detach().double() * len(idx)
     model.train(was_training)
-    return {k: float(v) / max(1, n) for k, v in sums.items()}
+    return {k: v.cpu() / max(1, n) for k, v in sums.items()}
+
+
+def mean_losses(model: Autoencoder, split: Split, batch_size: int | None = None, seed: int = 1234,
+                draws: int = 1) -> dict[str, float]:
+    """Batch-size-weighted mean of each loss term over a split (fixed noise seed; the global RNG of every device
+    is restored afterwards); ``draws`` > 1 averages each term over that many posterior draws per sample
+    (:func:`loss_draws`)."""
+    return {k: float(v.mean()) for k, v in loss_draws(model, split, draws, batch_size, seed).items()}

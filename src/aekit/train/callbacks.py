@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aekit.train")
 
-__all__ = ["Callback", "Checkpoint", "DivergenceGuard", "EarlyStopping", "LambdaCallback", "MetricsCSV",
+__all__ = ["Callback", "Checkpoint", "CollapseWarning", "DivergenceGuard", "EarlyStopping", "LambdaCallback", "MetricsCSV",
            "Progress", "append_metrics", "read_metrics"]
 
 
@@ -307,3 +307,64 @@ class Progress(Callback):
 
     def on_exception(self, trainer: Trainer, error: BaseException) -> None:
         self._close()
+
+
+# --------------------------------------------------------------------------------------------- posterior collapse
+
+
+class CollapseWarning(Callback):
+    """One warning, with the remedies, when a posterior model's validation KL (``val_kl``; ``train_kl`` without
+    a validation split) stays below :data:`aekit.models.collapse.KL_THRESHOLD_NATS` nats per sample.
+
+    A VAE often passes through a low-KL phase early and recovers (the β = 1 MLP VAE on the digits: below 0.1
+    nats from its 2nd to its 10th epoch, about 100 steps, then 1.8 nats), so a dip alone is not reported: the
+    warning comes once the KL has stayed below the threshold for ``patience_steps`` optimiser steps after the KL
+    warm-up (``--beta-warmup-epochs``) has ended, or when training ends with it below the threshold.  Added by
+    :func:`~aekit.train.trainer.default_callbacks` for models with the ``posterior`` capability.
+    """
+
+    key = "collapse_warning"
+
+    def __init__(self, threshold: float | None = None, patience_steps: int = 2000):
+        from ..models.collapse import KL_THRESHOLD_NATS
+
+        self.threshold = KL_THRESHOLD_NATS if threshold is None else threshold
+        self.patience_steps = patience_steps
+        self.warned = False
+        self.low_since: int | None = None  # the step after which the KL was first found low (this stretch)
+        self.last: tuple[int, float, str] | None = None  # (epoch, KL, which split) of the last epoch seen
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"warned": self.warned, "low_since": self.low_since}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.warned = bool(state.get("warned", False))
+        low = state.get("low_since")
+        self.low_since = None if low is None else int(low)
+
+    def _warn(self, what: str) -> None:
+        from ..models.collapse import HINT
+
+        self.warned = True
+        log.warning("posterior collapse: %s (threshold %g nats per sample): %s", what, self.threshold, HINT)
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        kl = row.get("val_kl", row.get("train_kl"))
+        if self.warned or kl is None:
+            return
+        epoch, kl, split = int(row["epoch"]), float(kl), "validation" if "val_kl" in row else "training"
+        self.last = (epoch, kl, split)
+        warm_steps = trainer.cfg.beta_warmup_epochs * trainer.steps_per_epoch
+        if kl >= self.threshold or trainer.step < warm_steps:  # during the warm-up the KL is not yet fully weighed
+            self.low_since = None
+            return
+        if self.low_since is None:
+            self.low_since = trainer.step
+        if trainer.step - self.low_since >= self.patience_steps:
+            self._warn(f"the {split} KL has stayed below the threshold for {trainer.step - self.low_since} steps "
+                       f"({kl:.3g} nats per sample at epoch {epoch})")
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if not self.warned and self.last is not None and self.last[1] < self.threshold:
+            epoch, kl, split = self.last
+            self._warn(f"training ended with a {split} KL of {kl:.3g} nats per sample (epoch {epoch})")

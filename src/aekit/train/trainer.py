@@ -33,6 +33,7 @@ from . import distributed
 from .callbacks import (
     Callback,
     Checkpoint,
+    CollapseWarning,
     DivergenceGuard,
     EarlyStopping,
     LambdaCallback,
@@ -309,13 +310,16 @@ class Trainer:
 
 
 def default_callbacks(cfg: TrainConfig, run_dir: Path | None, *, stage: str | None = None,
-                      extra: Sequence[Callback] = ()) -> list[Callback]:
-    """The standard set: divergence guard, progress, metrics CSV and checkpoint (with a run directory), early
-    stopping (``cfg.early_stopping``), with ``extra`` (user callbacks, TensorBoard) before the checkpoint."""
+                      extra: Sequence[Callback] = (), model: Autoencoder | None = None) -> list[Callback]:
+    """The standard set: divergence guard, progress, metrics CSV and checkpoint (with a run directory), the
+    posterior-collapse warning (a ``model`` with the ``posterior`` capability), early stopping
+    (``cfg.early_stopping``), with ``extra`` (user callbacks, TensorBoard) before the checkpoint."""
     ckpt = Path(run_dir) / CHECKPOINT if run_dir is not None else None
     out: list[Callback] = [DivergenceGuard(ckpt), Progress(cfg.progress)]
     if run_dir is not None:
         out.append(MetricsCSV(Path(run_dir) / METRICS, stage))
+    if model is not None and model.posterior:  # one warning when the KL stays ~0 (posterior collapse)
+        out.append(CollapseWarning())
     if cfg.early_stopping:
         out.append(EarlyStopping(cfg.early_stopping, Path(run_dir) / BEST if run_dir is not None else None))
     out += list(extra)
@@ -346,7 +350,7 @@ def fit(
     """
     writes = run_dir if run_dir is not None and distributed.is_main() else None  # rank 0 alone writes
     extra = list(callbacks) + ([LambdaCallback(on_step)] if on_step is not None else [])
-    trainer = Trainer(cfg, default_callbacks(cfg, writes, stage=stage, extra=extra),
+    trainer = Trainer(cfg, default_callbacks(cfg, writes, stage=stage, extra=extra, model=model),
                       model.batch_transforms(data) if transforms is None else transforms)
     ckpt = Path(run_dir) / CHECKPOINT if run_dir is not None and resume else None
     return trainer.fit(model, data, resume_from=ckpt)
