@@ -14,6 +14,7 @@ from aekit.evaluate.disentanglement import (
     disentanglement_metrics,
     factor_vae_score,
     mig,
+    prune_units,
 )
 
 SIZES = (3, 6, 8, 8, 8)
@@ -122,3 +123,68 @@ def test_normalised_mutual_info_is_bias_corrected_on_small_pools(factors):
     assert np.max(noise["mutual_info_normalised"]) < 0.05
     ident = mig(factors[rows] + 0.01 * rng.standard_normal((300, len(SIZES))), factors[rows])
     assert np.diag(np.asarray(ident["mutual_info_normalised"])).min() > 0.9
+
+
+def test_factor_vae_prunes_by_standard_deviation_as_disentanglement_lib():
+    """A unit of sd 0.1 (variance 0.01) is kept by disentanglement_lib's rule (sd ≥ 0.05) and dropped by the
+    variance rule (variance ≥ 0.05); a unit of sd 0.03 is dropped by both."""
+    rng = np.random.default_rng(0)
+    f = rng.integers(0, 4, size=(4000, 2))
+    z = (f - 1.5) / np.array([1.118, 1.118])  # sd 1 per unit, unit k = factor k
+    codes = np.concatenate([z[:, :1], 0.1 * z[:, 1:], 0.03 * rng.standard_normal((len(f), 1))], 1)
+    sampler = FactorSampler.from_codes(codes, f)
+    opts = dict(n_train=300, n_eval=200, batch_size=32, n_variance=2000)
+    std = factor_vae_score(sampler, prune="std", **opts)
+    var = factor_vae_score(sampler, prune="variance", **opts)
+    assert std["factor_vae_active_units"] == 2 and var["factor_vae_active_units"] == 1
+    assert std["factor_vae"] > 0.95  # both factors have their own unit
+    assert var["factor_vae"] < 0.7  # one unit left: it cannot tell the two factors apart
+    assert std["factor_vae_prune"] == "standard deviation ≥ 0.05" and var["factor_vae_prune"] == "variance ≥ 0.05"
+    var = np.array([0.01, 0.002, 0.0025, 0.06])
+    assert prune_units(var).tolist() == [True, False, True, True]  # √0.0025 = 0.05 is kept (≥), as in the reference
+    assert prune_units(var, rule="variance").tolist() == [False, False, False, True]
+    with pytest.raises(ValueError, match="prune rule"):
+        prune_units(var, rule="sd")
+
+
+@pytest.fixture(scope="module")
+def small_codes():
+    """3 binary factors (one boosted tree per stage: fast), 400 samples: units 0–2 equal to the factors (small
+    noise), units 3–4 pure noise."""
+    rng = np.random.default_rng(0)
+    f = rng.integers(0, 2, size=(400, 3))
+    ident = np.concatenate([2.0 * f - 1.0 + 0.1 * rng.standard_normal(f.shape), rng.standard_normal((400, 2))], 1)
+    # factors 0 and 1 share unit 0 (4 levels), unit 1 is factor 2: D = ⅔ (1 − log 2 / log 3) + ⅓ ≈ 0.58, C ≈ 1
+    merged = np.concatenate([(f[:, :1] + 2 * f[:, 1:2]) + 0.1 * rng.standard_normal((400, 1)), ident[:, 2:]], 1)
+    return f, ident, merged
+
+
+def test_dci_gradient_boosted_importances_as_disentanglement_lib(small_codes):
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    f, ident, merged = small_codes
+    out = dci(ident, f, importance="gbt", seed=3)
+    imp = np.asarray(out["importance"])
+    assert out["dci_importance_model"] == "gbt" and imp.shape == (5, 3)
+    assert (imp.argmax(0) == np.arange(3)).all() and np.diag(imp).min() > 0.9
+    assert imp[3:].max() < 0.05  # the noise units
+    assert out["dci_disentanglement"] > 0.9 and out["dci_completeness"] > 0.8 and out["dci_informativeness"] > 0.95
+    # the importances are those of sklearn's default GradientBoostingClassifier on the same training rows
+    perm = np.random.default_rng(3).permutation(len(f))[:320]
+    ref = GradientBoostingClassifier(random_state=3).fit(ident[perm], f[perm, 1]).feature_importances_
+    assert np.allclose(imp[:, 1], ref)
+    two = dci(merged, f, importance="gbt", seed=3)
+    assert two["dci_disentanglement"] == pytest.approx(2 / 3 * (1 - np.log(2) / np.log(3)) + 1 / 3, abs=0.05)
+    assert two["dci_completeness"] > 0.9 and two["dci_informativeness"] > 0.95
+    with pytest.raises(ValueError, match="DCI importance"):
+        dci(ident, f, importance="boost")
+
+
+def test_dci_forest_gives_irrelevant_units_small_but_nonzero_importance(small_codes):
+    f, ident, _merged = small_codes
+    rng = np.random.default_rng(1)
+    noisy = ident + np.concatenate([0.6 * rng.standard_normal((len(f), 3)), np.zeros((len(f), 2))], 1)
+    imp = np.asarray(dci(noisy, f, n_estimators=20)["importance"])
+    off = imp[~np.eye(5, 3, dtype=bool)]
+    assert (imp.argmax(0) == np.arange(3)).all()
+    assert 0.005 < off.mean() < 0.1  # not ~0: the forest's deep trees split on the noise too
