@@ -42,6 +42,8 @@ _METRIC_NOTES = {
     "sse_per_image": "sum of squared errors (SSE) per sample, averaged over samples ({space})",
     "mse": "mean squared error per input element: sse_per_image / D ({space})",
     "elbo": "evidence lower bound on log p(x), nats per sample (higher is better)",
+    "elbo_stderr": "Monte-Carlo standard error of elbo over the posterior draws (not the test-set sampling error)",
+    "elbo_draws": "posterior draws per sample averaged in elbo, recon and kl",
     "recon": "reconstruction term of the loss per sample (−log p(x|z) in nats for likelihood models)",
     "kl": "KL(q(z|x) ‖ p(z)), nats per sample",
     "loss": "the training objective per sample (lower is better)",
