@@ -262,9 +262,97 @@ def test_ae_vs_vae_quick(tmp_path):
     assert {("AE", "N(0, I)"), ("AE", "Gaussian fitted to codes"), ("VAE", "N(0, I)"), ("VAE β=0.5", "N(0, I)")} <= by
     for r in res.rows[1:]:
         assert r["domain_fid"] >= 0 and 0 < r["max_prob"] <= 1 and r["path_step_ratio"] >= 1
-    assert "Completeness" in res.summary and "Continuity" in res.summary
-    for f in (*res.figures, "summary.md", "results.csv", "classifier.safetensors"):
+    assert "Completeness" in res.summary and "Continuity" in res.summary and "Path diagnostics" in res.summary
+    for f in (*res.figures, "summary.md", "results.csv", "classifier.safetensors", "continuity.csv"):
         assert (tmp_path / "avv" / f).is_file()
+    # the perturbation continuity measure per model, decode site and δ
+    cont = res.extra["continuity"]
+    assert set(cont["ae"]) == {"sd", "fitted", "codes"} and set(cont["vae"]) == {"sd", "prior", "codes"}
+    for site in ("prior", "codes"):
+        per_delta = cont["vae"][site]["per_delta"]
+        assert list(per_delta) == ["0.1", "0.25", "0.5"]
+        for v in per_delta.values():
+            assert 0 <= v["pixel_median"] <= v["pixel_p95"] and 0 <= v["feature_median"] <= v["feature_p95"]
+            assert 0 <= v["label_flip"] <= 1
+    rows = (tmp_path / "avv" / "continuity.csv").read_text().count("\n")
+    assert rows == 1 + 3 * 2 * 3  # the header, and 3 models · 2 decode sites · 3 δ
+    _check_ae_vs_vae_summary_follows_its_numbers(res)
+
+
+def _check_ae_vs_vae_summary_follows_its_numbers(res):
+    """A --quick run is too short to show a finding: the summary says so and names no winner; every verdict in
+    the structured findings is the tie rule applied to the numbers the experiment reported."""
+    from aekit.experiments.vae_geometry import compare
+
+    assert res.extra["too_short"] and "Too short to show a finding" in res.summary
+    for phrase in ("is more continuous", "is better", "wins", "does NOT win"):
+        assert phrase not in res.summary
+    cont, results = res.extra["continuity"], res.extra["results"]
+    for f in res.extra["findings"]:
+        if f["section"] == "continuity":
+            ae_site = "fitted" if f["site"] == "prior" else "codes"
+            key = f"{f['delta']:g}"
+            assert f["vae"] == cont["vae"][f["site"]]["per_delta"][key][f["measure"]]
+            assert f["ae"] == cont["ae"][ae_site]["per_delta"][key][f["measure"]]
+        else:
+            assert f["vae"] == results["vae_prior"][f["measure"]]
+        c = compare(f["vae"], f["ae"], f["se_vae"], f["se_ae"], f["lower_is_better"])
+        assert f["verdict"] == {"a": "VAE", "b": "AE", "tie": "tie"}[c["verdict"]]
+
+
+def test_the_tie_rule_needs_the_relative_and_the_noise_threshold():
+    from aekit.experiments.vae_geometry import TIE_REL, compare
+
+    assert compare(1.0, 1.0 + TIE_REL * 0.9)["verdict"] == "tie"  # under 10 % of the larger value
+    c = compare(1.0, 2.0)
+    assert c["verdict"] == "a" and c["factor"] == 2.0
+    assert compare(1.0, 2.0, lower_is_better=False)["verdict"] == "b"
+    assert compare(1.0, 1.5, 0.2, 0.2)["verdict"] == "tie"  # 0.5 < 2 · √(0.2² + 0.2²) = 0.57
+    assert compare(1.0, 1.5, 0.1, 0.1)["verdict"] == "a"
+    assert compare(0.0, 0.0)["verdict"] == "tie" and math.isinf(compare(0.0, 0.3)["factor"])
+
+
+def test_a_full_ae_vs_vae_summary_states_each_verdict_its_numbers_give():
+    """A run long enough to show findings: each continuity sentence names the model the tie rule picks."""
+    from aekit.experiments.vae_geometry import (
+        AeVsVaeConfig,
+        _ae_vs_vae_findings,
+        _ae_vs_vae_summary,
+        _continuity_rows,
+    )
+
+    cfg = AeVsVaeConfig(deltas=(0.1, 0.5))
+
+    def site(scale: float, flip: float) -> dict:
+        per = {}
+        for d in ("0.1", "0.5"):
+            k = float(d) * scale
+            per[d] = {"pixel_median": k, "pixel_p95": 2 * k, "feature_median": k, "feature_p95": 2 * k,
+                      "label_flip": flip, "step_norm": 1.0, **{f"{m}_se": 0.0 for m in
+                      ("pixel_median", "pixel_p95", "feature_median", "feature_p95", "label_flip")}}
+        return {"per_delta": per}
+
+    # AE: 2× the VAE's change where users sample, the same at test codes; label flips 0.3 vs 0.1 / equal
+    continuity = {"vae": {"sd": [1.0], "prior": site(1.0, 0.1), "codes": site(1.0, 0.2)},
+                  "ae": {"sd": [1.0], "fitted": site(2.0, 0.3), "codes": site(1.0, 0.2)}}
+    scores = {"domain_fid": 10.0, "max_prob": 0.9, "path_step_ratio": 1.5, "path_feature_step_ratio": 1.2,
+              "path_entropy": 0.3, "test_kl": 20.0}
+    results = {"vae_prior": scores, "ae_prior": {**scores, "domain_fid": 30.0}, "ae_fitted": scores}
+    findings = _ae_vs_vae_findings(cfg, results, continuity)
+    data = type("Data", (), {"name": "toy"})()  # the summary reads the data set's name only
+    summary = _ae_vs_vae_summary(data, cfg, results, {"domain_fid": 1.0, "max_prob": 1.0}, 0.95, 1.0, findings, [],
+                                 {"pixel": 1.0, "feature": 1.0}, _continuity_rows(continuity))
+    assert "Too short" not in summary
+    sample_part, codes_part = summary.split("*Where users sample")[1].split("*At the codes of test images*")
+    assert "pixel change, median: the VAE is more continuous at δ = 0.1 (0.1 vs 0.2, 2.00×); 0.5 (0.5 vs 1, 2.00×)" \
+        in sample_part
+    assert "label flips: the VAE is more continuous at δ = 0.1 (0.1 vs 0.3, 3.00×)" in sample_part
+    assert "is more continuous" not in codes_part.split("**Path")[0]  # equal numbers: ties only
+    assert "pixel change, median: a tie at δ = 0.1 (0.1 vs 0.1)" in codes_part
+    # completeness: FID 10 vs 30 (the VAE is better, 3×), vs the fitted Gaussian 10 vs 10 (a tie)
+    assert "domain FID 10 vs 30: VAE is better (3.00×)" in summary and "domain FID 10 vs 10: a tie" in summary
+    verdicts = {(f["site"], f["measure"], f["delta"]): f["verdict"] for f in findings}
+    assert verdicts["prior", "label_flip", 0.5] == "VAE" and verdicts["codes", "pixel_p95", 0.5] == "tie"
 
 
 def test_ae_vs_vae_flags_a_collapsed_vae():
@@ -299,8 +387,12 @@ def test_beta_sweep_quick(tmp_path):
     assert len(unit_factors) == 4
     assert all(n in ("", "inactive") or n.split()[0] in FACTOR_NAMES for n in unit_factors)
     assert "(shape/scale/orientation/posX/posY): β = 4 " + "/".join(f"{v:.2f}" for v in per_factor) in res.summary
-    # a short sweep that does not show β = 4 ahead says how long the runs were and what length did
-    assert ("β-VAE papers train 300k" in res.summary) == ("does NOT beat" in res.summary)
+    # a --quick sweep is too short to show a finding: it says so, names no better β, and says what length did
+    assert res.extra["too_short"] and "Too short to show a finding" in res.summary
+    for phrase in ("Highest", "beats", "does NOT beat"):
+        assert phrase not in res.summary
+    assert "β-VAE papers train 300k" in res.summary
+    _check_beta_findings_follow_the_rows(res)
     assert {"beta_sweep.png", "traversal_beta1.png", "traversal_beta4.png"} <= set(res.figures)
     # the traversals sweep around the metric pool's code nearest the prior's centre
     data = load_data(DataConfig("dsprites", subsample=res.extra["config"]["subsample"]))
@@ -318,6 +410,40 @@ def test_beta_sweep_quick(tmp_path):
         run_experiment("beta-sweep", ExperimentContext("digits", tmp_path / "bad", quick=True, progress=False))
 
 
+def _check_beta_findings_follow_the_rows(res):
+    from aekit.experiments.vae_geometry import METRIC_TIE
+
+    by = {(r["beta"], r["seed"]): r for r in res.rows}
+    for f in res.extra["findings"]["per_seed"]:
+        for m in ("mig", "beta_vae"):
+            d = by[4.0, f["seed"]][m] - by[1.0, f["seed"]][m]
+            assert f[m]["diff"] == pytest.approx(d)
+            assert f[m]["verdict"] == ("ahead" if d > METRIC_TIE else "behind" if d < -METRIC_TIE else "tie")
+        assert f["beats"] == (f["mig"]["verdict"] == f["beta_vae"]["verdict"] == "ahead")
+
+
+def test_a_long_beta_sweep_summary_states_the_verdicts_of_its_numbers():
+    from aekit.experiments.vae_geometry import BetaSweepConfig, _beta_findings, _beta_summary
+
+    def row(beta, seed, mig, bvae):
+        return {"beta": beta, "seed": seed, "mig": mig, "beta_vae": bvae, "factor_vae": 0.5, "elbo": -30.0,
+                "kl": 20.0, "active_units": 6, "dci_disentanglement": 0.3}
+
+    rows = [row(1.0, 0, 0.10, 0.70), row(1.0, 1, 0.10, 0.70), row(4.0, 0, 0.20, 0.80), row(4.0, 1, 0.11, 0.90)]
+    findings = _beta_findings(rows)
+    assert findings["top_mig"] == [4.0]  # mean 0.155 vs 0.10
+    assert [f["beats"] for f in findings["per_seed"]] == [True, False]  # seed 1: MIG +0.01 is a tie
+    data = type("Data", (), {"name": "toy", "train": [0] * 640, "val": [], "test": [], "factor_names": None})()
+    per_beta = {k: {"beta_vae_per_factor": [0.5]} for k in ("1", "4", "1_seed1", "4_seed1")}
+    text = _beta_summary(data, BetaSweepConfig(epochs=200), rows, 100, 1.0, per_beta, findings, [])
+    assert "Highest mean MIG at β = 4" in text and "with 1 of 2 seeds (not with seed 1)" in text
+    assert "Too short" not in text and "has 0 active units" not in text
+    tied = [row(1.0, 0, 0.10, 0.70), row(4.0, 0, 0.11, 0.71)]
+    text = _beta_summary(data, BetaSweepConfig(epochs=200), tied, 100, 1.0, per_beta, _beta_findings(tied), [])
+    assert "Highest MIG: a tie between β = 1, 4" in text and "does NOT beat β = 1" in text
+    assert "(MIG: tie, β-VAE score: tie)" in text
+
+
 def test_beta_sweep_trains_every_beta_with_every_seed_and_reports_mean_and_spread(tmp_path):
     ctx = ExperimentContext("dsprites", tmp_path / "bs", quick=True, progress=False, options={"seeds": (0, 3)})
     res = run_experiment("beta-sweep", ctx)
@@ -333,7 +459,9 @@ def test_beta_sweep_trains_every_beta_with_every_seed_and_reports_mean_and_sprea
     assert f"MIG {np.mean(m4):.3f} ± {np.std(m4, ddof=1):.3f} vs" in res.summary
     wins = sum(res.rows[i + 2]["mig"] > res.rows[i]["mig"] and res.rows[i + 2]["beta_vae"] > res.rows[i]["beta_vae"]
                for i in range(2))
-    assert f"with {wins} of 2 seeds" in res.summary and "seeds 0, 3 for every β" in res.summary
+    assert "seeds 0, 3 for every β" in res.summary and "of 2 seeds" not in res.summary  # --quick: no verdict
+    assert sum(f["beats"] for f in res.extra["findings"]["per_seed"]) <= wins  # wins by more than the tie margin
+    _check_beta_findings_follow_the_rows(res)
     assert set(res.extra["per_beta"]) == {"1", "1_seed3", "4", "4_seed3"}
     assert {"traversal_beta1.png", "traversal_beta4.png"} <= set(res.figures)  # one grid per β (first seed)
     with pytest.raises(ConfigError, match="seeds must differ"):

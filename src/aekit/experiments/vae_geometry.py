@@ -33,6 +33,7 @@ interrupted one), so a killed sweep continues where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import logging
 import math
@@ -51,7 +52,7 @@ from ..pipeline import train
 from ..train import Run, load_run, read_config
 from ..train.run import WEIGHTS
 from ..train.trainer import CHECKPOINT
-from . import MIN_STEPS, ExperimentContext, ExperimentResult, enough_steps, register
+from . import MIN_STEPS, ExperimentContext, ExperimentResult, enough_steps, markdown_table, register
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,10 @@ class AeVsVaeConfig:
     # it also shows the trade-off between completeness and even paths (β → 0 turns the VAE into a noisy AE)
     betas: tuple[float, ...] = (1.0,)
     n_samples: int = 10000  # prior draws decoded and scored
+    # perturbation continuity (aekit.evaluate.continuity): sites per decode site, and the step sizes δ as
+    # fractions of the aggregate codes' per-dimension sd
+    n_perturb: int = 2000
+    deltas: tuple[float, ...] = (0.1, 0.25, 0.5)
     n_paths: int = 200  # random pairs of test codes
     path_steps: int = 32
     classifier_epochs: int = 3
@@ -132,10 +137,13 @@ class AeVsVaeConfig:
               "ae-vs-vae: betas must be > 0, e.g. --set betas=0.3,1,3")
         check(self.n_samples >= 10, "ae-vs-vae: n_samples must be ≥ 10, e.g. --set n_samples=10000")
         check(self.n_paths >= 1 and self.path_steps >= 3, "ae-vs-vae: n_paths ≥ 1 and path_steps ≥ 3")
+        check(self.n_perturb >= 10, "ae-vs-vae: n_perturb must be ≥ 10, e.g. --set n_perturb=2000")
+        check(len(self.deltas) >= 1 and all(d > 0 for d in self.deltas),
+              "ae-vs-vae: deltas must be > 0, e.g. --set deltas=0.1,0.25,0.5")
 
 
 AE_VS_VAE_QUICK: dict[str, Any] = {"latent_dim": 4, "hidden": (32,), "epochs": 2, "batch_size": 64,
-                                   "n_samples": 300, "n_paths": 12, "classifier_epochs": 1,
+                                   "n_samples": 300, "n_paths": 12, "n_perturb": 200, "classifier_epochs": 1,
                                    "classifier_min_steps": 60, "min_steps": 0}
 
 
@@ -183,6 +191,7 @@ def path_metrics(model: Autoencoder, clf: Any, x: torch.Tensor, pairs: np.ndarra
 def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     """The same encoder/decoder as AE and VAE: prior samples (completeness) and paths (continuity)."""
     from ..evaluate.classifier import FILE, classify_all, frechet_distance, gaussian_stats, load_or_train
+    from ..evaluate.continuity import aggregate_code_sd, perturbation_continuity, reference_distances
     from ..viz.plots import save_image_grid
     from ..viz.traversal import plot_traversal
 
@@ -210,6 +219,9 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     n_test = len(data.test)
     pairs = rng.integers(0, n_test, size=(cfg.n_paths, 2))
     pairs[:, 1] = np.where(pairs[:, 1] == pairs[:, 0], (pairs[:, 0] + 1) % n_test, pairs[:, 1])
+    # perturbation continuity: the same test images' codes for every model, one normalising distance for all
+    site_rows = torch.from_numpy(np.sort(rng.choice(n_test, min(cfg.n_perturb, n_test), replace=False)))
+    ref_dist = reference_distances(data.test.x, clf, seed=ctx.seed)
     # the same network and training for both: a constant LR, and no BatchNorm in the AE (the VAE has none), so
     # the AE's own defaults (BatchNorm, cosine schedule) are switched off here
     common = {"arch": cfg.arch, "latent_dim": cfg.latent_dim, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
@@ -222,17 +234,30 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     figures: list[str] = []
     results: dict[str, dict[str, Any]] = {}
     paths: dict[str, torch.Tensor] = {}
+    continuity: dict[str, dict[str, Any]] = {}
     for name, (kind, options) in per_model.items():
         run = train_or_reuse(ctx, name, kind, data_cfg, {**common, **options})
         model = run.model.eval()
         g = torch.Generator().manual_seed(ctx.seed)
         samplers = {"N(0, I)": torch.randn(cfg.n_samples, model.latent_dim, generator=g)}
+        # decode sites of the continuity measure: where users sample (the VAE's prior; for the AE the Gaussian
+        # fitted to its codes) and the codes of test images (reconstructions, edits)
+        g_sites = torch.Generator().manual_seed(ctx.seed + 1)
+        sites = {"prior": torch.randn(len(site_rows), model.latent_dim, generator=g_sites)}
         if name == "ae":  # the fair version: a full-covariance Gaussian fitted to the AE's training codes
             codes = encode_all(model, data.train.x[: 20000]).double()
             mu, cov = codes.mean(0), torch.cov(codes.T).reshape(model.latent_dim, model.latent_dim)
             chol = torch.linalg.cholesky(cov + 1e-6 * torch.eye(len(mu), dtype=cov.dtype))
             eps = torch.randn(cfg.n_samples, model.latent_dim, generator=g, dtype=torch.float64)
             samplers["Gaussian fitted to codes"] = (mu + eps @ chol.T).float()
+            eps = torch.randn(len(site_rows), model.latent_dim, generator=g_sites, dtype=torch.float64)
+            sites = {"fitted": (mu + eps @ chol.T).float()}
+        sites["codes"] = encode_all(model, data.test.x[site_rows])
+        sd = aggregate_code_sd(model, data.train.x[: 20000])
+        continuity[name] = {"sd": sd.tolist(), **{
+            site: perturbation_continuity(functools.partial(decode_all, model), z, sd, ref_dist, clf,
+                                          deltas=cfg.deltas, seed=ctx.seed)
+            for site, z in sites.items()}}
         cont = path_metrics(model, clf, data.test.x, pairs, cfg.path_steps)
         paths[name] = cont.pop("paths")
         # the VAE's test KL (nats per image): ≈ 0 means a collapsed posterior, whose decoder ignores z
@@ -259,10 +284,18 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     if len(cfg.betas) > 1:
         _plot_tradeoff(results, ctx.out / "tradeoff.png")
         figures.append("tradeoff.png")
+    cont_rows = _continuity_rows(continuity)
+    _write_csv(ctx.out / "continuity.csv", cont_rows)
     elapsed = time.perf_counter() - t0
-    summary = _ae_vs_vae_summary(data, cfg, results, ref_scores, clf_acc, elapsed)
+    steps = cfg.epochs * math.ceil(len(data.train) / cfg.batch_size)
+    short = _too_short(ctx.quick, steps, clf_acc)
+    findings = _ae_vs_vae_findings(cfg, results, continuity)
+    summary = _ae_vs_vae_summary(data, cfg, results, ref_scores, clf_acc, elapsed, findings, short, ref_dist,
+                                 cont_rows)
     extra = {"config": dataclasses.asdict(cfg), "classifier_test_accuracy": clf_acc, "results": results,
-             "seconds": elapsed, "frechet_check": frechet_distance(*real, *real)}
+             "continuity": continuity, "reference_distances": ref_dist, "training_steps": steps,
+             "too_short": short, "findings": findings, "seconds": elapsed,
+             "frechet_check": frechet_distance(*real, *real)}
     return ExperimentResult("ae-vs-vae", rows, summary, figures, extra)
 
 
@@ -331,45 +364,185 @@ def _plot_tradeoff(r: dict[str, dict[str, Any]], path: Any) -> None:
     _save(fig, path)
 
 
-def _ae_vs_vae_summary(data: Dataset, cfg: AeVsVaeConfig, r: dict[str, dict[str, Any]], ref: dict[str, float],
-                       clf_acc: float, elapsed: float) -> str:
+# A difference between two models is called a tie when it is under TIE_REL of the larger value, or under
+# TIE_SE (combined) standard errors where the measure has one: the summary states a winner only above both.
+TIE_REL = 0.10
+TIE_SE = 2.0
+# a run shorter than this (optimiser steps per model), or scored by a classifier below this test accuracy, is
+# too short to show a finding: its summary says so instead of stating one
+MIN_FINDING_STEPS = 1000
+MIN_CLASSIFIER_ACCURACY = 0.8
+
+CONTINUITY_MEASURES = {"pixel_median": "pixel change, median", "pixel_p95": "pixel change, 95th percentile",
+                       "feature_median": "feature change, median", "feature_p95": "feature change, 95th percentile",
+                       "label_flip": "label flips"}
+# the continuity comparisons: (title, the VAE's decode site, the AE's decode site)
+CONTINUITY_SITES = (("where users sample (VAE: prior N(0, I); AE: Gaussian fitted to its codes)", "prior", "fitted"),
+                    ("at the codes of test images", "codes", "codes"))
+
+
+def compare(a: float, b: float, se_a: float = 0.0, se_b: float = 0.0, lower_is_better: bool = True
+            ) -> dict[str, Any]:
+    """Which of two values is better, with the summary's tie rule: ``verdict`` "a", "b" or "tie" (a difference
+    under ``TIE_REL`` of the larger |value| or under ``TIE_SE`` combined standard errors), ``factor`` = the
+    worse value over the better one (inf when the better is 0), ``threshold`` = the difference a win needs."""
+    threshold = max(TIE_REL * max(abs(a), abs(b)), TIE_SE * math.hypot(se_a, se_b))
+    if not abs(a - b) > threshold:
+        verdict = "tie"
+    else:
+        verdict = "a" if (a < b) == lower_is_better else "b"
+    best, worst = (min(a, b), max(a, b)) if lower_is_better else (max(a, b), min(a, b))
+    factor = (worst / best if best != 0 else math.inf) if lower_is_better else (best / worst if worst != 0
+                                                                                 else math.inf)
+    return {"verdict": verdict, "factor": factor, "threshold": threshold}
+
+
+def _too_short(quick: bool, steps: int, clf_acc: float) -> list[str]:
+    """Why a run is too short to show a finding (empty: it is not)."""
+    reasons = []
+    if quick:
+        reasons.append("a --quick smoke run")
+    if steps < MIN_FINDING_STEPS:
+        reasons.append(f"{steps:,} training steps per model (< {MIN_FINDING_STEPS:,})")
+    if clf_acc < MIN_CLASSIFIER_ACCURACY:
+        reasons.append(f"the scoring classifier's test accuracy is {clf_acc:.3f} (< {MIN_CLASSIFIER_ACCURACY})")
+    return reasons
+
+
+def _continuity_rows(continuity: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per model, decode site and δ (the continuity table: continuity.csv and summary.md)."""
+    rows = []
+    for name, per_site in continuity.items():
+        for site, res in per_site.items():
+            if site == "sd":
+                continue
+            for delta, v in res["per_delta"].items():
+                rows.append({"model": _label(name), "decode_site": SITE_LABELS[site], "delta": float(delta),
+                             **{m: v[m] for m in CONTINUITY_MEASURES}, "latent_step_norm": v["step_norm"]})
+    return rows
+
+
+SITE_LABELS = {"prior": "N(0, I)", "fitted": "Gaussian fitted to codes", "codes": "test codes"}
+
+
+def _write_csv(path: Any, rows: list[dict[str, Any]]) -> None:
+    import csv
+    import io
+
+    from ..fileio import atomic_write_text
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else [])
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _ae_vs_vae_findings(cfg: AeVsVaeConfig, r: dict[str, dict[str, Any]], continuity: dict[str, dict[str, Any]]
+                        ) -> list[dict[str, Any]]:
+    """Every comparison the summary words, as data: the two values, their standard errors, the tie rule's
+    verdict ("VAE", "AE" or "tie") and factor.  The summary's sentences are generated from this list."""
     main = _main_vae(cfg)
-    v, a, af = r[f"{main}_prior"], r["ae_prior"], r["ae_fitted"]
+    out: list[dict[str, Any]] = []
+
+    def add(section: str, site: str, measure: str, delta: float | None, vae: float, ae: float, se_vae: float = 0.0,
+            se_ae: float = 0.0, lower_is_better: bool = True) -> None:
+        c = compare(vae, ae, se_vae, se_ae, lower_is_better)
+        out.append({"section": section, "site": site, "measure": measure, "delta": delta, "vae": vae, "ae": ae,
+                    "se_vae": se_vae, "se_ae": se_ae, "lower_is_better": lower_is_better,
+                    "verdict": {"a": "VAE", "b": "AE", "tie": "tie"}[c["verdict"]], "factor": c["factor"],
+                    "threshold": c["threshold"]})
+
+    v = r[f"{main}_prior"]
+    for ae_key, site in (("ae_prior", "AE at N(0, I)"), ("ae_fitted", "AE at a Gaussian fitted to its codes")):
+        add("completeness", site, "domain_fid", None, v["domain_fid"], r[ae_key]["domain_fid"])
+        add("completeness", site, "max_prob", None, v["max_prob"], r[ae_key]["max_prob"], lower_is_better=False)
+    for _, vae_site, ae_site in CONTINUITY_SITES:
+        for delta in (f"{d:g}" for d in cfg.deltas):
+            cv, ca = continuity[main][vae_site]["per_delta"][delta], continuity["ae"][ae_site]["per_delta"][delta]
+            for m in CONTINUITY_MEASURES:
+                add("continuity", vae_site, m, float(delta), cv[m], ca[m], cv[f"{m}_se"], ca[f"{m}_se"])
+    return out
+
+
+def _continuity_sentence(findings: list[dict[str, Any]], vae: str) -> str:
+    """One measure at one decode site over the δ values: who is more continuous at which δ, and by how much."""
+    groups: dict[str, list[str]] = {}
+    for f in findings:
+        pair = f"{f['vae']:.3g} vs {f['ae']:.3g}"
+        if f["verdict"] == "tie":
+            groups.setdefault("tie", []).append(f"{f['delta']:g} ({pair})")
+        else:
+            factor = "∞" if math.isinf(f["factor"]) else f"{f['factor']:.2f}×"
+            groups.setdefault(f["verdict"], []).append(f"{f['delta']:g} ({pair}, {factor})")
+    parts = []
+    for who in ("VAE", "AE", "tie"):
+        if who in groups:
+            head = "a tie" if who == "tie" else f"the {vae if who == 'VAE' else 'AE'} is more continuous"
+            parts.append(f"{head} at δ = {'; '.join(groups[who])}")
+    return ", ".join(parts)
+
+
+def _ae_vs_vae_summary(data: Dataset, cfg: AeVsVaeConfig, r: dict[str, dict[str, Any]], ref: dict[str, float],
+                       clf_acc: float, elapsed: float, findings: list[dict[str, Any]], short: list[str],
+                       ref_dist: dict[str, float], cont_rows: list[dict[str, Any]]) -> str:
+    main = _main_vae(cfg)
+    v, a = r[f"{main}_prior"], r["ae_prior"]
     vae = _label(main)
-
-    def won(ok: bool) -> str:
-        return "wins" if ok else "does NOT win"
-
-    def times(x: float, y: float) -> str:
-        return f"{x / y:.2f}×" if y > 0 else "n/a"
-
     arch = f"MLP {','.join(map(str, cfg.hidden))}" if cfg.arch == "mlp" else f"conv {','.join(map(str, cfg.channels))}"
-    closer = abs(a["path_step_ratio"] - 1) - abs(v["path_step_ratio"] - 1)
-    closer_f = abs(a["path_feature_step_ratio"] - 1) - abs(v["path_feature_step_ratio"] - 1)
-    return (
+    text = (
         f"Same encoder/decoder ({arch}, latent {cfg.latent_dim}, {cfg.epochs} epochs) trained as a plain AE and as a "
         f"VAE (β = {', '.join(f'{b:g}' for b in cfg.betas)}) on {data.name}; {cfg.n_samples} latent draws scored by "
         f"a CNN trained on the real training images (test accuracy {clf_acc:.3f}; real training images vs the test "
         f"set: domain FID {ref['domain_fid']:.3g}, max-prob {ref['max_prob']:.3f}). The comparison below is the AE "
-        f"against the {vae}.\n\n"
-        f"**Completeness** — samples from the prior N(0, I): {vae} domain FID {v['domain_fid']:.3g} vs AE "
-        f"{a['domain_fid']:.3g} (the AE's is {times(a['domain_fid'], v['domain_fid'])} the VAE's), classifier "
-        f"confidence {v['max_prob']:.3f} vs {a['max_prob']:.3f}: the VAE "
-        f"{won(v['domain_fid'] < a['domain_fid'] and v['max_prob'] > a['max_prob'])} on prior samples. Against the AE "
-        f"sampled from a full-covariance Gaussian fitted to its own training codes (an ex-post density, not part of "
-        f"the AE): FID {af['domain_fid']:.3g} ({times(af['domain_fid'], v['domain_fid'])} the VAE's), confidence "
-        f"{af['max_prob']:.3f}: the VAE {won(v['domain_fid'] < af['domain_fid'])} on FID.\n\n"
-        f"**Continuity** — along {cfg.n_paths} straight paths of {cfg.path_steps} steps between test codes, the "
-        f"largest decoded step is {v['path_step_ratio']:.3f}× the mean step for the {vae} vs "
-        f"{a['path_step_ratio']:.3f}× for the AE (1 = perfectly even): the VAE {won(closer > 0)} "
-        f"({abs(closer):.3f} {'closer to' if closer > 0 else 'farther from'} 1). Measured in the classifier's "
-        f"features instead of pixels (where a decoder that merely cross-fades the two images would score exactly 1): "
-        f"{v['path_feature_step_ratio']:.3f} vs {a['path_feature_step_ratio']:.3f}: the VAE {won(closer_f > 0)}. "
-        f"Mean classifier entropy along the "
-        f"paths: {v['path_entropy']:.3f} vs {a['path_entropy']:.3f} nats: the VAE "
-        f"{won(v['path_entropy'] < a['path_entropy'])} (lower = images that look like a class). "
-        f"({elapsed:.0f} s in total.)" + _collapse_note(f"The {vae}", v) + _tradeoff(cfg, r)
-    )
+        f"against the {vae}. A difference is called a tie when it is under {TIE_REL:.0%} of the larger value or, "
+        f"where a standard error is known, under {TIE_SE:g} combined standard errors.\n\n")
+    if short:
+        text += (f"**Too short to show a finding** ({'; '.join(short)}): the numbers below only show that the "
+                 "experiment runs; no sentence here names a winner.\n\n")
+
+    def verdict(f: dict[str, Any]) -> str:
+        if short:
+            return ""
+        if f["verdict"] == "tie":
+            return ": a tie"
+        winner = vae if f["verdict"] == "VAE" else "the AE"
+        return f": {winner} is better ({f['factor']:.2f}×)"
+
+    comp = {(f["site"], f["measure"]): f for f in findings if f["section"] == "completeness"}
+    text += "**Completeness** (prior samples decode to plausible images; lower FID and higher confidence are better)"
+    for site in ("AE at N(0, I)", "AE at a Gaussian fitted to its codes"):
+        fid, conf = comp[site, "domain_fid"], comp[site, "max_prob"]
+        text += (f" — {vae} at N(0, I) vs {site}: domain FID {fid['vae']:.3g} vs {fid['ae']:.3g}{verdict(fid)}; "
+                 f"classifier confidence {conf['vae']:.3f} vs {conf['ae']:.3f}{verdict(conf)}")
+    text += (". (The fitted Gaussian is an ex-post density, not part of the AE.)\n\n"
+             f"**Continuity** (nearby codes decode to similar images; `aekit.evaluate.continuity`): at each decode "
+             f"site {cfg.n_perturb} codes are moved by δ · sd ⊙ (√d · u), u a random unit direction and sd the "
+             f"model's aggregate codes' per-dimension standard deviation (so both latent scales are comparable), "
+             f"δ ∈ {{{', '.join(f'{d:g}' for d in cfg.deltas)}}}; the decoded change is divided by the mean "
+             f"distance between two random test images ({ref_dist['pixel']:.3g} in pixels, "
+             f"{ref_dist['feature']:.3g} in the classifier's features): 0 = no change, 1 = as different as two "
+             "random images; label flips = share of perturbations that change the classifier's label. Lower = "
+             f"more continuous; values are {vae} vs AE, the factor is the larger over the smaller.\n")
+    if not short:
+        for title, vae_site, _ in CONTINUITY_SITES:
+            text += f"\n- *{title.capitalize()}*:"
+            for m, words in CONTINUITY_MEASURES.items():
+                sub = [f for f in findings if f["section"] == "continuity" and f["site"] == vae_site
+                       and f["measure"] == m]
+                text += f" {words}: {_continuity_sentence(sub, vae)};"
+            text = text.rstrip(";") + "."
+        text += "\n"
+    text += "\n" + markdown_table(cont_rows) + "\n"
+    text += (
+        f"**Path diagnostics** (reported, not the continuity measure: how *evenly* a straight path between two "
+        f"test codes changes, {cfg.n_paths} paths of {cfg.path_steps} steps): largest decoded step / mean step "
+        f"{v['path_step_ratio']:.3f} for the {vae} vs {a['path_step_ratio']:.3f} for the AE in pixels, "
+        f"{v['path_feature_step_ratio']:.3f} vs {a['path_feature_step_ratio']:.3f} in the classifier's features "
+        f"(1 = perfectly even); mean classifier entropy along the paths {v['path_entropy']:.3f} vs "
+        f"{a['path_entropy']:.3f} nats (lower = images that look like a class). "
+        f"({elapsed:.0f} s in total.)" + _collapse_note(f"The {vae}", v) + _tradeoff(cfg, r))
+    return text
 
 
 # ----------------------------------------------------------------------------------------------- beta-sweep
@@ -476,7 +649,13 @@ def beta_sweep(ctx: ExperimentContext) -> ExperimentResult:
     _plot_sweep(rows, ctx.out / "beta_sweep.png")
     figures.insert(0, "beta_sweep.png")
     extra["seconds"] = time.perf_counter() - t_all
-    summary = _beta_summary(data, cfg, rows, len(pool), extra["seconds"], extra["per_beta"])
+    steps = cfg.epochs * math.ceil(len(data.train) / cfg.batch_size)
+    extra["training_steps"] = steps
+    extra["too_short"] = short = [*(["a --quick smoke run"] if ctx.quick else []),
+                                  *([f"{steps:,} training steps per β (< {MIN_FINDING_STEPS:,})"]
+                                    if steps < MIN_FINDING_STEPS else [])]
+    extra["findings"] = findings = _beta_findings(rows)
+    summary = _beta_summary(data, cfg, rows, len(pool), extra["seconds"], extra["per_beta"], findings, short)
     return ExperimentResult("beta-sweep", rows, summary, figures, extra)
 
 
@@ -500,8 +679,35 @@ def _run_key(beta: float, seed: int) -> str:
     return f"{beta:g}" + (f"_seed{seed}" if seed else "")
 
 
+# beta-sweep: scores (0–1) within METRIC_TIE of each other are called a tie
+METRIC_TIE = 0.02
+
+
+def _beta_findings(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the beta-sweep summary states, as data: the β with the highest mean MIG and the β values within
+    ``METRIC_TIE`` of it; and per seed, β = 4 − β = 1 on MIG and the β-VAE score with the tie rule's verdict
+    ("ahead", "behind", "tie") and ``beats`` (ahead on both)."""
+    seeds = list(dict.fromkeys(r["seed"] for r in rows))
+    betas = list(dict.fromkeys(r["beta"] for r in rows))
+    by = {(r["beta"], r["seed"]): r for r in rows}
+    mig = {b: float(np.mean([by[b, s]["mig"] for s in seeds])) for b in betas}
+    top = max(mig.values())
+    out: dict[str, Any] = {"tie": METRIC_TIE, "mean_mig": {f"{b:g}": m for b, m in mig.items()},
+                           "top_mig": [b for b in betas if top - mig[b] <= METRIC_TIE], "per_seed": []}
+    if 1.0 in betas and 4.0 in betas:
+        for s in seeds:
+            f: dict[str, Any] = {"seed": s}
+            for m in ("mig", "beta_vae"):
+                d = float(by[4.0, s][m]) - float(by[1.0, s][m])
+                f[m] = {"diff": d, "verdict": "ahead" if d > METRIC_TIE else "behind" if d < -METRIC_TIE else "tie"}
+            f["beats"] = f["mig"]["verdict"] == f["beta_vae"]["verdict"] == "ahead"
+            out["per_seed"].append(f)
+    return out
+
+
 def _beta_summary(data: Dataset, cfg: BetaSweepConfig, rows: list[dict[str, Any]], n_pool: int,
-                  elapsed: float, per_beta: dict[str, dict[str, Any]]) -> str:
+                  elapsed: float, per_beta: dict[str, dict[str, Any]], findings: dict[str, Any],
+                  short: list[str]) -> str:
     seeds = list(dict.fromkeys(r["seed"] for r in rows))
     betas = list(dict.fromkeys(r["beta"] for r in rows))
     by = {(r["beta"], r["seed"]): r for r in rows}
@@ -524,26 +730,43 @@ def _beta_summary(data: Dataset, cfg: BetaSweepConfig, rows: list[dict[str, Any]
                  else f"the same seed {seeds[0]} for every β")
     text = (f"β-VAEs ({arch}, latent {cfg.latent_dim}, Bernoulli, {cfg.epochs} epochs, batch {cfg.batch_size}, "
             f"lr {cfg.lr:g}, {seed_text}) on {size:,} {data.name} images; metrics on the posterior means of {n_pool} "
-            f"held-out test images. ")
-    best = max(betas, key=lambda b: float(values(b, "mig").mean()))
-    text += f"Highest {'mean ' if several else ''}MIG at β = {best:g} ({show(best, 'mig')}). "
+            f"held-out test images. Scores (0–1) within {METRIC_TIE:g} of each other are called a tie. ")
+    if short:
+        text += (f"**Too short to show a finding** ({'; '.join(short)}): the numbers only show that the sweep runs; "
+                 "no β is said to be better. ")
+    collapsed = [b for b in betas if values(b, "active_units").min() == 0]
+    if collapsed:
+        text += (f"β = {', '.join(f'{b:g}' for b in collapsed)} has 0 active units with "
+                 f"{'a' if several else 'its'} seed (collapsed: the decoder ignores z, so its scores measure noise). ")
+    top = findings["top_mig"]
+    mean = "mean " if several else ""
+    if not short:
+        if len(top) == 1:
+            text += f"Highest {mean}MIG at β = {top[0]:g} ({show(top[0], 'mig')}). "
+        else:
+            text += (f"Highest {mean}MIG: a tie between β = {', '.join(f'{b:g}' for b in top)} "
+                     f"({', '.join(show(b, 'mig') for b in top)}). ")
     if 1.0 in betas and 4.0 in betas:
-        wins = [by[4.0, s]["mig"] > by[1.0, s]["mig"] and by[4.0, s]["beta_vae"] > by[1.0, s]["beta_vae"]
-                for s in seeds]
-        verdict = "beats" if all(wins) else "does NOT beat"
         text += (f"β = 4 vs β = 1: MIG {show(4.0, 'mig')} vs {show(1.0, 'mig')} ({diff('mig')}), β-VAE score "
                  f"{show(4.0, 'beta_vae')} vs {show(1.0, 'beta_vae')} ({diff('beta_vae')}), FactorVAE "
                  f"{show(4.0, 'factor_vae')} vs {show(1.0, 'factor_vae')}, DCI disentanglement "
-                 f"{show(4.0, 'dci_disentanglement')} vs {show(1.0, 'dci_disentanglement')}; at the price of the "
-                 f"ELBO ({show(4.0, 'elbo', 2)} vs {show(1.0, 'elbo', 2)} nats) with KL {show(4.0, 'kl', 2)} vs "
-                 f"{show(1.0, 'kl', 2)} nats and {show(4.0, 'active_units', 1 if several else 0)} vs "
+                 f"{show(4.0, 'dci_disentanglement')} vs {show(1.0, 'dci_disentanglement')}; ELBO "
+                 f"{show(4.0, 'elbo', 2)} vs {show(1.0, 'elbo', 2)} nats, KL {show(4.0, 'kl', 2)} vs "
+                 f"{show(1.0, 'kl', 2)} nats, {show(4.0, 'active_units', 1 if several else 0)} vs "
                  f"{show(1.0, 'active_units', 1 if several else 0)} active units. ")
-        if several:
-            lost = [str(s) for s, w in zip(seeds, wins) if not w]
-            text += (f"β = 4 beats β = 1 on both MIG and the β-VAE score with {sum(wins)} of {len(seeds)} seeds"
-                     + (f" (not with seed {', '.join(lost)})" if lost else "") + ". ")
-        else:
-            text += f"β = 4 {verdict} β = 1 on MIG and the β-VAE score. "
+        per_seed = findings["per_seed"]
+        wins = [f["beats"] for f in per_seed]
+        if not short:
+            if several:
+                lost = [str(f["seed"]) for f in per_seed if not f["beats"]]
+                text += (f"β = 4 beats β = 1 on both MIG and the β-VAE score (by more than {METRIC_TIE:g}) with "
+                         f"{sum(wins)} of {len(seeds)} seeds" + (f" (not with seed {', '.join(lost)})" if lost else "")
+                         + ". ")
+            else:
+                f = per_seed[0]
+                text += (f"β = 4 {'beats' if f['beats'] else 'does NOT beat'} β = 1 on both MIG and the β-VAE score "
+                         f"by more than {METRIC_TIE:g} (MIG: {f['mig']['verdict']}, β-VAE score: "
+                         f"{f['beta_vae']['verdict']}). ")
 
         def per_factor(beta: float) -> str:
             scores = per_beta[_run_key(beta, seeds[0])]["beta_vae_per_factor"]
@@ -553,7 +776,7 @@ def _beta_summary(data: Dataset, cfg: BetaSweepConfig, rows: list[dict[str, Any]
         text += (f"β-VAE score per fixed factor ({names}{f', seed {seeds[0]}' if several else ''}): "
                  f"β = 4 {per_factor(4.0)}, β = 1 {per_factor(1.0)}. ")
         steps = cfg.epochs * math.ceil(len(data.train) / cfg.batch_size)
-        if verdict != "beats" and steps < LONG_RUN_STEPS:
+        if (short or not all(wins)) and steps < LONG_RUN_STEPS:
             text += (f"These runs took {steps:,} steps each; β-VAE papers train 300k or more, and on dSprites "
                      f"aekit's β = 4 beat β = 1 on both scores after {LONG_RUN_STEPS:,} with seed 0, and on MIG "
                      "only with seed 1 (`--set subsample=400000 --set bf16=true --epochs 28`, notes/issue-4.md). ")
