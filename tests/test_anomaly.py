@@ -146,3 +146,8 @@ def test_one_class_experiment_quick(tmp_path):
     assert float(rows[-1]["pca"]) > 0.8  # digits 0 and 1 are easy for PCA
     summary = (out / "summary.md").read_text()
     assert "Mean AUROC over 2 classes" in summary and (out / "one_class_auroc.png").exists()
+    # the summary names a best method only where its mean AUROC leads the runner-up's by ≥ 0.01
+    means = sorted(((float(rows[-1][m]), m) for m in ("pca", "ae", "vae")), reverse=True)
+    label = {"pca": "PCA", "ae": "AE", "vae": "VAE (−ELBO)"}[means[0][1]]
+    assert (f"{label} detects best:" in summary) == (means[0][0] - means[1][0] >= 0.01)
+    assert (f"{label} detects best:" in summary) != ("too short to tell" in summary)

@@ -4,6 +4,7 @@ import csv
 import importlib
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -280,6 +281,20 @@ def test_denoising_run_saves_its_corruption(tmp_path):
 # ----------------------------------------------------------------------------------------------- experiments
 
 
+def stated(summary, claim):
+    """Whether ``summary`` has a sentence stating ``claim`` (one that begins with it)."""
+    claim = claim[:1].upper() + claim[1:]
+    return re.search(r"(^|  |\n)" + re.escape(claim), summary) is not None
+
+
+def consistent(summary, claim, holds):
+    """A quick run's summary states ``claim`` exactly when its numbers meet the threshold, and otherwise says
+    that the run is too short to tell."""
+    assert stated(summary, claim) == holds, (claim, holds, summary)
+    if not holds:
+        assert "too short to tell whether " + claim in summary, summary
+
+
 def _experiment(name, tmp_path, **options):
     ctx = ExperimentContext(data="digits", out=tmp_path / name, quick=True, progress=False,
                             options={k: str(v) for k, v in options.items()})
@@ -297,6 +312,8 @@ def test_experiment_pca_vs_ae(tmp_path):
     assert lin["ratio_to_pca"] == pytest.approx(1.0, abs=0.05)  # the linear AE learns PCA's error
     assert 0 <= lin["max_principal_angle_deg"] <= 90 and math.isfinite(deep["test_sse_per_image"])
     assert "reconstructions.png" in r.figures and "principal angle" in r.summary
+    consistent(r.summary, "the linear AE's decoder spans PCA's subspace", lin["max_principal_angle_deg"] < 5)
+    consistent(r.summary, "the linear AE reaches PCA's error", abs(lin["ratio_to_pca"] - 1) <= 0.03)
 
 
 def test_experiment_code_size(tmp_path):
@@ -305,6 +322,11 @@ def test_experiment_code_size(tmp_path):
     pca = [row["pca_test_sse_per_image"] for row in r.rows]
     assert pca[0] > pca[1] > pca[2] and pca[2] < 1e-6  # PCA with every component is exact
     assert all(row["ae_test_sse_per_image"] > 0 for row in r.rows)
+    assert stated(r.summary, "PCA is exact at code size = input size (64)")
+    ae = [row["ae_test_sse_per_image"] for row in r.rows]
+    consistent(r.summary, "the AE approaches the identity at code size 64", ae[-1] < 0.05 * ae[0])
+    below = [row["code_size"] for row in r.rows if row["ae_test_sse_per_image"] < row["pca_test_sse_per_image"]]
+    assert f"below PCA's at code sizes {', '.join(map(str, below)) or 'none'} of 2, 8, 64" in r.summary
 
 
 def test_experiment_sparsity(tmp_path):
@@ -314,6 +336,10 @@ def test_experiment_sparsity(tmp_path):
     assert inactive == sorted(inactive) and inactive[-1] > inactive[0]
     assert l1[-1]["test_sse_per_image"] > l1[0]["test_sse_per_image"]
     assert any(f.startswith("filters_") for f in r.figures)
+    # both rise in these numbers (asserted above): the summary must say so
+    assert stated(r.summary, "the share of inactive activations rises with the L1 weight")
+    assert stated(r.summary, "the test error rises with the L1 weight") == (
+        [row["test_sse_per_image"] for row in l1] == sorted(row["test_sse_per_image"] for row in l1))
 
 
 def test_experiment_stacked(tmp_path):
@@ -322,6 +348,8 @@ def test_experiment_stacked(tmp_path):
                                                 "from scratch"]
     assert all(math.isfinite(row["test_sse_per_image"]) and row["test_sse_per_image"] > 0 for row in r.rows)
     assert len(r.extra["stages"]) == 4  # three hidden layers and the code
+    g, s = r.rows[1]["test_sse_per_image"], r.rows[2]["test_sse_per_image"]
+    consistent(r.summary, "greedy pretraining + fine-tuning beats training from scratch", (s - g) / s > 0.05)
 
 
 def test_experiment_denoising(tmp_path):
@@ -329,6 +357,8 @@ def test_experiment_denoising(tmp_path):
     assert [row["corruption"] for row in r.rows] == ["mask:0.5", "gaussian:0.3"]
     for row in r.rows:
         assert row["ae_sse_corrupted"] > 0 and row["dae_sse_corrupted"] > 0
+        c = row["corruption"]
+        consistent(r.summary, f"training on {c} lowers the error on {c} inputs", row["improvement_pct"] >= 5)
 
 
 def test_experiment_options_are_validated(tmp_path):

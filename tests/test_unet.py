@@ -288,3 +288,8 @@ def test_skip_vs_noskip_quick(tmp_path):
     for f in ("results.csv", "results.md", "summary.md", "skip_vs_noskip.png"):
         assert (tmp_path / f).exists()
     assert "boundary F1" in result.summary
+    # the finding (and its explanation) only where the numbers show it: 1 − BF without skips ≥ 1.2× the U-Net's
+    skip, plain = result.rows
+    blurred = 1 - plain["boundary_f1"] >= 1.2 * (1 - skip["boundary_f1"]) and plain["boundary_f1"] < 1
+    assert ("Without skip connections the outlines come back blurred:" in result.summary) == blurred
+    assert ("bottleneck" in result.summary) == blurred and ("too short to tell" in result.summary) != blurred

@@ -115,6 +115,41 @@ def enough_steps(cfg: Any, ctx: ExperimentContext, n_train: int) -> Any:
     return dataclasses.replace(cfg, **changed)
 
 
+def steps_of(n_train: int, batch_size: int, epochs: int) -> int:
+    """Optimiser steps of a training run: batches per epoch × epochs."""
+    return math.ceil(n_train / batch_size) * epochs
+
+
+def too_short(ctx: ExperimentContext, done: int | None = None, needed: int = MIN_STEPS,
+              unit: str = "optimiser steps") -> str:
+    """Why a run is too short to show a finding that needs ``needed`` ``unit`` ("" when it is long enough):
+    a ``--quick`` smoke run, or ``done`` < ``needed``.  Pass it as ``short`` to :func:`finding`."""
+    if ctx.quick:
+        return "a --quick smoke run"
+    if done is not None and done < needed:
+        return f"{done:,} {unit}, fewer than the {needed:,} the finding needs"
+    return ""
+
+
+def finding(claim: str, holds: bool, evidence: str, *, negation: str, short: str = "") -> str:
+    """One summary sentence that states a finding only where its own numbers show it.
+
+    ``holds`` is the finding's test against a threshold that ``evidence`` (the numbers) states, e.g.
+    ``finding("the decoder spans PCA's subspace", angle < 5, f"largest angle {angle:.1f}° (threshold 5°)",
+    negation="the decoder does not span PCA's subspace")``.  Where the numbers fall short of the threshold the
+    sentence is ``negation``, or, when the run is too short to show the finding (``short``, from
+    :func:`too_short`), "This run is too short to tell whether …" instead: a smoke run neither confirms nor
+    refutes a claim that needs a converged model.
+    """
+    if holds:
+        text = f"{claim}: {evidence}"
+    elif short:
+        text = f"this run ({short}) is too short to tell whether {claim}: {evidence}"
+    else:
+        text = f"{negation}: {evidence}"
+    return text[:1].upper() + text[1:] + "."
+
+
 def fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -146,7 +181,17 @@ def run_experiment(name: str, ctx: ExperimentContext) -> ExperimentResult:
     _load_all()
     experiment = EXPERIMENTS.get_entry(name)
     ctx.out.mkdir(parents=True, exist_ok=True)
-    result = experiment(ctx)
+    if ctx.quick:  # tiny models: one thread is many times faster than two contending ones (a loaded 2-core CPU)
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            result = experiment(ctx)
+        finally:
+            torch.set_num_threads(threads)
+    else:
+        result = experiment(ctx)
     result.write(ctx.out)
     return result
 
