@@ -283,3 +283,24 @@ def test_tcvae_trains_through_the_registry_with_n_from_the_data(tmp_path):
     assert run.model.config.tc_dataset_size == len(data.train)
     assert aekit.load(tmp_path / "t").config.tc_dataset_size == len(data.train)
     assert {"mi", "tc", "dim_kl", "elbo"} <= set(run.evaluation)
+
+
+@pytest.mark.slow
+def test_contractive_experiment_quick(tmp_path):
+    from aekit.experiments import ExperimentContext, run_experiment
+
+    result = run_experiment("contractive", ExperimentContext(data="digits", out=tmp_path, quick=True, progress=False))
+    lams = [r["lambda"] for r in result.rows]
+    assert lams == sorted(lams) and lams[0] == 0
+    # the experiment's Jacobian (one VJP per unit) is the exact one: the closed form of the run's own loss term
+    run = aekit.load_run(tmp_path / "runs" / f"lambda-{lams[-1]:g}")
+    x = aekit.data.to_float(aekit.data.load_data(aekit.DataConfig("digits")).test.x[:50])
+    from aekit.experiments.contractive import jacobian_sq_frobenius
+
+    run.model.eval()
+    with torch.no_grad():
+        term = run.model.loss(Batch(x)).terms["jacobian_sq_frobenius"].item()
+    assert jacobian_sq_frobenius(run.model, x).mean().item() == pytest.approx(term, rel=1e-4)
+    assert (tmp_path / "summary.md").exists() and (tmp_path / "contractive.png").exists()
+    for r in result.rows:
+        assert r["test_jacobian_sq_frobenius"] > 0 and math.isfinite(r["test_sse_per_image"])
