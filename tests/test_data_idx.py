@@ -358,3 +358,138 @@ def test_download_sha256(server, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="checksum mismatch"):
         download(url + "blob", dest / "other", sha256="ab" * 32)
     assert sorted(p.name for p in dest.iterdir()) == ["blob"]
+
+
+# ------------------------------------------------------------------------------ resumed and bounded downloads
+
+
+class _RangeHandler(http.server.BaseHTTPRequestHandler):
+    """``/blob`` (honours ``Range`` when ``ranges``), ``/cut`` (announces the blob, sends half and hangs up),
+    ``/endless`` (a chunked body that never ends).  Every request's ``Range`` header is recorded."""
+
+    blob = b""
+    ranges = True
+    seen: list[str | None] = []
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        type(self).seen.append(self.headers.get("Range"))
+        blob = type(self).blob
+        if self.path == "/endless":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"x" * 4096
+            try:
+                while True:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            except OSError:  # the client stopped reading
+                return
+        if self.path == "/cut":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(blob)))
+            self.end_headers()
+            self.wfile.write(blob[: len(blob) // 2])
+            self.close_connection = True
+            return
+        start = 0
+        m = self.headers.get("Range")
+        if m and type(self).ranges and m.startswith("bytes=") and m.endswith("-"):
+            start = int(m[len("bytes="):-1])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(blob) - 1}/{len(blob)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(blob) - start))
+        self.end_headers()
+        self.wfile.write(blob[start:])
+
+
+@pytest.fixture
+def range_server() -> Iterator[tuple[str, type[_RangeHandler]]]:
+    handler = type("Handler", (_RangeHandler,), {"blob": bytes(range(256)) * 400, "ranges": True, "seen": []})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/", handler
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def test_download_resumes_a_partial_file(range_server, tmp_path: Path) -> None:
+    url, handler = range_server
+    blob = handler.blob
+    (tmp_path / ".blob.part").write_bytes(blob[:40000])  # what a killed download left
+    out = download(url + "blob", tmp_path / "blob", sha256=hashlib.sha256(blob).hexdigest())
+    assert out.read_bytes() == blob
+    assert handler.seen == ["bytes=40000-"]  # only the rest was asked for
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blob"]
+
+
+def test_download_restarts_when_the_server_ignores_range(range_server, tmp_path: Path) -> None:
+    url, handler = range_server
+    handler.ranges = False
+    (tmp_path / ".blob.part").write_bytes(b"stale bytes of something else")
+    out = download(url + "blob", tmp_path / "blob", md5=hashlib.md5(handler.blob).hexdigest())
+    assert out.read_bytes() == handler.blob
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blob"]
+
+
+def test_a_cut_download_keeps_its_part_and_the_retry_resumes_it(range_server, tmp_path: Path) -> None:
+    url, handler = range_server
+    sha = hashlib.sha256(handler.blob).hexdigest()
+    with pytest.raises(DataError, match="cut short .* retry to resume") as e:
+        download(url + "cut", tmp_path / "blob", sha256=sha, timeout=10)
+    assert "\n" not in str(e.value)
+    half = len(handler.blob) // 2
+    assert (tmp_path / ".blob.part").read_bytes() == handler.blob[:half]
+    assert download(url + "blob", tmp_path / "blob", sha256=sha).read_bytes() == handler.blob
+    assert handler.seen[-1] == f"bytes={half}-"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blob"]
+
+
+def test_a_resumed_file_with_a_wrong_checksum_is_removed(range_server, tmp_path: Path) -> None:
+    url, handler = range_server
+    (tmp_path / ".blob.part").write_bytes(b"\0" * 1000)  # a corrupt start: the whole file fails the checksum
+    with pytest.raises(DataError, match="checksum mismatch"):
+        download(url + "blob", tmp_path / "blob", sha256=hashlib.sha256(handler.blob).hexdigest())
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its part: the next attempt starts clean
+
+
+def test_an_endless_body_stops_at_the_size_cap(range_server, tmp_path: Path) -> None:
+    url, _ = range_server
+    with pytest.raises(DataError, match=r"more than the 100000 bytes expected at most") as e:
+        download(url + "endless", tmp_path / "f.gz", md5="0" * 32, max_bytes=100_000, timeout=10)
+    assert "\n" not in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_announced_oversized_body_is_refused_before_reading(range_server, tmp_path: Path) -> None:
+    url, handler = range_server
+    with pytest.raises(DataError, match=rf"is {len(handler.blob)} bytes, more than the 1000 expected"):
+        download(url + "blob", tmp_path / "blob", max_bytes=1000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_partial_files_of_older_versions_are_removed(range_server, tmp_path: Path) -> None:
+    url, handler = range_server
+    (tmp_path / ".blob.k2j_x9ab.part").write_bytes(b"x" * 100)  # mkstemp-named: never resumable
+    download(url + "blob", tmp_path / "blob")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blob"]
+
+
+def test_the_checksum_error_is_reported_once(server, clean_env: Path, monkeypatch: pytest.MonkeyPatch,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    url, root = server
+    _serve_mnist(root, monkeypatch)
+    monkeypatch.setitem(idx_mod.MD5["mnist"], "t10k-images-idx3-ubyte.gz", "0" * 32)
+    monkeypatch.setitem(idx_mod.MIRRORS, "mnist", [url + "ok/"])
+    with caplog.at_level("WARNING"), pytest.raises(DataError, match="checksum mismatch"):
+        load_data(DataConfig(spec="mnist"))
+    assert not [r for r in caplog.records if "checksum mismatch" in r.getMessage()]  # the error is the one line

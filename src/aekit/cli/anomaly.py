@@ -13,10 +13,9 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from ..errors import ConfigError
-from ._common import add_data_flags, dataset_for
+from ._common import add_data_flags, check_out_file, dataset_for
 
 log = logging.getLogger("aekit")
 
@@ -51,9 +50,7 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     from ..train.checkpoint import atomic_write_text
     from ..viz.anomaly import plot_score_histogram
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".csv":
-        raise ConfigError(f"--out {args.out}: write a .csv file, e.g. --out scores.csv")
+    out = check_out_file(args.out, (".csv",), also=(".png", ".json"))  # before any work
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be ≥ 1")
     get_score(args.score)  # an unknown score fails before the run is loaded

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
-from ..errors import AekitError
-from ._common import add_data_flags, dataset_for
+from ._common import add_data_flags, check_out_file, dataset_for, write_npy
 
 log = logging.getLogger("aekit")
 
@@ -22,24 +20,24 @@ def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
 def cmd_encode(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ..fileio import atomic_path
     from ..latent import encode_all
     from ..train import load_run
 
-    out = Path(args.out)
-    if out.suffix not in (".npy", ".csv"):
-        raise AekitError(f"--out {args.out}: use a .npy or .csv file name")
+    out = check_out_file(args.out, (".npy", ".csv"))  # before any work
     run = load_run(args.run)
     s = dataset_for(run, args).split(args.split)
     codes = encode_all(run.model, s.x).numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npy":
-        np.save(out, codes)
+    if out.suffix.lower() == ".npy":
+        write_npy(out, codes)
     else:
         header = ",".join(f"z{j}" for j in range(codes.shape[1]))
         table = codes
         if s.y is not None and s.y.ndim == 1:  # class labels (not segmentation masks)
             header += ",label"
             table = np.concatenate([codes, s.y.numpy()[:, None].astype(codes.dtype)], axis=1)
-        np.savetxt(out, table, delimiter=",", header=header, comments="", fmt="%.7g")
+        with atomic_path(out) as tmp:
+            np.savetxt(tmp, table, delimiter=",", header=header, comments="", fmt="%.7g")
     log.info("wrote %d codes of dimension %d to %s", codes.shape[0], codes.shape[1], out)
     return 0

@@ -6,8 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ..errors import ConfigError
 from ..fileio import dumps_json
 from ._common import add_data_flags, dataset_for
+
+MAX_IWAE_DECODES = 10**10  # samples × K decoder passes of --iwae-samples; 5000 × 10,000 test images is 5e7
 
 
 def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
@@ -26,9 +29,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate
     from ..train import load_run
 
+    if args.iwae_samples is not None and args.iwae_samples < 1:
+        raise ConfigError(f"--iwae-samples {args.iwae_samples}: give K ≥ 1 importance samples, e.g. 5000")
     run = load_run(args.run)
-    result = evaluate(run.model, dataset_for(run, args), args.split, iwae_samples=args.iwae_samples,
-                      corruption=args.corruption)
+    data = dataset_for(run, args)
+    if args.iwae_samples is not None:
+        n = len(data.split(args.split))
+        if args.iwae_samples * n > MAX_IWAE_DECODES:
+            raise ConfigError(f"--iwae-samples {args.iwae_samples}: {n} {args.split} samples × {args.iwae_samples} "
+                              f"importance samples are more than {MAX_IWAE_DECODES:.0e} decoder passes (a day or "
+                              f"more of compute); use --iwae-samples {max(1, MAX_IWAE_DECODES // n)} or fewer "
+                              "(Burda et al. 2016 use 5000)")
+    result = evaluate(run.model, data, args.split, iwae_samples=args.iwae_samples, corruption=args.corruption)
     result = {"run": str(args.run), "model": run.model_name, **result}
     if args.json:  # standard JSON: a non-finite figure is null, never NaN
         sys.stdout.write(dumps_json(result) + "\n")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 log = logging.getLogger("aekit")
 
@@ -54,8 +53,9 @@ def _parse_set(items: list[str]) -> dict[str, str]:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     from ..experiments import ExperimentContext, run_experiment
+    from ._common import check_out_dir
 
-    ctx = ExperimentContext(data=args.data, out=Path(args.out), quick=args.quick, epochs=args.epochs,
+    ctx = ExperimentContext(data=args.data, out=check_out_dir(args.out), quick=args.quick, epochs=args.epochs,
                             seed=args.seed, progress=not getattr(args, "quiet", False),
                             options=_parse_set(args.set or []))
     result = run_experiment(args.name, ctx)

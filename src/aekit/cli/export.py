@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 
 from ..errors import ConfigError
+from ._common import check_out_dir
 
 log = logging.getLogger("aekit")
 
@@ -26,6 +27,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if not args.onnx:
         raise ConfigError("aekit export needs a format: --onnx DIR")
+    check_out_dir(args.onnx, flag="--onnx")  # before any work
     run = load_run(args.run)
     manifest = export_onnx(run.model, args.onnx, model_name=run.model_name, exporter=args.exporter,
                            opset=args.opset, check=not args.no_check)

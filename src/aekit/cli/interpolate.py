@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 
 from ..errors import AekitError
-from ._common import add_data_flags, check_png, dataset_for
+from ._common import add_data_flags, check_out_file, check_outputs, check_png, dataset_for
 
 log = logging.getLogger("aekit")
 
@@ -28,7 +28,9 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     from ..train import load_run
     from ..viz.plots import plot_interpolation
 
+    check_out_file(args.out, (".png",))  # before any work
     run = load_run(args.run)
+    check_outputs(max(2, args.steps), run.model.input_shape, "--steps", png=True)
     s = dataset_for(run, args).split(args.split)
     for name, i in (("--a", args.a), ("--b", args.b)):
         if not 0 <= i < len(s):

@@ -6,7 +6,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from ._common import add_data_flags, check_png, dataset_for
+from ._common import add_data_flags, check_out_file, check_outputs, check_png, dataset_for
 
 log = logging.getLogger("aekit")
 
@@ -25,7 +25,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from ..train import load_run
     from ..viz.plots import plot_reconstructions
 
+    check_out_file(args.out, (".png",))  # before any work
     run = load_run(args.run)
+    check_outputs(max(1, args.n), run.model.input_shape, "-n", png=True)
     s = dataset_for(run, args).split(args.split)
     x = to_float(s.x[: max(1, args.n)])
     with torch.no_grad():

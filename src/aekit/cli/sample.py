@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 
 from ..errors import AekitError
-from ._common import check_png
+from ._common import check_out_file, check_outputs, write_npy
 
 log = logging.getLogger("aekit")
 
@@ -20,20 +20,22 @@ def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from ..latent import sample
     from ..train import load_run
 
+    out = check_out_file(args.out, (".png", ".npy"))  # before any work
     if args.n < 1:
         raise AekitError("-n must be at least 1")
     run = load_run(args.run)
-    x = sample(run.model, args.n, seed=args.seed)  # a model without a prior says so in one line
-    if args.out.endswith(".npy"):
-        np.save(args.out, x.cpu().numpy())
+    run.model.require("generative", "sampling")  # a model without a prior says so in one line
+    check_outputs(args.n, run.model.input_shape, "-n", png=out.suffix.lower() == ".png")
+    x = sample(run.model, args.n, seed=args.seed)
+    if out.suffix.lower() == ".npy":
+        write_npy(out, x.cpu().numpy())
     else:
         from ..viz.plots import plot_samples
 
-        plot_samples(x, check_png(args.out))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        plot_samples(x, out)
     log.info("wrote %s", args.out)
     return 0

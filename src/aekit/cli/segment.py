@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import AekitError
+from ._common import check_out_dir
 
 log = logging.getLogger("aekit")
 
@@ -35,14 +36,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from ..train import load_run
     from ..viz.segmentation import save_mask_png, save_overlay_png
 
+    out = check_out_dir(args.out)  # before any work
     run = load_run(args.run)
     model = run.model
     if not model.supervised:
         raise AekitError(f"run {args.run} is a {run.model_name}, not a segmentation model: train one with "
                          "`aekit train --model unet --data cells`")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise AekitError(f"--out {out} is a file: choose a directory")
     paths = [Path(p) for p in args.images]
     stems = [p.stem for p in paths]
     dup = next((s for s in stems if stems.count(s) > 1), None)

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 
 from ..errors import AekitError
-from ._common import add_data_flags, check_png, dataset_for
+from ._common import MAX_FIGURE_IMAGES, add_data_flags, check_out_file, check_outputs, check_png, dataset_for
 
 log = logging.getLogger("aekit")
 
@@ -29,7 +29,16 @@ def cmd_traverse(args: argparse.Namespace) -> int:
     from ..train import load_run
     from ..viz.traversal import traversal_figure
 
+    check_out_file(args.out, (".png",))  # before any work
+    if args.steps < 2:
+        raise AekitError(f"--steps must be at least 2, got {args.steps}")
     run = load_run(args.run)
+    rows = max(1, run.model.latent_dim if args.dims is None else min(args.dims, run.model.latent_dim))
+    if rows * args.steps > MAX_FIGURE_IMAGES:
+        raise AekitError(f"--steps {args.steps}: {rows} rows of {args.steps} images are more than the "
+                         f"{MAX_FIGURE_IMAGES} a PNG figure holds; use --steps {max(2, MAX_FIGURE_IMAGES // rows)} or "
+                         "fewer (or --dims N)")
+    check_outputs(rows * args.steps, run.model.input_shape, "--steps", png=False)
     if len(run.model.input_shape) not in (2, 3):
         raise AekitError(f"aekit traverse draws images; run {args.run} was trained on table data "
                          f"{run.model.input_shape}: use `aekit encode` and plot the codes instead")
@@ -39,8 +48,6 @@ def cmd_traverse(args: argparse.Namespace) -> int:
                          f"(0..{len(s) - 1})")
     if args.dims is not None and args.dims < 1:
         raise AekitError(f"--dims must be at least 1, got {args.dims}")
-    if args.steps < 2:
-        raise AekitError(f"--steps must be at least 2, got {args.steps}")
     if not args.span > 0:
         raise AekitError(f"--span must be > 0, got {args.span}")
     out = check_png(args.out)

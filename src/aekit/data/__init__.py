@@ -99,5 +99,26 @@ def load_data(cfg: DataConfig | str) -> Dataset:
     if isinstance(cfg, str):
         cfg = DataConfig(spec=cfg)
     name, arg = parse_spec(cfg.spec)
+    _check_generated_size(name, arg, cfg)
     loader: Callable = SOURCES[name]
     return loader(arg, cfg)
+
+
+def _check_generated_size(name: str, arg: str | None, cfg: DataConfig) -> None:
+    """Sources whose size follows from the options (``cells``, ``seg:`` resized by --image-size): refuse what
+    cannot fit in memory before generating or reading anything.  (``images:`` checks its own scan.)"""
+    from .stream import check_memory
+
+    fix = "pass a smaller --image-size (or --cells-count)"
+    if name == "cells":
+        side = cfg.image_size or 128
+        # uint8 image + mask per sample, plus one image's float64 working arrays while rendering
+        check_memory(cfg.cells_count * side * side * 2 + side * side * 64,
+                     f"--data cells with {cfg.cells_count} images of {side}×{side}", fix, error=DataError)
+    elif name == "seg" and arg and cfg.image_size:
+        try:
+            n = sum(1 for p in (Path(arg).expanduser() / "images").iterdir() if p.is_file())
+        except OSError:
+            return  # the loader reports a missing folder
+        check_memory(n * cfg.image_size**2 * 4, f"--data seg:{arg} with {n} images resized to "
+                     f"{cfg.image_size}×{cfg.image_size}", fix, error=DataError)

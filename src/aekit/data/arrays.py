@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import DataError
-from .base import DataConfig, Dataset, Source, make_dataset
+from .base import DataConfig, Dataset, Source, check_class_count, make_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,11 @@ Kind = Literal["image", "table"]
 # ------------------------------------------------------------------------------------------- conversion
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _check_finite(x: np.ndarray, desc: str) -> None:
+    """No NaN or inf, and (for wider floats) nothing beyond float32's range, which becomes inf in training."""
     if x.dtype.kind != "f":
         return
     bad = ~np.isfinite(x)
@@ -43,12 +47,20 @@ def _check_finite(x: np.ndarray, desc: str) -> None:
         raise DataError(
             f"{desc} contains {count} NaN/inf value(s), the first at index {first}: remove or impute them"
         )
+    if x.dtype.itemsize > 4 and x.size:
+        big = np.abs(x) > FLOAT32_MAX
+        if big.any():
+            first = tuple(int(i) for i in np.unravel_index(int(np.argmax(big.reshape(-1))), x.shape))
+            raise DataError(f"{desc} holds {int(big.sum())} value(s) beyond float32's range (±{FLOAT32_MAX:.3g}), "
+                            f"the first {float(x[first]):g} at index {first}: rescale the data")
 
 
 def as_features(x: np.ndarray, desc: str) -> tuple[Kind, np.ndarray]:
     """Classify ``x`` as a table (N, D) or uint8 images (N, C, H, W), converting where unambiguous."""
     if x.dtype.kind not in "biuf":
         raise DataError(f"{desc} has dtype {x.dtype}, not numbers: {_LAYOUT_HINT}")
+    if x.ndim >= 2 and 0 in x.shape[1:]:
+        raise DataError(f"{desc} has shape {x.shape}: its samples hold no values; {_LAYOUT_HINT}")
     if x.ndim == 2:
         _check_finite(x, desc)
         return "table", x
@@ -108,6 +120,8 @@ def encode_labels(ys: list[np.ndarray], desc: str) -> tuple[list[np.ndarray], tu
             classes = tuple(str(v) for v in values)
         else:
             ids = allv
+            if allv.size:
+                check_class_count(int(allv.max()), desc)
             classes = tuple(str(i) for i in range(int(allv.max()) + 1 if allv.size else 0))
     else:
         raise DataError(f"{desc} labels have dtype {allv.dtype}: provide integer class ids or class names")
@@ -157,9 +171,11 @@ def _load_error(path: Path, err: Exception, fmt: str) -> DataError:
         return DataError(f"{path} does not exist: check the path in --data {fmt}:FILE")
     if isinstance(err, IsADirectoryError):
         return DataError(f"{path} is a folder: use --data {fmt}:FILE with a .{fmt} file")
+    # numpy's own text for a non-.npy file suggests allow_pickle=True: loading pickles runs code, so not passed on
+    detail = "not a NumPy file, or one holding Python objects" if "pickle" in str(err) else str(err)
     return DataError(
-        f"cannot load {path} as .{fmt} ({err}): save numeric arrays with numpy.{'save' if fmt == 'npy' else 'savez'} "
-        "(object arrays / pickles are not supported)"
+        f"cannot load {path} as .{fmt} ({detail}): save numeric arrays with "
+        f"numpy.{'save' if fmt == 'npy' else 'savez'} (object arrays / pickles are not supported)"
     )
 
 
@@ -363,6 +379,13 @@ def read_csv(
         raise DataError(
             f"csv {path}: row {data_lines[r]}, column {names[feature_cols[c]]!r} is not a number "
             f"({str(features[r, c])!r}): clean the file or drop the column"
+        )
+    big = np.abs(x) > FLOAT32_MAX  # becomes inf in float32, the precision aekit trains in
+    if big.any():
+        r, c = (int(i) for i in np.argwhere(big)[0])
+        raise DataError(
+            f"csv {path}: row {data_lines[r]}, column {names[feature_cols[c]]!r} is {x[r, c]:g}, beyond float32's "
+            f"range (±{FLOAT32_MAX:.3g}): rescale the column"
         )
     labels = None
     if label_idx is not None:

@@ -17,6 +17,16 @@ import torch
 from ..config import check, opt
 from ..errors import DataError
 
+MAX_CLASSES = 100_000  # class ids are 0 … max label, one name each: a label of 2e9 is corruption, not a class
+
+
+def check_class_count(largest: int, where: str) -> None:
+    """Labels are class ids 0 … ``largest``: refuse more than :data:`MAX_CLASSES` classes (one name is built
+    for each) with a one-line DataError."""
+    if largest >= MAX_CLASSES:
+        raise DataError(f"labels in {where} go up to {largest}: aekit names one class per id from 0 to the largest, "
+                        f"at most {MAX_CLASSES} classes; renumber the labels 0 … K-1 (or give class names)")
+
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
@@ -199,6 +209,10 @@ def make_dataset(
         mean = torch.from_numpy(mean_np.astype(np.float32))
         std = torch.from_numpy(std_np.astype(np.float32))
         parts = {k: (((x - mean_np) / std_np).astype(np.float32), y) for k, (x, y) in parts.items()}
+        if not (np.isfinite(mean_np).all() and np.isfinite(std_np).all()) or not all(
+                np.isfinite(x).all() for x, _ in parts.values()):
+            raise DataError(f"{name!r} holds values too large to standardise in float32 (|x| up to "
+                            f"{float(np.abs(xt).max()):.3g}): rescale the columns (e.g. to thousands) first")
     splits = {}
     for k, (x, y) in parts.items():
         xt = torch.from_numpy(np.ascontiguousarray(x))

@@ -186,7 +186,7 @@ def load_dsprites(arg: str | None, cfg: DataConfig) -> Dataset:
     else:
         index = np.arange(N_IMAGES, dtype=np.int64)
     path = cache_path(cfg)
-    if path.exists() or len(index) == N_IMAGES:
+    if path.exists() or (len(index) == N_IMAGES and cfg.download):  # no cache written for a run's data
         if not path.exists():
             build_cache(path)
         bits = _from_cache(path, index)

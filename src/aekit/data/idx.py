@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+import math
 import os
 import zlib
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .base import DataConfig, Dataset, Source, make_dataset
+from .base import DataConfig, Dataset, Source, check_class_count, make_dataset
 from .download import download
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,9 @@ MD5: dict[str, dict[str, str]] = {
 SYSTEM_DATA_DIRS: list[Path] = [Path("/usr/share/datasets")]
 
 MIRROR_ENV_VARS = ("AEKIT_MNIST_MIRROR", "AEKIT_DATA_MIRROR")
+#: The most bytes one download of the family may send: its largest file (Fashion-MNIST's training images,
+#: 26.4 MB) with room to spare; a mirror sending more (an endless body) is stopped there.
+MAX_DOWNLOAD_BYTES = 64 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_DEFLATE_RATIO = 1100  # deflate cannot expand more than ~1032:1; bounds the payload of a .gz file
 
@@ -135,7 +139,7 @@ def _parse_idx(f: io.BufferedIOBase, where: str, file_size: int, compressed: boo
         raise DataError(f"{where} is truncated (its header of {ndim} dimensions is cut short): {redownload}")
     shape = tuple(int(d) for d in np.frombuffer(dims_raw, dtype=">u4"))
     header = 4 + 4 * ndim
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: dimensions of 2**31 do not overflow
     if not compressed and expected > file_size:
         raise DataError(f"{where} is truncated (expected {expected} bytes, got {file_size}): {redownload}")
     if compressed and expected > file_size * _MAX_DEFLATE_RATIO:
@@ -247,6 +251,7 @@ def load_idx_dir(
     if lo < 0:
         raise DataError(f"labels in {directory} include {lo}: class ids must be 0 or more, fix the label files")
     if classes is None:
+        check_class_count(hi, str(directory))
         classes = tuple(str(i) for i in range(hi + 1))
     elif hi >= len(classes):
         raise DataError(
@@ -299,12 +304,14 @@ def fetch(name: str, dest: Path) -> None:
     for base in missing:
         filename = f"{base}.gz"
         last: DataError | None = None
-        for url in urls:
+        for i, url in enumerate(urls):
             try:
-                download(url + filename, dest / filename, md5=checksums.get(filename), desc=f"{name} {filename}")
+                download(url + filename, dest / filename, md5=checksums.get(filename), desc=f"{name} {filename}",
+                         max_bytes=MAX_DOWNLOAD_BYTES)
                 break
             except DataError as e:
-                logger.warning("%s", e)
+                if i + 1 < len(urls):  # the last failure is the error itself: printed once, by the caller
+                    logger.warning("%s; trying the next mirror", e)
                 last = e
         else:
             assert last is not None
@@ -323,7 +330,8 @@ def load_named(name: str, cfg: DataConfig) -> Dataset:
         raise DataError(
             f"{name} files not found in {', '.join(str(d) for d in dirs)}: put the four IDX files "
             f"({', '.join(IDX_FILES.values())}, optionally .gz) in one of them or in a folder passed with "
-            "--data-dir, or allow downloading (drop --no-download)"
+            f"--data-dir, or allow downloading (drop --no-download; a run's recorded data is never downloaded: "
+            f"pass --data {name} to allow it)"
         )
     dest = Path(cfg.data_dir).expanduser() / name if cfg.data_dir else cache_dir(name)
     logger.info("%s not found locally; downloading into %s", name, dest)

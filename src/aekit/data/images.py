@@ -73,6 +73,10 @@ def load_image_dir(
     scan = scan_image_dir(directory, cfg)
     files, channels, (h, w), size, root = scan.files, scan.channels, scan.hw, scan.resize, scan.root
 
+    from .stream import check_memory
+
+    check_memory(scan.nbytes, f"reading {len(files)} images of {channels}×{h}×{w} pixels from {root}",
+                 "pass a smaller --image-size, or --memory-budget to stream them", error=DataError)
     # pass 2: pixels, written straight into one preallocated array
     x = np.empty((len(files), channels, h, w), dtype=np.uint8)
     for i, p in enumerate(files):

@@ -54,6 +54,33 @@ def parse_size(text: str) -> int:
     return size
 
 
+def physical_memory() -> int | None:
+    """This machine's physical memory in bytes (``os.sysconf``), or None where it cannot be read."""
+    try:
+        pages, page = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # Windows has no sysconf
+        return None
+    return pages * page if pages > 0 and page > 0 else None
+
+
+def format_bytes(n: float) -> str:
+    """``1.5e9`` → ``"1.5 GB"`` (decimal units, as --memory-budget reads them)."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def check_memory(nbytes: float, what: str, fix: str, *, error: type[Exception] = ConfigError) -> None:
+    """Refuse a request that needs more than this machine's physical memory: ``what`` needs ``nbytes``; the
+    one-line message names both sizes and ``fix``.  Called before the allocation, so a request that cannot run
+    fails at once instead of swapping or being killed."""
+    limit = physical_memory()
+    if limit is not None and nbytes > limit:
+        raise error(f"{what} would need about {format_bytes(nbytes)}, more than this machine's {format_bytes(limit)} of "
+                    f"memory: {fix}")
+
+
 def budget_of(cfg: DataConfig) -> int | None:
     budget = getattr(cfg, "memory_budget", None)
     return None if budget is None else parse_size(budget)

@@ -92,9 +92,34 @@ def registry_name_of(model: Autoencoder) -> str | None:
                  if type(model) is s.model_cls and type(model.config) is s.config_cls), None)
 
 
+def _parameter_bytes(model_cls: type[Autoencoder], config: Any) -> int | None:
+    """Bytes of the parameters and buffers ``model_cls(config)`` would allocate, counted on the meta device
+    (shapes only, nothing allocated); None when the model cannot be built there (the real build then reports)."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            probe = model_cls(config)
+    except Exception:  # noqa: BLE001 - only an estimate: any failure here is left to the real build
+        return None
+    tensors = [*probe.parameters(), *probe.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
 def build_model(name: str, config: Any) -> Autoencoder:
-    """Instantiate a registered model from its (resolved) config; the model remembers its registry name."""
-    model = get_spec(name).model_cls(config)
+    """Instantiate a registered model from its (resolved) config; the model remembers its registry name.
+
+    A model whose weights alone cannot fit in this machine's memory (``--hidden 1e11``) is refused with a
+    one-line ConfigError before anything is allocated."""
+    from ..data.stream import check_memory
+
+    spec = get_spec(name)
+    nbytes = _parameter_bytes(spec.model_cls, config)
+    if nbytes is not None:
+        shape = getattr(config, "input_shape", None)
+        check_memory(nbytes, f"the weights of model {name!r} (input {tuple(shape) if shape else '?'})",
+                     "choose smaller sizes (--hidden, --latent-dim, --channels, --image-size)")
+    model = spec.model_cls(config)
     model.registry_name = name
     return model
 
