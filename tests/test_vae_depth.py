@@ -344,11 +344,14 @@ def test_a_full_ae_vs_vae_summary_states_each_verdict_its_numbers_give():
                                  {"pixel": 1.0, "feature": 1.0}, _continuity_rows(continuity))
     assert "Too short" not in summary
     sample_part, codes_part = summary.split("*Where users sample")[1].split("*At the codes of test images*")
-    assert "pixel change, median: the VAE is more continuous at δ = 0.1 (0.1 vs 0.2, 2.00×); 0.5 (0.5 vs 1, 2.00×)" \
-        in sample_part
-    assert "label flips: the VAE is more continuous at δ = 0.1 (0.1 vs 0.3, 3.00×)" in sample_part
-    assert "is more continuous" not in codes_part.split("**Path")[0]  # equal numbers: ties only
-    assert "pixel change, median: a tie at δ = 0.1 (0.1 vs 0.1)" in codes_part
+    assert "the VAE is more continuous in 10 of 10 (measure, δ) comparisons, the AE in 0, 0 are ties" in sample_part
+    assert ("pixel change, median: the VAE is more continuous at every δ (0.1: 0.1 vs 0.2, 2.00×; 0.5: 0.5 vs 1, "
+            "2.00×)") in sample_part
+    assert "label flips: the VAE is more continuous at every δ (0.1: 0.1 vs 0.3, 3.00×" in sample_part
+    codes_part = codes_part.split("**Path")[0]
+    assert "the VAE is more continuous in 0 of 10 (measure, δ) comparisons, the AE in 0, 10 are ties" in codes_part
+    assert "is more continuous at" not in codes_part  # equal numbers: ties only
+    assert "pixel change, median: a tie at every δ (0.1: 0.1 vs 0.1; 0.5: 0.5 vs 0.5)" in codes_part
     # completeness: FID 10 vs 30 (the VAE is better, 3×), vs the fitted Gaussian 10 vs 10 (a tie)
     assert "domain FID 10 vs 30: VAE is better (3.00×)" in summary and "domain FID 10 vs 10: a tie" in summary
     verdicts = {(f["site"], f["measure"], f["delta"]): f["verdict"] for f in findings}

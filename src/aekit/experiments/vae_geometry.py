@@ -143,8 +143,8 @@ class AeVsVaeConfig:
 
 
 AE_VS_VAE_QUICK: dict[str, Any] = {"latent_dim": 4, "hidden": (32,), "epochs": 2, "batch_size": 64,
-                                   "n_samples": 300, "n_paths": 12, "n_perturb": 200, "classifier_epochs": 1,
-                                   "classifier_min_steps": 60, "min_steps": 0}
+                                   "n_samples": 200, "n_paths": 8, "n_perturb": 100, "classifier_epochs": 1,
+                                   "classifier_min_steps": 30, "min_steps": 0}
 
 
 def _scores(clf: Any, images: torch.Tensor, real: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
@@ -291,7 +291,7 @@ def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     short = _too_short(ctx.quick, steps, clf_acc)
     findings = _ae_vs_vae_findings(cfg, results, continuity)
     summary = _ae_vs_vae_summary(data, cfg, results, ref_scores, clf_acc, elapsed, findings, short, ref_dist,
-                                 cont_rows)
+                                 cont_rows, len(site_rows))
     extra = {"config": dataclasses.asdict(cfg), "classifier_test_accuracy": clf_acc, "results": results,
              "continuity": continuity, "reference_distances": ref_dist, "training_steps": steps,
              "too_short": short, "findings": findings, "seconds": elapsed,
@@ -466,26 +466,38 @@ def _ae_vs_vae_findings(cfg: AeVsVaeConfig, r: dict[str, dict[str, Any]], contin
 
 
 def _continuity_sentence(findings: list[dict[str, Any]], vae: str) -> str:
-    """One measure at one decode site over the δ values: who is more continuous at which δ, and by how much."""
-    groups: dict[str, list[str]] = {}
+    """One measure at one decode site over the δ values: who is more continuous at which δ, and by how much,
+    e.g. "the AE is more continuous at δ = 0.25 (0.3 vs 0.2, 1.50×) and 0.5 (…); a tie at δ = 0.1 (…)"."""
+    groups: dict[str, list[tuple[float, str]]] = {}
     for f in findings:
         pair = f"{f['vae']:.3g} vs {f['ae']:.3g}"
-        if f["verdict"] == "tie":
-            groups.setdefault("tie", []).append(f"{f['delta']:g} ({pair})")
-        else:
-            factor = "∞" if math.isinf(f["factor"]) else f"{f['factor']:.2f}×"
-            groups.setdefault(f["verdict"], []).append(f"{f['delta']:g} ({pair}, {factor})")
+        if f["verdict"] != "tie":
+            pair += ", " + ("∞" if math.isinf(f["factor"]) else f"{f['factor']:.2f}×")
+        groups.setdefault(f["verdict"], []).append((f["delta"], pair))
     parts = []
     for who in ("VAE", "AE", "tie"):
-        if who in groups:
-            head = "a tie" if who == "tie" else f"the {vae if who == 'VAE' else 'AE'} is more continuous"
-            parts.append(f"{head} at δ = {'; '.join(groups[who])}")
-    return ", ".join(parts)
+        if who not in groups:
+            continue
+        head = "a tie" if who == "tie" else f"the {vae if who == 'VAE' else 'AE'} is more continuous"
+        items = groups[who]
+        if len(items) == len(findings) > 1:
+            parts.append(f"{head} at every δ ({'; '.join(f'{d:g}: {p}' for d, p in items)})")
+        else:
+            each = [f"{d:g} ({p})" for d, p in items]
+            parts.append(f"{head} at δ = " + (", ".join(each[:-1]) + " and " + each[-1] if len(each) > 1
+                                               else each[0]))
+    return "; ".join(parts)
+
+
+def _tally(findings: list[dict[str, Any]], vae: str) -> str:
+    n = {who: sum(f["verdict"] == who for f in findings) for who in ("VAE", "AE", "tie")}
+    return (f"the {vae} is more continuous in {n['VAE']} of {len(findings)} (measure, δ) comparisons, the AE in "
+            f"{n['AE']}, {n['tie']} are ties")
 
 
 def _ae_vs_vae_summary(data: Dataset, cfg: AeVsVaeConfig, r: dict[str, dict[str, Any]], ref: dict[str, float],
                        clf_acc: float, elapsed: float, findings: list[dict[str, Any]], short: list[str],
-                       ref_dist: dict[str, float], cont_rows: list[dict[str, Any]]) -> str:
+                       ref_dist: dict[str, float], cont_rows: list[dict[str, Any]], n_sites: int | None = None) -> str:
     main = _main_vae(cfg)
     v, a = r[f"{main}_prior"], r["ae_prior"]
     vae = _label(main)
@@ -517,7 +529,7 @@ def _ae_vs_vae_summary(data: Dataset, cfg: AeVsVaeConfig, r: dict[str, dict[str,
                  f"classifier confidence {conf['vae']:.3f} vs {conf['ae']:.3f}{verdict(conf)}")
     text += (". (The fitted Gaussian is an ex-post density, not part of the AE.)\n\n"
              f"**Continuity** (nearby codes decode to similar images; `aekit.evaluate.continuity`): at each decode "
-             f"site {cfg.n_perturb} codes are moved by δ · sd ⊙ (√d · u), u a random unit direction and sd the "
+             f"site {n_sites or cfg.n_perturb} codes are moved by δ · sd ⊙ (√d · u), u a random unit direction and sd the "
              f"model's aggregate codes' per-dimension standard deviation (so both latent scales are comparable), "
              f"δ ∈ {{{', '.join(f'{d:g}' for d in cfg.deltas)}}}; the decoded change is divided by the mean "
              f"distance between two random test images ({ref_dist['pixel']:.3g} in pixels, "
@@ -526,12 +538,10 @@ def _ae_vs_vae_summary(data: Dataset, cfg: AeVsVaeConfig, r: dict[str, dict[str,
              f"more continuous; values are {vae} vs AE, the factor is the larger over the smaller.\n")
     if not short:
         for title, vae_site, _ in CONTINUITY_SITES:
-            text += f"\n- *{title.capitalize()}*:"
+            at_site = [f for f in findings if f["section"] == "continuity" and f["site"] == vae_site]
+            text += f"\n- *{title[0].upper()}{title[1:]}*: {_tally(at_site, vae)}."
             for m, words in CONTINUITY_MEASURES.items():
-                sub = [f for f in findings if f["section"] == "continuity" and f["site"] == vae_site
-                       and f["measure"] == m]
-                text += f" {words}: {_continuity_sentence(sub, vae)};"
-            text = text.rstrip(";") + "."
+                text += f"\n  - {words}: {_continuity_sentence([f for f in at_site if f['measure'] == m], vae)}."
         text += "\n"
     text += "\n" + markdown_table(cont_rows) + "\n"
     text += (
