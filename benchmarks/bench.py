@@ -113,23 +113,28 @@ def get_case(name: str, smoke: bool = False) -> Case:
 # ------------------------------------------------------------------------------------------ the machine
 
 
-def gemm_rate(dtype: str = "float32", n: int = 2048, seconds: float = 1.0) -> float:
-    """FLOP/s of an n×n×n matmul (median of repeated runs for about ``seconds``)."""
+def gemm_rate(dtype: str = "float32", n: int = 2048, seconds: float = 1.0, device: str = "cpu") -> float:
+    """FLOP/s of an n×n×n matmul on ``device`` (median of repeated runs for about ``seconds``)."""
     import torch
 
     dt = getattr(torch, dtype)
-    a, b = torch.randn(n, n).to(dt), torch.randn(n, n).to(dt)
+    a, b = torch.randn(n, n).to(device, dt), torch.randn(n, n).to(device, dt)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = False  # the fp32 rate, not TF32's
     torch.mm(a, b)
+    sync()
     times: list[float] = []
     end = time.perf_counter() + seconds
     while time.perf_counter() < end or len(times) < 3:
         t = time.perf_counter()
         torch.mm(a, b)
+        sync()
         times.append(time.perf_counter() - t)
     return 2.0 * n**3 / statistics.median(times)
 
 
-def machine() -> dict[str, Any]:
+def machine(device: str = "cpu") -> dict[str, Any]:
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -138,8 +143,11 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "python": platform.python_version()}
+    out = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "python": platform.python_version(), "device": device}
+    if device.startswith("cuda"):
+        out["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return out
 
 
 def load_avg() -> float:
@@ -186,6 +194,7 @@ def _aekit_loss(model: Any, x: Any, y: Any = None) -> Any:
 # The inductor options aekit's trainer passes to torch.compile (aekit.train.trainer.compile_options, measured
 # there), given to the plain loop's ``compile`` lever so that it compiles as the trainer does.
 COMPILE_OPTIONS_CPU: dict[str, Any] = {"fallback_random": True, "cpp_wrapper": True}
+COMPILE_OPTIONS_CUDA: dict[str, Any] = {"fallback_random": True}
 
 
 # ---------------------------------------------------------------------------------- reference models
@@ -318,22 +327,28 @@ def _epoch_rates(times: list[float], n: int) -> list[float]:
     return [n / t for t in times]
 
 
-def run_plain(case: Case, epochs: int, seed: int, levers: frozenset[str], subsample: int | None) -> Result:
-    """A plain PyTorch loop with some of aekit's levers switched on (none: the reference)."""
+def _sync(device: str) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously: an epoch's time must include it)."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def run_plain(case: Case, epochs: int, seed: int, levers: frozenset[str], subsample: int | None,
+              device: str = "cpu") -> Result:
+    """A plain PyTorch loop with some of aekit's levers switched on (none: the reference).  On CUDA the
+    DataLoader's batches are copied to the GPU per step (what the examples do); ``resident`` keeps the uint8
+    training tensor on the GPU."""
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
     from aekit.data import to_float
 
-    unknown = levers - {"resident", "flush", "fused", "foreach", "logits", "compile", "bf16", "channels_last"}
-    if unknown:
-        from aekit.errors import ConfigError
-
-        raise ConfigError(f"unknown lever(s) {sorted(unknown)}")
     torch.set_flush_denormal("flush" in levers)
     data = _load(case, subsample)
     torch.manual_seed(seed)
-    model = _reference_model(case, data)
+    model = _reference_model(case, data).to(device)
     supervised = case.model == "unet"
     cl = "channels_last" in levers and len(data.shape) == 3
     if cl:
@@ -342,19 +357,25 @@ def run_plain(case: Case, epochs: int, seed: int, levers: frozenset[str], subsam
     opt = torch.optim.Adam(model.parameters(), lr=case.lr, **kw)
     loss_fn: Callable[..., Any] = lambda x, y: _reference_loss(case, model, x, y, "logits" in levers)  # noqa: E731
     if "compile" in levers:
-        loss_fn = torch.compile(loss_fn, options=COMPILE_OPTIONS_CPU)  # as aekit's trainer
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if "bf16" in levers else contextlib.nullcontext())
+        options = COMPILE_OPTIONS_CUDA if device.startswith("cuda") else COMPILE_OPTIONS_CPU  # as aekit's trainer
+        loss_fn = torch.compile(loss_fn, options=options)
+    dev_type = torch.device(device).type
+    autocast = (torch.autocast(dev_type, dtype=torch.bfloat16) if "bf16" in levers else contextlib.nullcontext())
     xtr, ytr = data.train.x, (data.train.y if supervised else None)
     n = len(xtr)
+    if "resident" in levers:
+        xtr = xtr.to(device)
+        ytr = None if ytr is None else ytr.to(device)
 
     def batches() -> Iterator[tuple[Any, Any]]:
         if "resident" in levers:  # slices of the resident uint8 tensor, one permutation per epoch
-            order = torch.randperm(n)
+            order = torch.randperm(n).to(device)
             for s in range(0, n, case.batch_size):
                 idx = order[s:s + case.batch_size]
                 yield to_float(xtr[idx]), (None if ytr is None else ytr[idx])
         else:
-            yield from ((b[0], b[1] if supervised else None) for b in loader)
+            for b in loader:
+                yield b[0].to(device), (b[1].to(device) if supervised else None)
 
     if "resident" not in levers:  # what the examples do: float copies in a TensorDataset, a shuffling DataLoader
         tensors = (to_float(xtr),) + ((ytr,) if supervised else ())
@@ -371,20 +392,26 @@ def run_plain(case: Case, epochs: int, seed: int, levers: frozenset[str], subsam
                 loss = loss_fn(x, y)
             loss.backward()
             opt.step()
+        _sync(device)
         times.append(_clock() - t0)
     model.eval()
     total, xt = 0.0, data.test.x
     eval_bs = 16 if supervised else 1000
     with torch.no_grad():
         for s in range(0, len(xt), eval_bs):
-            xb = to_float(xt[s:s + eval_bs])
-            yb = data.test.y[s:s + eval_bs] if supervised else None
+            xb = to_float(xt[s:s + eval_bs]).to(device)
+            yb = data.test.y[s:s + eval_bs].to(device) if supervised else None
             total += float(_reference_loss(case, model, xb, yb, "logits" in levers))
     return {"epoch_s": times, "n_train": n, "test_loss": total / len(xt)}
 
 
-def run_aekit(case: Case, epochs: int, seed: int, levers: frozenset[str], subsample: int | None) -> Result:
-    """aekit's own trainer, through the public API (``aekit.train``)."""
+AEKIT_LEVERS = frozenset({"compile", "bf16", "fp32", "channels_last"})
+
+
+def run_aekit(case: Case, epochs: int, seed: int, levers: frozenset[str], subsample: int | None,
+              device: str = "cpu") -> Result:
+    """aekit's own trainer, through the public API (``aekit.train``).  No lever: aekit's defaults (``--precision
+    auto``); ``+fp32`` / ``+bf16`` force the precision."""
     import torch
 
     import aekit
@@ -392,14 +419,17 @@ def run_aekit(case: Case, epochs: int, seed: int, levers: frozenset[str], subsam
 
     data = _load(case, subsample)
     opts = {**case.options, "epochs": epochs, "batch_size": case.batch_size, "lr": case.lr, "seed": seed,
-            "schedule": "constant", "progress": False, "compile": "compile" in levers, "bf16": "bf16" in levers,
-            "channels_last": "channels_last" in levers}
+            "schedule": "constant", "progress": False, "device": device}
+    opts.update({k: True for k in ("compile", "channels_last") if k in levers})
+    for p in ("fp32", "bf16"):
+        if p in levers:
+            opts["precision"] = p
     run = aekit.train(case.model, _data_config(case, subsample), None, report=False, evaluate=False, **opts)
     times = [float(r["time_s"]) for r in run.metrics]
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(devices=[device] if device.startswith("cuda") else []):
         test_loss = mean_losses(run.model, data.test, batch_size=16 if case.model == "unet" else 1000)["loss"]
     return {"epoch_s": times, "n_train": len(data.train), "test_loss": test_loss,
-            "train_loss": float(run.metrics[-1]["train_loss"])}
+            "train_loss": float(run.metrics[-1]["train_loss"]), "precision": run.train_config.precision}
 
 
 def _data_config(case: Case, subsample: int | None) -> Any:
@@ -470,14 +500,32 @@ def run_pythae(case: Case, epochs: int, seed: int, levers: frozenset[str], subsa
     return {"epoch_s": times, "n_train": len(xtr), "test_loss": total / len(xt)}
 
 
+REFERENCE_LEVERS = frozenset({"resident", "flush", "fused", "foreach", "logits", "compile", "bf16", "channels_last"})
+
+
 def parse_impl(impl: str) -> tuple[str, frozenset[str]]:
-    """``aekit``, ``aekit+compile``, ``reference``, ``reference+resident+flush``, ``pythae``."""
+    """``aekit``, ``aekit+compile``, ``aekit+fp32``, ``reference``, ``reference+resident+flush``, ``pythae``."""
     base, *levers = impl.split("+")
     from aekit.errors import ConfigError
 
     if base not in ("aekit", "reference", "pythae"):
         raise ConfigError(f"unknown implementation {impl!r}: aekit[+LEVER...], reference[+LEVER...] or pythae")
+    known = {"aekit": AEKIT_LEVERS, "reference": REFERENCE_LEVERS, "pythae": frozenset()}[base]
+    bad = [lv for lv in levers if lv not in known]
+    if bad or (base == "aekit" and {"fp32", "bf16"} <= set(levers)):
+        raise ConfigError(f"{impl!r}: {base}'s levers are {', '.join(sorted(known)) or 'none'}"
+                          + (" (fp32 or bf16, not both)" if base == "aekit" else ""))
     return base, frozenset(levers)
+
+
+def check_device(device: str) -> None:
+    """``--device cuda`` needs a GPU that torch sees: a one-line error otherwise (before any run)."""
+    import torch
+
+    from aekit.errors import ConfigError
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA GPU is visible to PyTorch; use --device cpu")
 
 
 def matmul_flops_per_sample(case: Case, subsample: int | None = None, data: Any = None) -> float:
@@ -504,10 +552,14 @@ def worker(spec: dict[str, Any]) -> Result:
         torch.set_num_threads(int(spec["threads"]))
     case = get_case(spec["case"], spec.get("smoke", False))
     base, levers = parse_impl(spec["impl"])
-    fn = {"aekit": run_aekit, "reference": run_plain, "pythae": run_pythae}[base]
     load0 = load_avg()
+    device = spec.get("device", "cpu")
     with _cpu_clock(spec.get("clock") == "cpu"):
-        res = fn(case, int(spec["epochs"]), int(spec.get("seed", 0)), levers, spec.get("subsample"))
+        if base == "pythae":  # pythae's trainer runs on the CPU here (no_cuda)
+            res = run_pythae(case, int(spec["epochs"]), int(spec.get("seed", 0)), levers, spec.get("subsample"))
+        else:
+            fn = run_aekit if base == "aekit" else run_plain
+            res = fn(case, int(spec["epochs"]), int(spec.get("seed", 0)), levers, spec.get("subsample"), device)
     res.update(case=spec["case"], impl=spec["impl"], peak_rss_mb=peak_rss_mb(), load_avg=[load0, load_avg()],
                threads=torch.get_num_threads(), clock=spec.get("clock", "wall"))
     return res
@@ -660,6 +712,10 @@ def suite_train(args: argparse.Namespace, impls_default: list[str]) -> dict[str,
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     impls = [i.strip() for i in args.impls.split(",")] if args.impls else list(impls_default)
     notes: list[str] = []
+    check_device(args.device)
+    if "pythae" in impls and args.device != "cpu":
+        impls.remove("pythae")
+        notes.append(f"pythae runs on the CPU in this suite: no pythae column on {args.device}.")
     if "pythae" in impls and not pythae_available():
         impls.remove("pythae")
         notes.append("pythae is not installed (`pip install -c constraints.txt pythae==0.1.2`, or "
@@ -673,12 +729,12 @@ def suite_train(args: argparse.Namespace, impls_default: list[str]) -> dict[str,
     def gemm_now() -> float:
         if getattr(args, "quiet_cores", None) is not None and not args.inprocess:
             wait_quiet(args.quiet_cores, getattr(args, "quiet_timeout", 1800))
-        return gemm_rate("float32", 2048 if not args.smoke else 256, 1.0 if not args.smoke else 0.05)
+        return gemm_rate("float32", 2048 if not args.smoke else 256, 1.0 if not args.smoke else 0.05, args.device)
 
     gemm = gemm_now()
     if args.clock == "cpu":
         notes.append("epochs timed by process CPU time (--clock cpu), not wall time: indicative ratios only")
-    report: dict[str, Any] = {"machine": machine(), "gemm_fp32_flops": gemm, "cases": {}, "notes": notes,
+    report: dict[str, Any] = {"machine": machine(args.device), "gemm_fp32_flops": gemm, "cases": {}, "notes": notes,
                               "command": " ".join([COMMAND, *getattr(args, "argv", [])])}
     for name in cases:
         case = get_case(name, args.smoke)
@@ -698,7 +754,7 @@ def suite_train(args: argparse.Namespace, impls_default: list[str]) -> dict[str,
             k = rep % len(case_impls)
             for impl in case_impls[k:] + case_impls[:k]:  # rotate the order between repeats
                 spec = {"case": name, "impl": impl, "epochs": epochs, "seed": rep, "subsample": args.subsample,
-                        "smoke": args.smoke, "threads": args.threads, "clock": args.clock}
+                        "smoke": args.smoke, "threads": args.threads, "clock": args.clock, "device": args.device}
                 res = measured(spec, args)
                 log.info("%s %-40s %8.0f samples/s  test loss %.3f  (repeat %d, load %s, other load %s cores)",
                          name, impl, _median_rate(res), res["test_loss"], rep + 1, res["load_avg"],
@@ -715,8 +771,9 @@ def suite_train(args: argparse.Namespace, impls_default: list[str]) -> dict[str,
 
 def render_train(report: dict[str, Any], command: str) -> str:
     m = report["machine"]
-    out = [f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['threads']} threads); fp32 GEMM "
-           f"2048³: {report['gemm_fp32_flops'] / 1e9:.0f} GFLOP/s.", ""]
+    where = f"GPU {m['gpu']} ({m['device']}) with " if m.get("gpu") else ""
+    out = [f"Machine: {where}{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['threads']} threads); fp32 GEMM "
+           f"2048³ on {m.get('device', 'cpu')}: {report['gemm_fp32_flops'] / 1e9:.0f} GFLOP/s.", ""]
     for name, c in report["cases"].items():
         loads = [x for r in c["rows"] for x in r["load_avg"]]
         foreign = max(r.get("foreign_cores", 0.0) for r in c["rows"])
@@ -855,6 +912,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cpu: time epochs by process CPU time (with --threads 1: indicative ratios on a "
                             "machine other processes are loading; not figures to report)")
         t.add_argument("--smoke", action="store_true", help="tiny models on tiny data: checks the suite works")
+        t.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                       help="where every implementation trains (pythae: CPU only); the bound uses this device's "
+                            "fp32 GEMM rate")
         _common(t)
         t.set_defaults(func=cmd_bench)
     s = bs.add_parser("stream", help="peak RSS of training on an .npy larger than --memory-budget")

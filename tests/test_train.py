@@ -11,9 +11,11 @@ from safetensors.torch import load_file, save_file
 import aekit
 from aekit.data import DataConfig, DataShape
 from aekit.errors import ConfigError, RunError, TrainingDiverged
-from aekit.train import TrainConfig, fit
+from aekit.train import Callback, LambdaCallback, TrainConfig, fit
 
-QUICK = {"hidden": "32", "latent_dim": 4, "batch_size": 64, "progress": False, "report": False}
+# checkpoint after every epoch: the kill-and-resume tests below resume from a checkpoint, not from scratch
+QUICK = {"hidden": "32", "latent_dim": 4, "batch_size": 64, "progress": False, "report": False,
+         "checkpoint_every_s": 0}
 
 
 def weights(path):
@@ -291,7 +293,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     import time
 
     args = ["train", "--model", "vae", "--data", "digits", "--hidden", "64", "--latent-dim", "4", "--epochs", "12",
-            "--batch-size", "16", "--no-progress", "--no-report"]
+            "--batch-size", "16", "--no-progress", "--no-report", "--checkpoint-every-s", "0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def aekit(*extra):
@@ -431,3 +433,194 @@ def test_resume_refuses_a_checkpoint_of_another_batch_geometry(tmp_path, digits)
     cfg = dataclasses.replace(run.train_config, epochs=2, batch_size=32)
     with pytest.raises(RunError, match="written with steps_per_epoch .* resume with the same batch size"):
         Trainer(cfg).fit(run.model, digits, resume_from=tmp_path / "r" / "checkpoint.safetensors")
+
+
+# ------------------------------------------------------------------------------------------- precision
+
+
+def _precision_module():
+    import importlib
+
+    return importlib.import_module("aekit.train.precision")
+
+
+def test_precision_auto_is_bf16_only_where_native_and_measured(monkeypatch):
+    P = _precision_module()
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(P, "_cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert P.choose_precision("auto", "vae", cpu) == ("bf16", "auto: CPU with AVX-512 BF16, bf16 parity measured "
+                                                              "for --model vae")
+    monkeypatch.setattr(P, "_cpu_flags", lambda: frozenset({"amx_bf16", "amx_tile"}))
+    assert P.choose_precision("auto", "unet", cpu)[0] == "bf16"
+    chosen, why = P.choose_precision("auto", "wae", cpu)
+    assert chosen == "fp32" and "not measured for --model wae" in why
+    assert P.choose_precision("auto", None, cpu)[0] == "fp32"  # built outside the registry: never measured
+    assert P.choose_precision("fp32", "vae", cpu) == ("fp32", "--precision fp32")
+    assert P.choose_precision("bf16", "wae", cpu)[0] == "bf16"  # forced: no questions asked
+    monkeypatch.setattr(P, "_cpu_flags", lambda: frozenset({"avx512f", "avx2"}))
+    chosen, why = P.choose_precision("auto", "vae", cpu)
+    assert chosen == "fp32" and "without AMX or AVX-512 BF16" in why
+    assert P.choose_precision("auto", "vae", torch.device("mps"))[0] == "fp32"
+
+
+def test_the_measured_models_are_registered_and_named_in_the_help():
+    from aekit.config import field_help
+    from aekit.models import MODELS
+
+    P = _precision_module()
+    assert set(P.BF16_PARITY) <= set(MODELS)
+    text = field_help(TrainConfig)["precision"][0]
+    assert f"({', '.join(P.BF16_PARITY)})" in text
+
+
+def test_bf16_is_an_alias_of_precision_bf16():
+    assert TrainConfig().precision == "auto"
+    cfg = TrainConfig(bf16=True)
+    assert cfg.precision == "bf16" and cfg.bf16 is False  # one setting, as config.json records it
+    assert dataclasses.replace(cfg, precision="fp32").precision == "fp32"
+    assert TrainConfig(bf16=True, precision="bf16").precision == "bf16"
+    with pytest.raises(ConfigError, match="--bf16 and --precision fp32 contradict"):
+        TrainConfig(bf16=True, precision="fp32")
+    with pytest.raises(ConfigError, match="not one of 'auto', 'fp32', 'bf16'"):
+        from aekit.config import from_dict
+
+        from_dict(TrainConfig, {"precision": "fp16"})
+
+
+def test_run_records_the_chosen_precision_and_a_resume_keeps_it(tmp_path, monkeypatch, caplog):
+    import logging
+
+    P = _precision_module()
+    monkeypatch.setattr(P, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    with caplog.at_level(logging.INFO, logger="aekit.train"):
+        bf16 = aekit.train("vae", "digits", tmp_path / "r", epochs=1, **QUICK)
+    assert "precision bf16 (auto: CPU with AVX-512 BF16, bf16 parity measured for --model vae" in caplog.text
+    assert "--precision fp32 forces fp32" in caplog.text
+
+    def recorded(run):
+        return json.loads((tmp_path / run / "config.json").read_text())["train"]["precision"]
+
+    assert recorded("r") == "bf16" and bf16.train_config.precision == "bf16"
+    monkeypatch.setattr(P, "_cpu_flags", lambda: frozenset())  # resumed on a CPU without bf16: still bf16
+    resumed = aekit.train(resume=tmp_path / "r", epochs=2, report=False, progress=False)
+    assert resumed.train_config.precision == "bf16" and recorded("r") == "bf16"
+    fp32 = aekit.train("vae", "digits", tmp_path / "s", epochs=1, **QUICK)  # a new run here: fp32
+    assert recorded("s") == "fp32"
+    # the choice is applied: bf16 rounding changes the losses
+    assert fp32.metrics[0]["train_loss"] != bf16.metrics[0]["train_loss"]
+    assert fp32.metrics[0]["train_loss"] == pytest.approx(bf16.metrics[0]["train_loss"], rel=0.02)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_a_run_written_before_precision_existed_keeps_its_arithmetic(tmp_path, bf16):
+    aekit.train("vae", "digits", tmp_path / "r", epochs=1, **QUICK)
+    path = tmp_path / "r" / "config.json"
+    cfg = json.loads(path.read_text())
+    del cfg["train"]["precision"], cfg["train"]["checkpoint_every_s"]
+    cfg["train"]["bf16"] = bf16
+    path.write_text(json.dumps(cfg))
+    assert aekit.load_run(tmp_path / "r").train_config.precision == ("bf16" if bf16 else "fp32")
+
+
+def test_cli_bf16_flags_map_to_precision(tmp_path, capsys):
+    from aekit.cli import main
+
+    tiny = ["train", "--model", "vae", "--data", "digits", "--hidden", "8", "--latent-dim", "2", "--epochs", "1",
+            "--no-report", "--no-progress", "-q"]
+    assert main(["-q", *tiny[:-1], "--bf16", "--out", str(tmp_path / "a")]) == 0
+    assert main(["-q", *tiny[:-1], "--no-bf16", "--out", str(tmp_path / "b")]) == 0
+    for run, want in (("a", "bf16"), ("b", "fp32")):
+        assert json.loads((tmp_path / run / "config.json").read_text())["train"]["precision"] == want
+    capsys.readouterr()
+    assert main(["-q", *tiny[:-1], "--no-bf16", "--precision", "bf16", "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--no-bf16 and --precision bf16 contradict" in err
+    assert not (tmp_path / "c").exists()
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+
+
+def _checkpoint_writes(monkeypatch):
+    import importlib
+
+    cb = importlib.import_module("aekit.train.callbacks")
+    writes, real = [], cb.save_checkpoint
+
+    def counting(path, model, opt, gen, loop):
+        writes.append(loop["epoch"])
+        real(path, model, opt, gen, loop)
+
+    monkeypatch.setattr(cb, "save_checkpoint", counting)
+    return writes
+
+
+class _Clock:
+    """A fake clock for the checkpoint interval: one second per finished epoch (a callback before the checkpoint)."""
+
+    def __init__(self, monkeypatch):
+        import importlib
+        import types
+
+        self.now = 0.0
+        cb = importlib.import_module("aekit.train.callbacks")
+        monkeypatch.setattr(cb, "time", types.SimpleNamespace(monotonic=lambda: self.now))
+
+    def callback(self):
+        clock = self
+
+        class Tick(Callback):
+            def on_epoch_end(self, trainer, row):
+                clock.now += 1.0
+
+        return Tick()
+
+
+def test_checkpoint_on_an_interval_and_after_the_last_epoch(tmp_path, monkeypatch):
+    writes = _checkpoint_writes(monkeypatch)
+    aekit.train("vae", "digits", tmp_path / "a", epochs=3, **{**QUICK, "checkpoint_every_s": 3600})
+    assert writes == [3]  # short epochs: only the end of training
+    writes.clear()
+    aekit.train("vae", "digits", tmp_path / "b", epochs=3, **QUICK)  # 0: every epoch
+    assert writes == [1, 2, 3]
+    writes.clear()
+    clock = _Clock(monkeypatch)
+    aekit.train("vae", "digits", tmp_path / "c", epochs=5, callbacks=[clock.callback()],
+                **{**QUICK, "checkpoint_every_s": 2})
+    assert writes == [2, 4, 5]
+    writes.clear()
+    aekit.train("vae", "digits", tmp_path / "d", epochs=6, **{**QUICK, "checkpoint_every_s": 3600,
+                                                               "early_stopping": 1, "lr": 0.5})
+    assert writes and writes[-1] == len(aekit.load_run(tmp_path / "d").metrics)  # stopped early: saved then
+
+
+def test_killed_between_interval_checkpoints_resumes_to_identical_weights(tmp_path, monkeypatch):
+    """The checkpoint is from epoch 2; the kill comes in epoch 4: the resume replays epoch 3 exactly."""
+    opts = {**QUICK, "epochs": 5, "checkpoint_every_s": 2, "schedule": "cosine"}
+    clock = _Clock(monkeypatch)
+    aekit.train("vae", "digits", tmp_path / "full", callbacks=[clock.callback()], **opts)
+    writes = _checkpoint_writes(monkeypatch)
+    clock.now = 0.0
+
+    def kill(epoch, index):
+        if (epoch, index) == (3, 2):
+            raise Kill
+
+    with pytest.raises(Kill):
+        aekit.train("vae", "digits", tmp_path / "killed", callbacks=[clock.callback(), LambdaCallback(kill)], **opts)
+    assert writes == [2]
+    from aekit.train.checkpoint import read_tensors
+
+    _, meta = read_tensors(tmp_path / "killed" / "checkpoint.safetensors")
+    assert json.loads(meta["loop"])["epoch"] == 2
+    aekit.train(resume=tmp_path / "killed", report=False, progress=False)
+    a, b = weights(tmp_path / "full"), weights(tmp_path / "killed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = [(tmp_path / r / "metrics.csv").read_text().splitlines() for r in ("full", "killed")]
+    assert len(rows[0]) == len(rows[1]) == 6
+
+
+def test_checkpoint_every_s_must_be_finite_and_not_negative():
+    for bad in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match="--checkpoint-every-s must be a finite number ≥ 0"):
+            TrainConfig(checkpoint_every_s=bad)

@@ -281,6 +281,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     import aekit
 
     cli_options = {k: v for k, v in vars(args).items() if k not in RESERVED}
+    if "bf16" in cli_options:  # --bf16 is --precision bf16, --no-bf16 is --precision fp32
+        bf16 = cli_options.pop("bf16")
+        given = cli_options.get("precision")
+        if given is not None and given != ("bf16" if bf16 else "fp32"):
+            raise ConfigError(f"--{'' if bf16 else 'no-'}bf16 and --precision {given} contradict each other: "
+                              "give one of them")
+        cli_options["precision"] = "bf16" if bf16 else "fp32"
     if getattr(args, "quiet", False) and "progress" not in cli_options:
         cli_options["progress"] = False
     if args.resume:

@@ -242,17 +242,32 @@ class EarlyStopping(Callback):
 
 
 class Checkpoint(Callback):
-    """The resumable state at every epoch end: model, optimiser, data order, loop counters and every callback's
-    state, written atomically (a kill leaves the old checkpoint or the new one).  Put it last: it saves what
-    the callbacks before it have updated."""
+    """The resumable state: model, optimiser, data order, loop counters and every callback's state, written
+    atomically (a kill leaves the old checkpoint or the new one).  Put it last: it saves what the callbacks
+    before it have updated.
 
-    def __init__(self, path: Path):
+    It is written at an epoch end when ``every_s`` seconds have passed since the last write (or since training
+    started), and always after the last epoch and when training stops early; ``every_s=0``: every epoch.  A
+    run killed between two writes resumes from the older one and replays the epochs after it: the data order
+    and the sampling noise are functions of (seed, epoch), so the replay trains what the killed run trained.
+    """
+
+    def __init__(self, path: Path, every_s: float = 0.0):
         self.path = Path(path)
+        self.every_s = every_s
+        self.last = 0.0
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.last = time.monotonic()
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
         if trainer.optimizer is None:  # closed-form models: nothing to resume
             return
+        final = trainer.epoch >= trainer.cfg.epochs or trainer.should_stop
+        if not final and self.every_s > 0 and time.monotonic() - self.last < self.every_s:
+            return
         save_checkpoint(self.path, trainer.model, trainer.optimizer, trainer.data_generator, trainer.loop_state())
+        self.last = time.monotonic()
 
 
 # --------------------------------------------------------------------------------------------- progress

@@ -28,11 +28,19 @@ class TrainConfig:
                                  "best epoch; 0 = off")
     seed: int = opt(0, "seed of the initial weights, the batch order and the model's noise")
     device: Literal["auto", "cpu", "cuda", "mps"] = opt("auto", "where to train; auto: cuda, then mps, then cpu")
-    bf16: bool = opt(False, "bfloat16 autocast for the forward pass")
-    compile: bool = opt(False, "torch.compile the model's loss (forward + loss terms); see BENCHMARKS.md for when "
-                               "it pays")
+    precision: Literal["auto", "fp32", "bf16"] = opt(
+        "auto", "arithmetic of the forward pass: bf16 autocast, fp32, or auto: bf16 where the device runs it "
+                "natively (CUDA with bf16, CPUs with AMX or AVX-512 BF16) and the model's bf16 parity was measured "
+                "(vae, ae, unet), else fp32; config.json records the choice")
+    bf16: bool = opt(False, "alias of --precision bf16")
+    compile: bool = opt(False, "torch.compile the model's loss (forward + loss terms); off by default: on 2 CPU "
+                               "cores it pays only after tens of epochs, see BENCHMARKS.md")
     channels_last: bool = opt(False, "NHWC memory format for weights and batches (pays with --bf16 on CPU)",
                               scope="conv models")
+    checkpoint_every_s: float = opt(
+        60.0, "write the resumable checkpoint at the end of an epoch when this many seconds passed since the last one "
+              "(and always after the last epoch); a killed run resumes exactly from it, replaying the epochs after it; "
+              "0 = after every epoch")
     log_every: int = opt(25, "steps between progress updates and finiteness checks (each costs a device sync)")
     progress: bool = opt(True, "progress bars (-q turns them off)")
     tensorboard: bool = opt(False, "log loss terms and reconstructions per epoch to RUN/tensorboard (needs "
@@ -53,3 +61,9 @@ class TrainConfig:
         check(0 <= self.seed < 2**63, "--seed must be an integer in [0, 2**63), e.g. --seed 0")
         check(self.log_every >= 1, "--log-every must be ≥ 1")
         check(self.early_stopping >= 0, "--early-stopping must be ≥ 0 (0 = off)")
+        check(math.isfinite(self.checkpoint_every_s) and self.checkpoint_every_s >= 0,
+              "--checkpoint-every-s must be a finite number ≥ 0, e.g. --checkpoint-every-s 60 (0 = every epoch)")
+        if self.bf16:  # the alias: normalised to precision, so that config.json and replace() see one setting
+            check(self.precision != "fp32", "--bf16 and --precision fp32 contradict each other: give one of them")
+            object.__setattr__(self, "precision", "bf16")
+            object.__setattr__(self, "bf16", False)

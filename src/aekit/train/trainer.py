@@ -43,6 +43,7 @@ from .callbacks import (
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .optim import make_optimizer
+from .precision import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,7 @@ class Trainer:
     def fit(self, model: Autoencoder, data: Dataset, *, resume_from: Path | None = None) -> list[dict[str, Any]]:
         """Train ``model`` on ``data.train``, validating on ``data.val`` every epoch; returns the metrics rows."""
         ctx = distributed.setup(resolve_device(self.cfg.device))
+        self.cfg = resolve_precision(self.cfg, model, ctx.device)  # a run resolved it before writing config.json
         self.model, self.data = model, data
         with preserved_global_state(ctx.device):
             model.to(ctx.device)
@@ -248,7 +250,7 @@ class Trainer:
         if cfg.compile:
             options: dict[str, str | int | bool | Callable[..., Any]] = {**compile_options(device)}
             loss_fn = torch.compile(loss_fn, options=options)
-        autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if cfg.bf16
+        autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if cfg.precision == "bf16"
                     else contextlib.nullcontext())
         warm_steps = cfg.beta_warmup_epochs * self.steps_per_epoch
         params = [p for p in model.parameters() if p.requires_grad]
@@ -298,9 +300,9 @@ class Trainer:
                     self._emit("on_log", losses, ctx.loss_value(losses.total))  # one sync per log_every steps
                 self._emit("on_step_end", epoch, i)
             sums, seen = ctx.reduce_sums(dict(zip(names, acc)) if acc is not None else {}, seen)  # over all ranks
+            means = {f"train_{k}": float(v) / max(1, seen) for k, v in sums.items()}  # a sync: the epoch's work done
             row: dict[str, Any] = {"epoch": float(epoch + 1), "step": float(self.step),
-                                   "lr": opt.param_groups[0]["lr"], "time_s": time.perf_counter() - t0}
-            row.update({f"train_{k}": float(v) / max(1, seen) for k, v in sums.items()})
+                                   "lr": opt.param_groups[0]["lr"], "time_s": time.perf_counter() - t0, **means}
             self._epoch_row(model, data, row)
             self.epoch = epoch + 1
             self.history.append(row)
@@ -324,7 +326,7 @@ def default_callbacks(cfg: TrainConfig, run_dir: Path | None, *, stage: str | No
         out.append(EarlyStopping(cfg.early_stopping, Path(run_dir) / BEST if run_dir is not None else None))
     out += list(extra)
     if ckpt is not None:
-        out.append(Checkpoint(ckpt))
+        out.append(Checkpoint(ckpt, cfg.checkpoint_every_s))
     return out
 
 

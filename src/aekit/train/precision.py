@@ -1,0 +1,99 @@
+"""``--precision auto|fp32|bf16``: which arithmetic the forward pass runs in, and why.
+
+``auto`` (the default) is bf16 autocast where two things hold, fp32 otherwise:
+
+1. the device runs bf16 natively — a CUDA GPU with bf16 (``torch.cuda.is_bf16_supported`` without
+   emulation), or a CPU with AMX or AVX-512 BF16 (the ``amx_bf16`` / ``avx512_bf16`` flags the Linux kernel
+   reports in ``/proc/cpuinfo``; torch has no public API for it, ``torch.backends.cpu.get_cpu_capability()``
+   says ``AVX512`` for CPUs with and without BF16).  Elsewhere autocast emulates bf16 and is slower than fp32.
+2. the model's bf16 parity was measured: its test loss after the same epochs, same seed, is within 0.5 nat
+   of fp32 (U-Net: 0.02 per pixel) — ``python benchmarks/parity.py``, table in BENCHMARKS.md.  Only the
+   registry entries in :data:`BF16_PARITY` were measured; every other model stays fp32 under ``auto``.
+
+The choice is resolved once, before the run directory's ``config.json`` is written (it records the concrete
+``fp32`` or ``bf16``, so a resumed run keeps it, on any machine), and logged with its reason.  ``--precision
+fp32`` forces fp32; ``--bf16`` is an alias of ``--precision bf16``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import platform
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from ..models.base import Autoencoder
+from .config import TrainConfig
+
+log = logging.getLogger("aekit.train")
+
+__all__ = ["BF16_PARITY", "bf16_native", "choose_precision", "resolve_precision"]
+
+# Registry entries whose bf16 test loss was measured within the tolerance of fp32 (benchmarks/parity.py on
+# the bench cases, 2026-12-03, AMD EPYC with AVX-512 BF16; BENCHMARKS.md "bf16 parity"): the figures are
+# |bf16 − fp32| test loss after the same epochs, same seed.
+BF16_PARITY: dict[str, str] = {
+    "vae": "MLP VAE 784-400-20 (10 epochs) and conv VAE 32-64 (3 epochs) on Fashion-MNIST",
+    "ae": "deep AE 784-1000-500-250-30 (5 epochs) on Fashion-MNIST",
+    "unet": "U-Net depth 3 on 128x128 cells (3 epochs)",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_flags() -> frozenset[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def bf16_native(device: torch.device) -> tuple[bool, str]:
+    """Whether ``device`` runs bf16 natively, and what says so (for the log line)."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return True, f"{name} has bf16"
+        return False, f"{name} has no native bf16"
+    if device.type == "cpu":
+        flags = _cpu_flags()
+        if "amx_bf16" in flags:
+            return True, "CPU with AMX"
+        if "avx512_bf16" in flags:
+            return True, "CPU with AVX-512 BF16"
+        return False, f"CPU ({platform.machine()}) without AMX or AVX-512 BF16"
+    return False, f"bf16 autocast not measured on {device.type}"
+
+
+Precision = Literal["auto", "fp32", "bf16"]
+
+
+def choose_precision(precision: Precision, model_name: str | None,
+                     device: torch.device) -> tuple[Literal["fp32", "bf16"], str]:
+    """(``"fp32"`` or ``"bf16"``, the reason) for ``precision`` on ``device`` for the registry entry
+    ``model_name`` (None: a model built outside the registry, never measured)."""
+    if precision != "auto":
+        return precision, f"--precision {precision}"
+    native, why = bf16_native(device)
+    if not native:
+        return "fp32", f"auto: {why}"
+    if model_name not in BF16_PARITY:
+        return "fp32", f"auto: {why}, but bf16 parity was not measured for --model {model_name or '(unregistered)'}"
+    return "bf16", f"auto: {why}, bf16 parity measured for --model {model_name}"
+
+
+def resolve_precision(cfg: TrainConfig, model: Autoencoder, device: torch.device) -> TrainConfig:
+    """``cfg`` with ``precision`` resolved to fp32 or bf16 for ``model`` (a registered model: its
+    ``registry_name``) on ``device``; logs the choice when it was ``auto``."""
+    if cfg.precision != "auto":
+        return cfg
+    chosen, why = choose_precision("auto", model.registry_name, device)
+    log.info("precision %s (%s; --precision fp32 forces fp32)", chosen, why)
+    return dataclasses.replace(cfg, precision=chosen)
