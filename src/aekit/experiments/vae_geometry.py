@@ -8,8 +8,13 @@ VAE and measures the two properties the notes claim for a VAE's latent space:
   version) and scored by a small CNN trained on the real training images (:mod:`aekit.evaluate.classifier`):
   ``max_prob`` = the classifier's mean confidence, ``domain_fid`` = Fréchet distance between its
   penultimate features of the generated and of the real test images (lower is better);
-- **continuity** (nearby codes decode to similar images): straight paths between the codes of ``n_paths``
-  random pairs of test images, ``path_steps`` points each, decoded: ``path_step_ratio`` = largest decoded
+- **continuity** (nearby codes decode to similar images), as the notes define it: the perturbation measure of
+  :mod:`aekit.evaluate.continuity` at the decode sites (the VAE's prior, the AE's fitted Gaussian, both models'
+  test codes), per δ in ``deltas``: median and 95th percentile of the decoded change in pixels and classifier
+  features (over the mean distance of two random test images) and the share of changed labels
+  (``continuity.csv``; the summary names the more continuous model per measure with a stated tie rule);
+- **path diagnostics** (how *evenly* a straight path changes, not continuity): straight paths between the codes
+  of ``n_paths`` random pairs of test images, ``path_steps`` points each, decoded: ``path_step_ratio`` = largest decoded
   step ‖x_{t+1} − x_t‖ / mean step, averaged over paths (1 = perfectly even, large = a jump), the same ratio
   in the classifier's penultimate features (``path_feature_step_ratio``: a pixel cross-fade scores 1 in pixels
   but not there), and
