@@ -79,3 +79,59 @@ def test_flop_count_and_impl_names():
     assert all(bench.parse_impl(i) for i in bench.LEVER_LADDER)
     with pytest.raises(ConfigError, match="unknown implementation"):
         bench.parse_impl("keras")
+
+
+def test_device_option_and_aekit_levers():
+    assert bench.parse_impl("aekit+fp32") == ("aekit", frozenset({"fp32"}))
+    assert bench.parse_impl("aekit+bf16+compile+channels_last")[1] == {"bf16", "compile", "channels_last"}
+    for bad in ("aekit+fp32+bf16", "aekit+resident", "reference+fp32"):
+        with pytest.raises(ConfigError):
+            bench.parse_impl(bad)
+    args = bench.build_parser().parse_args(["train", "--device", "cuda", "--smoke"])
+    assert args.device == "cuda"
+    if not __import__("torch").cuda.is_available():
+        r = subprocess.run([sys.executable, "benchmarks/bench.py", "train", "--smoke", "--device", "cuda"], cwd=ROOT,
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no CUDA GPU is visible" in r.stderr
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_train_suite_on_cuda_runs_every_case(tmp_path):
+    assert bench.main(["-q", "train", "--smoke", "--inprocess", "--repeats", "1", "--device", "cuda",
+                       "--impls", "reference,reference+resident,aekit,aekit+bf16", "--json", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report["cases"]) == set(bench.CASES) and report["machine"]["gpu"]
+    for case in report["cases"].values():
+        assert all(r["samples_per_s"] > 0 and r["test_loss"] > 0 for r in case["rows"])
+
+
+def test_parity_script_smoke(capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        parity = importlib.import_module("parity")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert parity.main(["--smoke", "--inprocess", "--cases", "mlp-vae"]) == 0
+    out = capsys.readouterr().out
+    assert "| MLP VAE 784-400-20" in out and "| holds |" in out
+    assert parity.main(["--smoke", "--cases", "nope"]) == 2
+
+
+def test_plain_loop_runs_on_idx_files(tmp_path):
+    """The process-to-process reference of the whole job reads gzip IDX files itself (no aekit import)."""
+    import gzip
+
+    rng = np.random.default_rng(0)
+    for name, n in (("train-images-idx3-ubyte", 300), ("t10k-images-idx3-ubyte", 50)):
+        x = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        header = bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in x.shape)
+        (tmp_path / f"{name}.gz").write_bytes(gzip.compress(header + x.tobytes()))
+    r = subprocess.run([sys.executable, "benchmarks/plain_loop.py", "--epochs", "1", "--val", "50", "--data-dir",
+                        str(tmp_path), "--out", str(tmp_path / "w.pt")], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert lines[0]["epoch"] == 1 and lines[0]["val_loss"] > 0 and lines[-1]["test_loss"] > 0
+    assert (tmp_path / "w.pt").exists()
+    src = (ROOT / "benchmarks" / "plain_loop.py").read_text()
+    assert "import aekit" not in src and "from aekit" not in src
