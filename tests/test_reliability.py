@@ -502,3 +502,36 @@ def test_a_busy_port_is_one_line_before_the_banner(finished, capsys):
         assert main(["serve", str(finished), "--port", str(port)]) == 2
     captured = capsys.readouterr()
     assert f"port {port}" in one_error_line(captured.err) and "explorer for" not in captured.err
+
+
+# ------------------------------------------------------------------------ 10. a crafted run never downloads
+
+
+@pytest.mark.parametrize("spec", ["mnist", "dsprites"])
+def test_serving_a_crafted_run_neither_downloads_nor_writes_outside_it(run_copy, tmp_path, monkeypatch, caplog,
+                                                                       spec):
+    """config.json pointing the data at a named dataset in a folder outside the run: the explorer loads the
+    run without its map, touches no network and creates nothing there (dSprites would write a 377 MB cache)."""
+    pytest.importorskip("fastapi")
+    import urllib.request
+
+    from aekit.serve.app import explorer_for_run
+
+    elsewhere = tmp_path / "elsewhere"
+    cfg = json.loads((run_copy / "config.json").read_text())
+    cfg["data"].update(spec=spec, data_dir=str(elsewhere), download=True)
+    (run_copy / "config.json").write_text(json.dumps(cfg))
+    calls = []
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: calls.append(a) or pytest.fail("network"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AEKIT_DATA", raising=False)
+    if spec == "dsprites":  # rendering all 737,280 sprites in memory is the fallback: stop before it
+        import aekit.data.dsprites as dsprites
+
+        monkeypatch.setattr(dsprites, "render", lambda index: (_ for _ in ()).throw(
+            RunError("stand-in: rendered in memory, no cache written")))
+    with caplog.at_level(logging.WARNING):
+        explorer = explorer_for_run(run_copy)
+    assert explorer is not None and calls == []
+    assert not elsewhere.exists() and not (tmp_path / "home" / ".cache" / "aekit").exists()
+    assert "serving without the latent map" in caplog.text
