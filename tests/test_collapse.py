@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -77,12 +78,41 @@ def test_free_bits_loss_keeps_the_true_kl_and_elbo():
     assert set(b.terms) <= set(VAE.units)  # every term has its unit
 
 
+def test_the_default_free_nats_leave_a_run_above_them_unchanged():
+    """2 free nats per sample (the vae registry default): a batch whose every KL is above 2 nats trains on the
+    plain β-VAE loss, same value and same gradients."""
+    x = torch.rand(16, 1, 8, 8)
+    plain = tiny_vae(beta=4.0)
+    with torch.no_grad():  # posterior means of ~3 per unit: KL ≈ 3 · ½ · 9 per sample, far above 2
+        head(plain).bias[:3] = 3.0
+    free = tiny_vae(beta=4.0, free_bits=2.0, free_bits_mode="sample")
+    free.load_state_dict(plain.state_dict())
+    assert plain.encode(x).kl().min() > 2.0
+    out = []
+    for m in (plain, free):
+        torch.manual_seed(5)
+        loss = m.loss(Batch(x)).total
+        loss.backward()
+        out.append((loss.item(), head(m).weight.grad.clone()))
+    assert out[0][0] == pytest.approx(out[1][0], rel=1e-6) and torch.allclose(out[0][1], out[1][1])
+
+
 def test_free_bits_validation():
     for bad in (-1.0, math.inf, math.nan):
         with pytest.raises(ConfigError, match="--free-bits"):
             VAEConfig(free_bits=bad)
-    with pytest.raises(ConfigError, match="--objective elbo"):
-        VAEConfig(free_bits=0.5, objective="iwae", iwae_k=2)
+    # the vae registry's default (2 free nats per sample) does not stop `--model vae --objective iwae`
+    cfg = aekit.MODELS["vae"].make_config({"objective": "iwae"}, name="vae")
+    assert cfg.free_bits == 2.0 and cfg.free_bits_mode == "sample"
+    torch.manual_seed(0)
+    model = VAE(cfg.resolve(DataShape((1, 8, 8), True)))
+    plain = VAE(dataclasses.replace(model.config, free_bits=0.0))
+    plain.load_state_dict(model.state_dict())
+    x = torch.rand(4, 1, 8, 8)
+    torch.manual_seed(1)
+    a = model.loss(Batch(x))
+    torch.manual_seed(1)
+    assert a.total.item() == pytest.approx(plain.loss(Batch(x)).total.item(), rel=1e-6)  # iwae: free bits unused
 
 
 def test_free_bits_cli_error_is_one_line(capsys, tmp_path):
@@ -228,7 +258,8 @@ def test_default_callbacks_ask_the_capability():
 def test_a_deliberately_collapsed_run_warns_and_says_so_in_evaluation_json(tmp_path, caplog):
     out = tmp_path / "beta50"
     with caplog.at_level(logging.WARNING):
-        run = aekit.train("vae", DataConfig("digits", subsample=400), out, beta=50.0, hidden="16", latent_dim=3,
+        run = aekit.train("vae", DataConfig("digits", subsample=400), out, beta=50.0, free_bits=0.0, hidden="16",
+                          latent_dim=3,
                           epochs=4, batch_size=32, progress=False, report=False)
     field = json.loads((out / "evaluation.json").read_text())["posterior_collapse"]
     check_schema(field)

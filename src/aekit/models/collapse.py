@@ -18,8 +18,9 @@ ACTIVE_THRESHOLD = 0.01  # Burda et al. (2016): a unit is active when Cov_x(E_q[
 
 RULE = (f"collapsed when no latent unit is active (Var_x E_q[z_j|x] > {ACTIVE_THRESHOLD:g}, Burda et al. 2016) "
         f"or the mean KL(q(z|x) || p(z)) is below {KL_THRESHOLD_NATS:g} nats per sample")
-HINT = ("the decoder ignores the code: train with free bits (--free-bits 0.5: each unit keeps 0.5 nats of KL "
-        "unpenalised), a KL warm-up (--beta-warmup-epochs 10), or a lower --beta")
+HINT = ("the decoder ignores the code: train with free bits (--free-bits 2 --free-bits-mode sample, the vae default: "
+        "2 nats of KL per sample unpenalised; or per unit, --free-bits 0.25 --free-bits-mode unit), a lower "
+        "--beta, or a KL warm-up (--beta-warmup-epochs 10)")
 
 
 def is_collapsed(active_units: int, kl_nats: float) -> bool:

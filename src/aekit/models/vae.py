@@ -92,8 +92,6 @@ class VAEConfig(NetConfig):
               "--objective iwae is the bound on log p(x) itself: it has no β; drop --beta (or use --objective elbo)")
         check(math.isfinite(self.free_bits) and self.free_bits >= 0,
               f"--free-bits {self.free_bits:g}: must be a finite number of nats ≥ 0, e.g. --free-bits 0.5 (0 = off)")
-        check(self.free_bits == 0 or self.objective == "elbo",
-              f"--free-bits applies to --objective elbo, not {self.objective}: drop --free-bits or use --objective elbo")
         check(self.scale > 0, "--scale must be > 0")
         check(not (self.learn_scale and self.likelihood == "bernoulli"),
               "--learn-scale needs --likelihood gaussian or laplace: a Bernoulli likelihood has no scale")
