@@ -54,7 +54,7 @@ def start_server(run: Path) -> tuple[subprocess.Popen, int]:
                 return proc, port
         except OSError:
             if proc.poll() is not None:
-                raise SystemExit(f"the server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+                raise SystemExit(f"the server exited: {proc.stderr.read().decode() if proc.stderr else ''}") from None
             time.sleep(0.2)
     raise SystemExit("the server did not start within 180 s")
 
@@ -140,6 +140,13 @@ def measure_info(run: Path, uploads: int = 20, side: int = 1024) -> None:
     done: list[float] = []
     try:
         httpx.get(url + "/api/info", timeout=30)  # warm
+        idle = []
+        for _ in range(20):  # the same request on the idle server: this machine's baseline
+            t0 = time.perf_counter()
+            httpx.get(url + "/api/info", timeout=30)
+            idle.append(time.perf_counter() - t0)
+        print(f"/api/info on the idle server: median {statistics.median(idle) * 1000:.0f} ms, "
+              f"max {max(idle) * 1000:.0f} ms", flush=True)
         t_start = time.perf_counter()
 
         def upload() -> None:
@@ -159,7 +166,7 @@ def measure_info(run: Path, uploads: int = 20, side: int = 1024) -> None:
             time.sleep(0.1)
         for t in threads:
             t.join()
-        busy = [d for d in done]
+        busy = list(done)
         print(f"/api/info during {uploads} uploads of {side}×{side} PNGs ({len(body) / 1e6:.2f} MB each): "
               f"{len(times)} requests, median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms; "
               f"upload statuses {sorted(set(statuses))} ({statuses.count(200)} × 200); the uploads finished "
@@ -172,6 +179,7 @@ def measure_info(run: Path, uploads: int = 20, side: int = 1024) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", default=None, help="folder for the two runs (default: a temporary one)")
+    p.add_argument("--only", choices=["body", "info"], default=None, help="run one of the two measurements")
     args = p.parse_args()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="aekit-explorer-"))
     sys.path.insert(0, str(ROOT / "src"))
@@ -184,11 +192,13 @@ def main() -> None:
     if not (unet / "complete.json").exists():
         aekit.train("unet", "cells", unet, epochs=1, depth=2, base_channels=8, cells_count=40, image_size=64,
                     progress=False, report=False, overwrite=True)
-    measure_body(ae, "/api/decode", "application/json")
-    part = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
-            b"Content-Type: image/png\r\n\r\n")
-    measure_body(unet, "/api/segment", "multipart/form-data; boundary=b", part)
-    measure_info(unet)
+    if args.only != "info":
+        measure_body(ae, "/api/decode", "application/json")
+        part = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
+                b"Content-Type: image/png\r\n\r\n")
+        measure_body(unet, "/api/segment", "multipart/form-data; boundary=b", part)
+    if args.only != "body":
+        measure_info(unet)
 
 
 if __name__ == "__main__":
