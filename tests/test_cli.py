@@ -241,7 +241,7 @@ def test_every_train_option_has_help_text(model, capsys):
 
 def test_train_help_shows_defaults_and_models(capsys):
     out = " ".join(help_of(capsys, "train").split())  # argparse wraps lines: compare word sequences
-    assert re.search(r"--latent-dim N [^(]+ \(default 16 \(sparse-ae: 64\); models: ae, linear-ae,", out)
+    assert re.search(r"--latent-dim N [^(]+ \(default 16 \(sparse-ae, contractive-ae: 64\); models: ae, linear-ae,", out)
     assert "models: unet" in out and "models: vae" in out and "models: stacked-ae" in out
     assert "--epochs N passes over the training split (default 20 (unet: 6))" in out
     assert "(with --arch conv;" in out  # a field's scope

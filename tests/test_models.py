@@ -12,8 +12,11 @@ TINY = {"hidden": (16,), "latent_dim": 3, "channels": (4, 8)}
 
 def tiny_model(name, shape=(1, 8, 8), unit=True, **extra):
     spec = MODELS[name]
-    values = {k: v for k, v in {**TINY, **extra}.items() if k in spec.config_cls.__dataclass_fields__}
-    cfg = spec.make_config(values).resolve(DataShape(shape, unit))
+    fields = spec.config_cls.__dataclass_fields__
+    if extra.get("arch") == "conv" and spec.defaults.get("tied"):  # a tied-weights preset is MLP-only
+        extra = {**extra, "tied": False}
+    values = {k: v for k, v in {**TINY, **extra}.items() if k in fields}
+    cfg = spec.make_config(values).resolve(DataShape(shape, unit, num_train=100))
     return build_model(name, cfg)
 
 

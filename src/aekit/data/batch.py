@@ -43,11 +43,13 @@ class BatchTransform(Protocol):
 @dataclasses.dataclass(frozen=True)
 class DataShape:
     """What a model config's ``resolve`` reads of a dataset, for building a model without one: the shape of a
-    sample, whether inputs lie in [0, 1] (images), and the class count of segmentation masks (None: unknown)."""
+    sample, whether inputs lie in [0, 1] (images), the class count of segmentation masks and the size of the
+    training split (None: unknown; β-TCVAE's q(z) estimate needs it)."""
 
     shape: tuple[int, ...]
     in_unit_interval: bool = True
     num_classes: int | None = None
+    num_train: int | None = None
 
 
 def eval_batch_size(sample_numel: int, cap: int = 1024, budget: int = 1 << 21) -> int:

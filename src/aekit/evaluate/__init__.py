@@ -112,7 +112,8 @@ def evaluate(model: Autoencoder, data: Dataset, split: str = "test", batch_size:
 # and the function above (``aekit.evaluate(model, data)``): the package's module object is made callable, so
 # neither shadows the other (with a plain ``from .evaluate import evaluate`` in ``aekit/__init__.py``,
 # ``import aekit.evaluate.likelihood as L`` raised AttributeError).
-SUBMODULES = ("anomaly", "classifier", "deterministic", "disentanglement", "likelihood", "metrics", "segmentation")
+SUBMODULES = ("anomaly", "classifier", "continuity", "deterministic", "disentanglement", "likelihood", "metrics",
+              "segmentation")
 
 
 class _CallableModule(types.ModuleType):

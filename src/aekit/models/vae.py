@@ -107,9 +107,10 @@ class VAEConfig(NetConfig):
               "--learn-scale needs --likelihood gaussian or laplace: these images get a Bernoulli likelihood")
         n = self.tc_dataset_size
         if self.objective == "tcvae" and n == 0:  # the MWS estimator's N: the training split's size
-            check(isinstance(data, Dataset), "--objective tcvae needs the training-set size N of its q(z) "
-                                             "estimate: give --tc-dataset-size N to build it without data")
-            n = len(cast(Dataset, data).train)
+            known = len(data.train) if isinstance(data, Dataset) else data.num_train
+            check(known is not None, "--objective tcvae needs the training-set size N of its q(z) "
+                                     "estimate: give --tc-dataset-size N to build it without data")
+            n = int(cast(int, known))
         return dataclasses.replace(self, input_shape=tuple(data.shape), likelihood=lik, tc_dataset_size=n)
 
 
