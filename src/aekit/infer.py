@@ -65,7 +65,7 @@ def predict_tiled(model: Any, x: torch.Tensor, tile: int | None = None, margin: 
                           f"{-(-(2 * margin + 4 * m) // m) * m} or more (or a smaller --margin)")
     model.eval()
     h, w = x.shape[-2:]
-    xp = model._pad(x)
+    xp = model.pad_input(x)
     hp, wp = xp.shape[-2:]
     th, tw = min(tile, hp), min(tile, wp)
     ys, xs = tile_starts(hp, th, stride), tile_starts(wp, tw, stride)

@@ -222,6 +222,22 @@ class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
         """Inputs are padded to a multiple of this (tiles start on multiples of it); 1 for most models."""
         return 1
 
+    def pad_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (…, H, W) reflect-padded at the bottom / right to a multiple of :attr:`size_multiple` (replicate
+        where the image is too small to reflect); tiled inference cuts its tiles from this."""
+        m = self.size_multiple
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % m, (-w) % m
+        if ph == 0 and pw == 0:
+            return x
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        return torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Unnormalised per-pixel class scores (B, K, H, W), same H × W as ``x`` (``supervised`` models)."""
+        self.require("supervised", "per-pixel class scores")
+        raise NotImplementedError  # pragma: no cover
+
     def decode_logits(self, z: Any) -> torch.Tensor:
         """The decoder's output before its output activation (logits for a Bernoulli likelihood)."""
         self.require("posterior", "the likelihood p(x|z)")

@@ -162,19 +162,9 @@ class UNet(Autoencoder):
 
     # ------------------------------------------------------------------ the network
 
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        """Reflect-pad bottom / right to a multiple of 2^depth (replicate where the image is too small)."""
-        m = self.config.multiple
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % m, (-w) % m
-        if ph == 0 and pw == 0:
-            return x
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        return F.pad(x, (0, pw, 0, ph), mode=mode)
-
     def encode(self, x: torch.Tensor) -> UNetCode:
         size = (int(x.shape[-2]), int(x.shape[-1]))
-        h = self._pad(x)
+        h = self.pad_input(x)
         skips = []
         for block in self.down:
             h = block(h)
