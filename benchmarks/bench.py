@@ -88,6 +88,15 @@ CASES: dict[str, Case] = {
                  {"augment": False}, "cells", 16, 2e-3, 3, {"cells_count": 400}),
 }
 
+# not in the default suite (no plain-loop twin): the dSprites β-VAE recipe's network (aekit experiment beta-sweep:
+# 4 stride-2 convs 32,32,64,64 + FC 256, latent 10, batch 64, lr 5e-4), for its samples/s and bound; run it with
+# --cases dsprites-vae --impls aekit,... --subsample N (the recipe trains on 400,000 sprites)
+EXTRA_CASES: dict[str, Case] = {
+    "dsprites-vae": Case("dSprites β-VAE recipe network (conv 32,32,64,64 + FC 256, latent 10, batch 64)", "vae",
+                         {"arch": "conv", "channels": "32,32,64,64", "conv_hidden": "256", "latent_dim": 10,
+                          "likelihood": "bernoulli"}, "dsprites", 64, 5e-4, 2),
+}
+
 # tiny stand-ins for the test suite: same code paths, seconds instead of minutes
 SMOKE: dict[str, Case] = {
     "mlp-vae": dataclasses.replace(CASES["mlp-vae"], options={**CASES["mlp-vae"].options, "hidden": "32", "latent_dim": 4},
@@ -104,7 +113,7 @@ SMOKE: dict[str, Case] = {
 def get_case(name: str, smoke: bool = False) -> Case:
     from aekit.errors import ConfigError
 
-    table = SMOKE if smoke else CASES
+    table = SMOKE if smoke else {**CASES, **EXTRA_CASES}
     if name not in table:
         raise ConfigError(f"unknown benchmark case {name!r}: choose from {', '.join(CASES)}")
     return table[name]

@@ -32,9 +32,10 @@ class TrainConfig:
         "auto", "arithmetic of the forward pass: bf16 autocast, fp32, or auto: bf16 where the device runs it "
                 "natively (CUDA with bf16, CPUs with AMX or AVX-512 BF16) and the model's bf16 parity was measured "
                 "(vae, ae, unet), else fp32; config.json records the choice")
-    bf16: bool = opt(False, "alias of --precision bf16")
+    bf16: bool = opt(False, "alias: --bf16 is --precision bf16, --no-bf16 is --precision fp32")
     compile: bool = opt(False, "torch.compile the model's loss (forward + loss terms); off by default: on 2 CPU "
-                               "cores it pays only after tens of epochs, see BENCHMARKS.md")
+                               "cores its compilation paid back after ~4 epochs (deep AE) to ~44 (MLP VAE) and "
+                               "never for the conv VAE, see BENCHMARKS.md")
     channels_last: bool = opt(False, "NHWC memory format for weights and batches (pays with --bf16 on CPU)",
                               scope="conv models")
     checkpoint_every_s: float = opt(

@@ -33,13 +33,13 @@ log = logging.getLogger("aekit.train")
 
 __all__ = ["BF16_PARITY", "bf16_native", "choose_precision", "resolve_precision"]
 
-# Registry entries whose bf16 test loss was measured within the tolerance of fp32 (benchmarks/parity.py on
-# the bench cases, 2026-12-03, AMD EPYC with AVX-512 BF16; BENCHMARKS.md "bf16 parity"): the figures are
-# |bf16 − fp32| test loss after the same epochs, same seed.
+# Registry entries whose bf16 test loss was measured within the tolerance of fp32: bf16 − fp32 test loss after
+# the same epochs, same seed (`python benchmarks/parity.py --threads 1`, 2026-12-02, AMD EPYC with AVX-512
+# BF16; BENCHMARKS.md "bf16 parity", benchmarks/results/parity-issue20.md).
 BF16_PARITY: dict[str, str] = {
-    "vae": "MLP VAE 784-400-20 (10 epochs) and conv VAE 32-64 (3 epochs) on Fashion-MNIST",
-    "ae": "deep AE 784-1000-500-250-30 (5 epochs) on Fashion-MNIST",
-    "unet": "U-Net depth 3 on 128x128 cells (3 epochs)",
+    "vae": "MLP VAE 784-400-20, 10 epochs: +0.011 nat; conv VAE 32-64, 3 epochs: -0.027 nat (Fashion-MNIST)",
+    "ae": "deep AE 784-1000-500-250-30, 5 epochs: -0.235 nat (Fashion-MNIST)",
+    "unet": "U-Net depth 3 on 128x128 cells, 3 epochs: +0.003 per pixel",
 }
 
 
