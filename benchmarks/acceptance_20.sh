@@ -53,7 +53,8 @@ m = train["machine"]
 lines += [f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['threads']} threads); fp32 GEMM "
           f"{train['gemm_fp32_flops'] / 1e9:.0f} GFLOP/s", "",
           "| case | reference samples/s | aekit defaults (precision) | × ref | Δ test loss | best option | × ref | "
-          "of bound | Δ test loss | aekit --precision fp32 × ref |", "|---|---|---|---|---|---|---|---|---|---|"]
+          "of bound | Δ test loss | aekit --precision fp32 × ref | defaults − fp32 test loss |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
 ok = {"defaults": True, "best": True}
 for name, c in train["cases"].items():
     rows = {r["impl"]: r for r in c["rows"]}
@@ -67,7 +68,8 @@ for name, c in train["cases"].items():
     ok["best"] &= best["vs_reference"] >= 3.0
     lines.append(f"| {name} | {ref['samples_per_s']:,.0f} | {de['samples_per_s']:,.0f} ({raw['aekit'].get('precision')}) | "
                  f"{de['vs_reference']:.2f} | {d_def:+.3f} | {best['impl']} | {best['vs_reference']:.2f} | "
-                 f"{100 * best['bound_fraction']:.0f}% | {d_best:+.3f} | {rows['aekit+fp32']['vs_reference']:.2f} |")
+                 f"{100 * best['bound_fraction']:.0f}% | {d_best:+.3f} | {rows['aekit+fp32']['vs_reference']:.2f} | "
+                 f"{de['test_loss'] - rows['aekit+fp32']['test_loss']:+.3f} (parity: ±{tol:g}) |")
 lines += ["", f"- defaults ≥ 1.5× and within tolerance in every case: {'MET' if ok['defaults'] else 'NOT met'}",
           f"- best options ≥ 3× in every case: {'MET' if ok['best'] else 'NOT met'}", ""]
 comp = json.loads((out / "compile.json").read_text())
