@@ -63,7 +63,8 @@ class Run:
     evaluation: dict[str, Any] | None = None
 
     def dataset(self) -> Dataset:
-        return load_data(self.data_config)
+        """The run's recorded data, from local files only (see :func:`recorded_data`)."""
+        return load_data(recorded_data(self.data_config))
 
     def config_dict(self) -> dict[str, Any]:
         from ..version import __version__
@@ -75,6 +76,28 @@ class Run:
             "data": to_dict(self.data_config),
             "train": to_dict(self.train_config),
         }
+
+
+def recorded_data(cfg: DataConfig) -> DataConfig:
+    """A run's recorded data config as loading the run uses it: ``download=False``, so a run directory (maybe
+    crafted: ``data.spec: mnist``, ``data.data_dir: /any/path``) never makes ``evaluate``, ``sample`` or
+    ``serve`` download or create folders; data given explicitly (``--data``) is loaded as asked."""
+    return dataclasses.replace(cfg, download=False) if cfg.download else cfg
+
+
+MAX_STEPS = 10**8  # optimiser steps of one run: ~a day at 1 ms per step; more is a typo (--epochs 1e23)
+
+
+def check_steps(train_cfg: TrainConfig, dataset: Dataset, closed_form: bool = False) -> None:
+    """Refuse ``epochs × steps per epoch`` beyond :data:`MAX_STEPS` before training starts (it would not end)."""
+    if closed_form:
+        return
+    steps = train_cfg.epochs * -(-len(dataset.train) // max(1, train_cfg.batch_size))
+    if steps > MAX_STEPS:
+        per = max(1, steps // max(1, train_cfg.epochs))
+        raise ConfigError(f"--epochs {train_cfg.epochs}: {train_cfg.epochs} epochs × {per} steps per epoch is more "
+                          f"than {MAX_STEPS:.0e} optimiser steps (over a day even at 1 ms per step); use --epochs "
+                          f"{max(1, MAX_STEPS // per)} or fewer")
 
 
 def split_options(model_name: str, options: dict[str, Any]) -> tuple[dict, dict, dict]:
@@ -196,6 +219,7 @@ def _train_new(model: str, data: str | DataConfig, out: str | Path | None, *, ov
     if "epochs" in overrides and "epochs" in t_opts and train_cfg.epochs != overrides["epochs"]:
         raise ConfigError("--finetune-epochs and --epochs both set the fine-tuning epochs: give only one")
     train_cfg = dataclasses.replace(train_cfg, **overrides)
+    check_steps(train_cfg, dataset, spec.model_cls.closed_form)
     with torch.random.fork_rng(devices=[]):  # the initial weights come from the run's seed; the caller's RNG stays
         torch.default_generator.manual_seed(train_cfg.seed)  # CPU init; no GPU generator touched
         net = build_model(model, model_cfg)
@@ -248,6 +272,7 @@ def _resume(path: Path, *, callbacks: Sequence[Callback] = (), locks: contextlib
         train_cfg = from_dict(TrainConfig, {**to_dict(train_cfg), **overrides}, what="--resume")
     resolve_device(train_cfg.device)
     dataset = load_data(data_cfg)
+    check_steps(train_cfg, dataset, get_spec(model_name).model_cls.closed_form)
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(train_cfg.seed)  # CPU init; no GPU generator touched
         net = build_model(model_name, model_cfg)
@@ -340,6 +365,10 @@ def _configs_from(cfg: dict[str, Any], path: Path) -> tuple[str, Any, DataConfig
         train_cfg = from_dict(TrainConfig, train, what=f"{path}/{CONFIG}")
     except ConfigError as e:
         raise RunError(f"{path}/{CONFIG} is invalid: {e}") from None
+    shape = getattr(model_cfg, "input_shape", None)
+    if shape is not None and not (len(shape) > 0 and all(type(d) is int and d > 0 for d in shape)):
+        raise RunError(f"{path}/{CONFIG}: input_shape {list(shape)} is not a shape (positive integers); restore it "
+                       "or retrain the run")
     return name, model_cfg, data_cfg, train_cfg
 
 
