@@ -403,7 +403,7 @@ def test_a_killed_training_leaves_a_run_that_says_so_in_one_line(tmp_path: Path)
     incomplete in one line, and the rerun of the same command is refused with the resume hint."""
     out = tmp_path / "R"
     cmd = [sys.executable, "-m", "aekit", "-q", "train", "--model", "ae", "--hidden", "64", "--latent-dim", "4",
-           "--batch-size", "16", "--epochs", "50", "--no-report", "--out", str(out)]
+           "--batch-size", "16", "--epochs", "50", "--checkpoint-every-s", "0", "--no-report", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(tmp_path))
     try:
         deadline = time.monotonic() + 120
