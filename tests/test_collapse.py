@@ -16,7 +16,7 @@ from aekit.data import Batch, DataConfig, DataShape, load_data
 from aekit.errors import ConfigError
 from aekit.models import VAE, DiagonalGaussian, VAEConfig
 from aekit.models.batching import loss_draws
-from aekit.models.collapse import HINT, KL_THRESHOLD_NATS, RULE
+from aekit.models.collapse import HINT, KL_THRESHOLD_NATS, RULE, hint
 from aekit.train.callbacks import CollapseWarning
 from aekit.train.config import TrainConfig
 
@@ -104,8 +104,10 @@ def test_free_bits_validation():
     # the vae registry's default (2 free nats per sample) does not stop `--model vae --objective iwae`
     cfg = aekit.MODELS["vae"].make_config({"objective": "iwae"}, name="vae")
     assert cfg.free_bits == 2.0 and cfg.free_bits_mode == "sample"
+    resolved = cfg.resolve(DataShape((1, 8, 8), True))
+    assert resolved.free_bits == 0.0  # recorded as unused: config.json says what the run trained with
     torch.manual_seed(0)
-    model = VAE(cfg.resolve(DataShape((1, 8, 8), True)))
+    model = VAE(dataclasses.replace(resolved, free_bits=2.0))  # even set, the iwae loss ignores it
     plain = VAE(dataclasses.replace(model.config, free_bits=0.0))
     plain.load_state_dict(model.state_dict())
     x = torch.rand(4, 1, 8, 8)
@@ -146,7 +148,10 @@ def test_collapse_field_of_a_collapsed_model(small_digits, caplog):
     assert field["collapsed"] is True and field["active_units"] == 0 and field["latent_dim"] == 3
     assert field["kl_nats"] == pytest.approx(0.0, abs=1e-9) and r["kl"] == pytest.approx(0.0, abs=1e-9)
     assert field["kl_threshold_nats"] == KL_THRESHOLD_NATS and field["rule"] == RULE and field["hint"] == HINT
-    assert "--free-bits" in HINT and "--beta-warmup-epochs" in HINT and "--beta" in HINT
+    assert "--free-bits" in HINT and "--beta" in HINT
+    # a run that already had free bits is told to raise them or lower β, not to add them
+    had = hint(dataclasses.replace(model.config, free_bits=2.0, free_bits_mode="sample", beta=4.0))
+    assert "although this run had --free-bits 2 (per sample)" in had and "--beta (now 4)" in had
     assert [m for m in caplog.messages if "posterior collapse" in m]
 
 
@@ -196,7 +201,7 @@ def test_elbo_over_draws_has_a_calibrated_stderr_and_is_deterministic(small_digi
 
 def fake_trainer(epochs: int = 10, steps_per_epoch: int = 100, warmup: float = 0.0) -> types.SimpleNamespace:
     return types.SimpleNamespace(cfg=TrainConfig(epochs=epochs, beta_warmup_epochs=warmup), steps_per_epoch=steps_per_epoch,
-                                 step=0)
+                                 step=0, model=types.SimpleNamespace(config=VAEConfig()))
 
 
 def feed(cb: CollapseWarning, trainer, kls: list[float], end: bool = True) -> None:
@@ -229,11 +234,12 @@ def test_collapse_warning_not_for_a_dip_that_recovers(caplog):
 def test_collapse_warning_waits_for_the_kl_warmup(caplog):
     cb = CollapseWarning(patience_steps=300)
     with caplog.at_level(logging.WARNING, logger="aekit.train"):
-        feed(cb, fake_trainer(warmup=5), [0.01] * 7, end=False)  # warm-up to step 500: low from there, 200 steps
+        trainer = fake_trainer(warmup=5)
+        feed(cb, trainer, [0.01] * 7, end=False)  # warm-up to step 500: low from there, 200 steps
     assert collapse_warnings(caplog) == []
     with caplog.at_level(logging.WARNING, logger="aekit.train"):
-        cb.on_fit_end(None)  # the run ends collapsed: one warning
-        cb.on_fit_end(None)
+        cb.on_fit_end(trainer)  # the run ends collapsed: one warning
+        cb.on_fit_end(trainer)
     assert len(collapse_warnings(caplog)) == 1 and "training ended" in collapse_warnings(caplog)[0]
 
 

@@ -432,6 +432,14 @@ def test_download_resumes_a_partial_file(range_server, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blob"]
 
 
+def test_a_complete_partial_file_is_moved_into_place_without_a_request(range_server, tmp_path: Path) -> None:
+    url, handler = range_server  # killed after the last byte, before the rename: a Range request would get 416
+    (tmp_path / ".blob.part").write_bytes(handler.blob)
+    out = download(url + "blob", tmp_path / "blob", sha256=hashlib.sha256(handler.blob).hexdigest())
+    assert out.read_bytes() == handler.blob and handler.seen == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blob"]
+
+
 def test_download_restarts_when_the_server_ignores_range(range_server, tmp_path: Path) -> None:
     url, handler = range_server
     handler.ranges = False

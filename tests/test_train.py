@@ -143,8 +143,11 @@ def test_divergence_with_a_finite_loss_is_caught_and_nothing_is_marked_complete(
         aekit.train("ae", "digits", tmp_path / "r", epochs=3, lr=1e6, **QUICK)
     epoch = int(e.value.args[0].split("at epoch ")[1].split(" ")[0])
     assert 1 <= epoch <= 3
-    if "last good checkpoint" in str(e.value):  # the checkpoint named is the one on disk: the epoch before
-        assert f"last good checkpoint (epoch {epoch - 1})" in str(e.value)
+    if "last good checkpoint" in str(e.value):  # the checkpoint named is the one on disk
+        from aekit.train.checkpoint import checkpoint_epoch
+
+        saved = checkpoint_epoch(tmp_path / "r" / "checkpoint.safetensors")
+        assert saved is not None and saved < epoch and f"last good checkpoint (epoch {saved})" in str(e.value)
     assert not (tmp_path / "r" / "model.safetensors").exists()
     if (tmp_path / "r" / "checkpoint.safetensors").exists():  # what was saved is finite
         from aekit.train.checkpoint import non_finite, read_tensors
@@ -624,3 +627,19 @@ def test_checkpoint_every_s_must_be_finite_and_not_negative():
     for bad in (-1.0, float("inf"), float("nan")):
         with pytest.raises(ConfigError, match="--checkpoint-every-s must be a finite number ≥ 0"):
             TrainConfig(checkpoint_every_s=bad)
+
+
+def test_divergence_names_the_epoch_of_the_checkpoint_on_disk_not_the_one_before(tmp_path):
+    """With --checkpoint-every-s the checkpoint on disk can be several epochs old: the message reads its epoch."""
+    import types
+
+    from aekit.train.callbacks import DivergenceGuard
+    from aekit.train.checkpoint import save_checkpoint
+
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.Adam(model.parameters())
+    ckpt = tmp_path / "checkpoint.safetensors"
+    save_checkpoint(ckpt, model, opt, torch.Generator(), {"epoch": 2, "step": 20})
+    trainer = types.SimpleNamespace(cfg=types.SimpleNamespace(lr=1e-3))
+    with pytest.raises(TrainingDiverged, match=r"at epoch 5 .*last good checkpoint \(epoch 2\)"):
+        DivergenceGuard(ckpt)._fail(trainer, 5, "loss is nan")  # type: ignore[arg-type]

@@ -116,7 +116,8 @@ def minibatch_log_q(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, d
     - minibatch stratified sampling (MSS, ``stratified``): weights 1/N on the sample's own posterior,
       (N − M + 1)/(N·(M − 1)) on the next sample's (cyclically) and 1/(M − 1) on the other M − 2: the weights
       of the reference code's ``_log_importance_weight_matrix`` with its diagonal put where it belongs (they sum
-      to 1, so a prior-like posterior gives log p(z)).  Needs M ≥ 2.
+      to 1, so a prior-like posterior gives log p(z)).  Needs M ≥ 2: a batch of one sample (a ragged last
+      batch) has no other posterior to weigh and gets the MWS estimate.
 
     ``z``, ``mean``, ``logvar`` (M, D) are the draws and the diagonal Gaussian posteriors of the batch; N is the
     size of the data set the batch is drawn from.  Both outputs have shape (M,), nats.

@@ -202,6 +202,7 @@ def make_dataset(
     }
     mean = std = None
     if kind == "table":
+        parts_raw = {k: x for k, (x, _) in parts.items()}
         xt = parts["train"][0].astype(np.float64)
         mean_np = xt.mean(axis=0)
         std_np = xt.std(axis=0)
@@ -209,10 +210,14 @@ def make_dataset(
         mean = torch.from_numpy(mean_np.astype(np.float32))
         std = torch.from_numpy(std_np.astype(np.float32))
         parts = {k: (((x - mean_np) / std_np).astype(np.float32), y) for k, (x, y) in parts.items()}
-        if not (np.isfinite(mean_np).all() and np.isfinite(std_np).all()) or not all(
-                np.isfinite(x).all() for x, _ in parts.values()):
-            raise DataError(f"{name!r} holds values too large to standardise in float32 (|x| up to "
-                            f"{float(np.abs(xt).max()):.3g}): rescale the columns (e.g. to thousands) first")
+        bad = [k for k, (x, _) in parts.items() if not np.isfinite(x).all()]
+        if not (np.isfinite(mean_np).all() and np.isfinite(std_np).all()) or bad:
+            split = bad[0] if bad else "train"
+            raw = parts_raw[split].astype(np.float64)
+            worst = raw[~np.isfinite(raw)] if not np.isfinite(raw).all() else np.abs(raw).max(keepdims=True)
+            raise DataError(f"{name!r}: its {split} split holds a value that cannot be standardised in float32 "
+                            f"({float(worst.ravel()[0]):.3g}): remove non-finite values and rescale the columns "
+                            "(e.g. to thousands) first")
     splits = {}
     for k, (x, y) in parts.items():
         xt = torch.from_numpy(np.ascontiguousarray(x))

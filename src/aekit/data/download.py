@@ -153,6 +153,9 @@ def _fetch(url: str, fd: int, part: Path, expected: dict[str, str], limit: int, 
         for block in iter(lambda: os.read(fd, CHUNK_SIZE), b""):
             for h in hashes.values():
                 h.update(block)
+    if have and all(hashes[k].hexdigest() == v for k, v in expected.items()):
+        logger.info("%s is already complete (killed before it was moved into place)", part)
+        return  # the partial file is the whole, verified file: no request (a Range past its end gets 416)
     headers = {"User-Agent": USER_AGENT}
     if have:
         headers["Range"] = f"bytes={have}-"

@@ -176,7 +176,7 @@ def posterior_collapse(model: Autoencoder, x: torch.Tensor, batch_size: int = 10
     mean, logvar = posterior_stats(vae, x, batch_size)
     n_active, _ = active_units(mean)
     kl = float(kl_per_dim(mean, logvar).sum()) if len(mean) else 0.0
-    out = verdict(n_active, vae.latent_dim, kl)
+    out = verdict(n_active, vae.latent_dim, kl, vae.config)
     if out["collapsed"]:
         log.warning("posterior collapse: %d of %d latent units active, KL %.3g nats per sample (threshold %g): %s",
                     n_active, vae.latent_dim, kl, out["kl_threshold_nats"], out["hint"])

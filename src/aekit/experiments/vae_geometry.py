@@ -578,6 +578,11 @@ class BetaSweepConfig:
     lr: float = 5e-4
     subsample: int | None = 100_000  # dSprites images used (train + val + test); None = all 737,280
     metric_rows: int = 10000  # test codes the metrics are computed on
+    # DCI's importances: a random forest, or "gbt", the gradient-boosted trees of disentanglement_lib (slower;
+    # comparable with published DCI); the FactorVAE score prunes units by std < 0.05 as disentanglement_lib, or
+    # by "variance" < 0.05 (aekit's rule before session 16)
+    dci: Literal["forest", "gbt"] = "forest"
+    factor_vae_prune: Literal["std", "variance"] = "std"
     bf16: bool = False  # bf16 autocast (and channels_last for conv): about 2× faster on CPUs with AMX
     # training seeds: every β is trained once per seed (the same seeds for every β); () = --seed alone.  Runs of
     # seed 0 are named beta4, the others beta4_seed1; several seeds add mean ± sd and a per-seed verdict
@@ -639,7 +644,8 @@ def beta_sweep(ctx: ExperimentContext) -> ExperimentResult:
         ev = run.evaluation or {}
         mean, logvar = posterior_stats(model, x_pool)
         n_active, unit_var = active_units(mean)
-        metrics = disentanglement_metrics(mean.numpy(), f_pool, quick=ctx.quick, seed=ctx.seed)
+        metrics = disentanglement_metrics(mean.numpy(), f_pool, quick=ctx.quick, seed=ctx.seed,
+                                          dci_importance=cfg.dci, factor_vae_prune=cfg.factor_vae_prune)
         row = {"beta": float(beta), "seed": seed, "elbo": ev.get("elbo"), "recon": ev.get("recon"),
                "kl": ev.get("kl"), "active_units": n_active, **{m: metrics[m] for m in METRIC_KEYS},
                "train_seconds": round(train_s, 1)}

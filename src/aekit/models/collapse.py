@@ -19,8 +19,20 @@ ACTIVE_THRESHOLD = 0.01  # Burda et al. (2016): a unit is active when Cov_x(E_q[
 RULE = (f"collapsed when no latent unit is active (Var_x E_q[z_j|x] > {ACTIVE_THRESHOLD:g}, Burda et al. 2016) "
         f"or the mean KL(q(z|x) || p(z)) is below {KL_THRESHOLD_NATS:g} nats per sample")
 HINT = ("the decoder ignores the code: train with free bits (--free-bits 2 --free-bits-mode sample, the vae default: "
-        "2 nats of KL per sample unpenalised; or per unit, --free-bits 0.25 --free-bits-mode unit), a lower "
-        "--beta, or a KL warm-up (--beta-warmup-epochs 10)")
+        "2 nats of KL per sample unpenalised; or per unit, --free-bits 0.25 --free-bits-mode unit) or a lower "
+        "--beta (a KL warm-up alone did not prevent it on the digits: README, VAE section)")
+
+
+def hint(config: Any = None) -> str:
+    """The remedies for a model of ``config`` (a model config; None: the general hint): a run that already used
+    free bits is told to raise them or lower β, not to add what it has."""
+    fb = float(getattr(config, "free_bits", 0.0) or 0.0)
+    if fb <= 0:
+        return HINT
+    mode = getattr(config, "free_bits_mode", "sample")
+    return (f"the decoder ignores the code although this run had --free-bits {fb:g} (per {mode}): raise "
+            f"--free-bits, lower --beta (now {getattr(config, 'beta', 1.0):g}), or try --free-bits-mode "
+            f"{'unit' if mode == 'sample' else 'sample'}")
 
 
 def is_collapsed(active_units: int, kl_nats: float) -> bool:
@@ -28,8 +40,9 @@ def is_collapsed(active_units: int, kl_nats: float) -> bool:
     return active_units == 0 or kl_nats < KL_THRESHOLD_NATS
 
 
-def verdict(active_units: int, latent_dim: int, kl_nats: float) -> dict[str, Any]:
-    """The ``posterior_collapse`` field of ``evaluation.json`` (its schema is fixed: the report reads it)."""
+def verdict(active_units: int, latent_dim: int, kl_nats: float, config: Any = None) -> dict[str, Any]:
+    """The ``posterior_collapse`` field of ``evaluation.json`` (its schema is fixed: the report reads it);
+    ``config``: the model's config, for the :func:`hint`."""
     return {"collapsed": is_collapsed(active_units, kl_nats), "active_units": int(active_units),
             "latent_dim": int(latent_dim), "kl_nats": float(kl_nats), "kl_threshold_nats": KL_THRESHOLD_NATS,
-            "rule": RULE, "hint": HINT}
+            "rule": RULE, "hint": hint(config)}

@@ -8,6 +8,7 @@ over dimensions, averaged over the batch), with ``recon`` = −log p(x|z) for th
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from typing import Literal, cast
 
@@ -19,6 +20,8 @@ from ..config import check, opt
 from ..data import Batch, Dataset, DataShape
 from .base import Autoencoder, Losses, NetConfig
 from .blocks import Activation, ConvDecoder, ConvEncoder, mlp
+
+log = logging.getLogger("aekit.models")
 
 
 class DiagonalGaussian:
@@ -111,7 +114,13 @@ class VAEConfig(NetConfig):
             check(known is not None, "--objective tcvae needs the training-set size N of its q(z) "
                                      "estimate: give --tc-dataset-size N to build it without data")
             n = int(cast(int, known))
-        return dataclasses.replace(self, input_shape=tuple(data.shape), likelihood=lik, tc_dataset_size=n)
+        free_bits = self.free_bits
+        if free_bits > 0 and self.objective != "elbo":  # e.g. the vae entry's default under --objective iwae
+            log.info("--free-bits applies to --objective elbo: this --objective %s run trains without it "
+                     "(config.json records free_bits 0)", self.objective)
+            free_bits = 0.0
+        return dataclasses.replace(self, input_shape=tuple(data.shape), likelihood=lik, tc_dataset_size=n,
+                                   free_bits=free_bits)
 
 
 class VAE(Autoencoder):

@@ -24,7 +24,8 @@ import torch
 
 from ..errors import TrainingDiverged
 from ..models.base import Losses
-from .checkpoint import atomic_save_tensors, atomic_write_text, non_finite, read_tensors, save_checkpoint
+from .checkpoint import (atomic_save_tensors, atomic_write_text, checkpoint_epoch, non_finite, read_tensors,
+                         save_checkpoint)
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -96,12 +97,15 @@ class DivergenceGuard(Callback):
         self.checkpoint = checkpoint
 
     def _fail(self, trainer: Trainer, epoch: int, what: str) -> None:
-        """``epoch``: the 1-based epoch that diverged; the checkpoint on disk is the one before it."""
+        """``epoch``: the 1-based epoch that diverged; the checkpoint on disk is an earlier one (with
+        ``--checkpoint-every-s`` maybe several epochs earlier: its own metadata says which)."""
         cfg = trainer.cfg
         keep = ""
         if self.checkpoint is not None and self.checkpoint.exists():
             run = self.checkpoint.parent
-            keep = (f"; the last good checkpoint (epoch {epoch - 1}) is kept: resume it with a lower rate, "
+            saved = checkpoint_epoch(self.checkpoint)
+            at = f" (epoch {saved})" if saved is not None else ""
+            keep = (f"; the last good checkpoint{at} is kept: resume it with a lower rate, "
                     f"`aekit train --resume {run} --lr {cfg.lr / 10:g}`")
         raise TrainingDiverged(f"training diverged at epoch {epoch} ({what}): lower --lr (now "
                                f"{cfg.lr:g}) or add --grad-clip 1.0{keep}")
@@ -357,11 +361,11 @@ class CollapseWarning(Callback):
         low = state.get("low_since")
         self.low_since = None if low is None else int(low)
 
-    def _warn(self, what: str) -> None:
-        from ..models.collapse import HINT
+    def _warn(self, what: str, config: Any = None) -> None:
+        from ..models.collapse import hint
 
         self.warned = True
-        log.warning("posterior collapse: %s (threshold %g nats per sample): %s", what, self.threshold, HINT)
+        log.warning("posterior collapse: %s (threshold %g nats per sample): %s", what, self.threshold, hint(config))
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
         kl = row.get("val_kl", row.get("train_kl"))
@@ -377,9 +381,10 @@ class CollapseWarning(Callback):
             self.low_since = trainer.step
         if trainer.step - self.low_since >= self.patience_steps:
             self._warn(f"the {split} KL has stayed below the threshold for {trainer.step - self.low_since} steps "
-                       f"({kl:.3g} nats per sample at epoch {epoch})")
+                       f"({kl:.3g} nats per sample at epoch {epoch})", trainer.model.config)
 
     def on_fit_end(self, trainer: Trainer) -> None:
         if not self.warned and self.last is not None and self.last[1] < self.threshold:
             epoch, kl, split = self.last
-            self._warn(f"training ended with a {split} KL of {kl:.3g} nats per sample (epoch {epoch})")
+            self._warn(f"training ended with a {split} KL of {kl:.3g} nats per sample (epoch {epoch})",
+                       trainer.model.config)

@@ -94,6 +94,18 @@ def save_checkpoint(
     atomic_save_tensors(tensors, path, meta)
 
 
+def checkpoint_epoch(path: Path) -> int | None:
+    """The finished epochs a checkpoint holds (its loop metadata), without reading its tensors; None when it
+    cannot be read."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return int(json.loads((f.metadata() or {})["loop"])["epoch"])
+    except Exception:  # noqa: BLE001 - any unreadable file: the caller only words a message with it
+        return None
+
+
 def load_checkpoint(
     path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, data_gen: torch.Generator
 ) -> dict[str, Any]:
