@@ -24,8 +24,14 @@ import torch
 
 from ..errors import TrainingDiverged
 from ..models.base import Losses
-from .checkpoint import (atomic_save_tensors, atomic_write_text, checkpoint_epoch, non_finite, read_tensors,
-                         save_checkpoint)
+from .checkpoint import (
+    atomic_save_tensors,
+    atomic_write_text,
+    checkpoint_epoch,
+    non_finite,
+    read_tensors,
+    save_checkpoint,
+)
 
 if TYPE_CHECKING:
     from .trainer import Trainer
