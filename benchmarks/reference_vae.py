@@ -14,34 +14,14 @@ import json
 import time
 
 import torch
-import torch.nn.functional as F
-from torch import nn
+from plain_loop import (  # the same pytorch/examples model and loss (benchmarks/ is on sys.path)
+    VAE,
+    loss_function,
+)
 from torch.utils.data import DataLoader, TensorDataset
 
 from aekit.data import DataConfig
 from aekit.data.idx import load_named
-
-
-class VAE(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1 = nn.Linear(784, 400)
-        self.fc21 = nn.Linear(400, 20)
-        self.fc22 = nn.Linear(400, 20)
-        self.fc3 = nn.Linear(20, 400)
-        self.fc4 = nn.Linear(400, 784)
-
-    def forward(self, x):
-        h = F.relu(self.fc1(x.view(-1, 784)))
-        mu, logvar = self.fc21(h), self.fc22(h)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))), mu, logvar
-
-
-def loss_function(recon_x, x, mu, logvar):
-    bce = F.binary_cross_entropy(recon_x, x.view(-1, 784), reduction="sum")
-    kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-    return bce + kld
 
 
 def main() -> None:
