@@ -4,7 +4,8 @@ clean "not supported"), the explorer, kill-and-resume equality and determinism.
 
 Adding a registry line is enough to put a model through all of it: the cases are ``list(MODELS)``; the data
 follows from the model's declared capabilities (segmentation masks for ``supervised`` models, digits
-otherwise) and the size from the registry entry's ``tiny`` options.
+otherwise) and the size from the registry entry's ``tiny`` options.  ``conditional`` models get the data's class
+labels through ``model.label_kwargs`` (nothing for the others), so their verbs are called as the contract says.
 """
 
 from __future__ import annotations
@@ -164,18 +165,20 @@ def test_forward_backward_and_units(registered, digits, cells):
         losses.total.backward()
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trainable)
     model.eval()
+    kw = model.label_kwargs(batch.labels)  # a conditional model's labels; {} for every other model
     with torch.no_grad():
-        out = model(batch.x)
-        code = model.embed(batch.x)
+        out = model(batch.x, **kw)
+        code = model.embed(batch.x, **kw)
     assert code.shape == (len(batch.x), model.latent_dim)
     if model.supervised:
         assert model.predict(batch.x).shape == batch.labels.shape
     else:
         assert out.shape == batch.x.shape
     if model.latent_vectors:
-        assert model.decode(code).shape == batch.x.shape
+        assert model.decode(code, **kw).shape == batch.x.shape
     if model.generative:
-        assert model.sample(3, torch.Generator().manual_seed(0)).shape == (3, *model.input_shape)
+        three = model.label_kwargs(batch.labels[:3] if model.conditional else None)
+        assert model.sample(3, torch.Generator().manual_seed(0), **three).shape == (3, *model.input_shape)
 
 
 @parametrize_models
@@ -196,6 +199,11 @@ def test_missing_capabilities_give_one_line_errors(registered, digits, cells):
         if not getattr(model, capability):
             with pytest.raises(AekitError, match=capability):
                 call()
+    if model.conditional:  # a conditional verb without its labels: a one-line error that names them
+        for call in (lambda: model.encode(x), lambda: model.sample(2)):
+            with pytest.raises(AekitError, match="label") as e:
+                call()
+            assert "\n" not in str(e.value)
 
 
 @pytest.mark.slow

@@ -5,6 +5,9 @@ and ``onnx.json``; this module is the library part.
   training time) → ``z`` (N, latent_dim), the deterministic code (``embed``); for a VAE → ``mean`` and
   ``logvar`` of q(z|x) (``mean`` is the code that ``aekit encode`` writes).
 - ``decoder.onnx``: input ``z`` (N, latent_dim) → ``x`` (N, *input_shape), the mean of p(x|z) (``decode``).
+- a ``conditional`` model (cVAE) has a second input ``labels`` (N,) int64 class ids in both graphs: ``x``,
+  ``labels`` → ``mean``, ``logvar`` of q(z|x, y), and ``z``, ``labels`` → ``x``; ``onnx.json`` lists the
+  ``class_names`` in id order.
 - a model whose decoder needs more than a code (a U-Net: skip features) is exported whole instead:
   ``model.onnx``, ``x`` → ``y`` (e.g. per-pixel class probabilities).
 - ``onnx.json``: shapes, names, the run's model name and the largest difference to PyTorch measured with
@@ -39,18 +42,20 @@ TOLERANCE = 1e-4
 
 
 class EncoderGraph(nn.Module):
-    """The encoder as a graph with plain tensor outputs: the code, or (mean, logvar) for a posterior."""
+    """The encoder as a graph with plain tensor outputs: the code, or (mean, logvar) for a posterior; a
+    ``conditional`` model's graph also takes the class ids ``labels``."""
 
     def __init__(self, model: Autoencoder, posterior: bool):
         super().__init__()
         self.model = model
         self.posterior = posterior
 
-    def forward(self, x: torch.Tensor) -> Any:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
+        kw = self.model.label_kwargs(labels)
         if self.posterior:
-            q = self.model.encode(x)
+            q = self.model.encode(x, **kw)
             return q.mean, q.logvar
-        return self.model.embed(x)
+        return self.model.embed(x, **kw)
 
 
 class ForwardGraph(nn.Module):
@@ -69,8 +74,14 @@ class DecoderGraph(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.model.decode(z)
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model.decode(z, **self.model.label_kwargs(labels))
+
+
+def example_labels(model: Autoencoder, n: int = 3) -> tuple[torch.Tensor, ...]:
+    """The extra graph inputs of ``model``: ``(labels,)``, class ids 0, 1, … (mod K) for a ``conditional``
+    model, ``()`` for any other."""
+    return (torch.arange(n) % len(model.label_names),) if model.conditional else ()
 
 
 def example_input(model: Autoencoder, n: int = 3, seed: int = 0) -> torch.Tensor:
@@ -97,20 +108,23 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def _export(module: nn.Module, example: torch.Tensor, path: Path, in_name: str, out_names: list[str],
-            exporter: str, opset: int | None) -> None:
-    kwargs: dict[str, Any] = {"input_names": [in_name], "output_names": out_names}
+            exporter: str, opset: int | None, extra: tuple[torch.Tensor, ...] = ()) -> None:
+    """Export ``module`` with input ``in_name`` (and ``labels`` when ``extra`` holds a conditional model's)."""
+    names = [in_name, "labels"][: 1 + len(extra)]
+    kwargs: dict[str, Any] = {"input_names": names, "output_names": out_names}
     if opset is not None:
         kwargs["opset_version"] = opset
     if exporter == "dynamo":
-        kwargs["dynamic_shapes"] = {in_name: {0: torch.export.Dim("batch")}}
+        batch = torch.export.Dim("batch")
+        kwargs["dynamic_shapes"] = {in_name: {0: batch}, **({"labels": {0: batch}} if extra else {})}
         # one self-contained file (weights inside) unless the model is near protobuf's 2 GB limit
         size = sum(p.numel() * p.element_size() for p in module.parameters())
         kwargs["external_data"] = size > 1 << 30
     else:
-        kwargs["dynamic_axes"] = {in_name: {0: "batch"}, **{o: {0: "batch"} for o in out_names}}
+        kwargs["dynamic_axes"] = {n: {0: "batch"} for n in (*names, *out_names)}
     try:
         with _quiet_exporter():
-            torch.onnx.export(module, (example,), str(path), dynamo=exporter == "dynamo", **kwargs)
+            torch.onnx.export(module, (example, *extra), str(path), dynamo=exporter == "dynamo", **kwargs)
     except ModuleNotFoundError as e:
         raise AekitError(f"ONNX export needs the {e.name!r} package: pip install 'aekit[onnx]'") from None
 
@@ -132,16 +146,18 @@ def check_onnx(model: Autoencoder, out_dir: Path, n: int = 5, seed: int = 1) -> 
         (y,) = _ort_session(out_dir / FORWARD).run(None, {"x": x.numpy()})
         with torch.no_grad():
             return {"model.y": float((torch.from_numpy(y) - model(x)).abs().max())}
-    enc = _ort_session(out_dir / ENCODER).run(None, {"x": x.numpy()})
+    extra = example_labels(model, n)
+    feeds = {"labels": extra[0].numpy()} if extra else {}
+    enc = _ort_session(out_dir / ENCODER).run(None, {"x": x.numpy(), **feeds})
     with torch.no_grad():
-        ref = EncoderGraph(model, manifest["posterior"]).eval()(x)
+        ref = EncoderGraph(model, manifest["posterior"]).eval()(x, *extra)
     ref = list(ref) if isinstance(ref, tuple) else [ref]
     diffs = {f"encoder.{name}": float((torch.from_numpy(a) - r).abs().max())
              for name, a, r in zip(manifest["encoder_outputs"], enc, ref)}
     z = ref[0]
-    dec = _ort_session(out_dir / DECODER).run(None, {"z": z.numpy()})[0]
+    dec = _ort_session(out_dir / DECODER).run(None, {"z": z.numpy(), **feeds})[0]
     with torch.no_grad():
-        diffs["decoder.x"] = float((torch.from_numpy(dec) - model.decode(z)).abs().max())
+        diffs["decoder.x"] = float((torch.from_numpy(dec) - DecoderGraph(model)(z, *extra)).abs().max())
     return diffs
 
 
@@ -184,13 +200,19 @@ def export_onnx(model: Autoencoder, out_dir: str | Path, *, model_name: str | No
     if model.latent_vectors:  # declared capabilities decide the graphs: encoder + decoder, or the whole model
         posterior = model.posterior
         enc_outputs = ["mean", "logvar"] if posterior else ["z"]
-        _export(EncoderGraph(model, posterior).eval(), x, out / ENCODER, "x", enc_outputs, exporter, opset)
+        extra = example_labels(model, len(x))  # a conditional model's class ids: a second input of both graphs
+        _export(EncoderGraph(model, posterior).eval(), x, out / ENCODER, "x", enc_outputs, exporter, opset, extra)
         with torch.no_grad():
-            z = model.embed(x)
-        _export(DecoderGraph(model).eval(), z, out / DECODER, "z", ["x"], exporter, opset)
+            z = EncoderGraph(model, posterior)(x, *extra)
+            z = z[0] if posterior else z
+        _export(DecoderGraph(model).eval(), z, out / DECODER, "z", ["x"], exporter, opset, extra)
+        cond = ["labels"] if extra else []
         manifest.update({"graph": "autoencoder", "latent_dim": model.latent_dim, "posterior": posterior,
-                         "encoder": ENCODER, "encoder_inputs": ["x"], "encoder_outputs": enc_outputs,
-                         "decoder": DECODER, "decoder_inputs": ["z"], "decoder_outputs": ["x"]})
+                         "encoder": ENCODER, "encoder_inputs": ["x", *cond], "encoder_outputs": enc_outputs,
+                         "decoder": DECODER, "decoder_inputs": ["z", *cond], "decoder_outputs": ["x"]})
+        if extra:
+            manifest.update({"conditional": True, "labels": "int64 class ids (N,)",
+                             "class_names": list(model.label_names)})
     else:
         _export(ForwardGraph(model).eval(), x, out / FORWARD, "x", ["y"], exporter, opset)
         manifest.update({"graph": "forward", "model_file": FORWARD, "inputs": ["x"], "outputs": ["y"]})

@@ -9,10 +9,13 @@ from .models.base import Autoencoder
 
 
 @torch.no_grad()
-def encode_all(model: Autoencoder, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Deterministic codes (``model.embed``) of every row of ``x`` (uint8 or float), shape (N, latent_dim)."""
+def encode_all(model: Autoencoder, x: torch.Tensor, batch_size: int = 1000,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Deterministic codes (``model.embed``) of every row of ``x`` (uint8 or float), shape (N, latent_dim);
+    ``labels`` (N,): the class ids of a ``conditional`` model's q(z|x, y)."""
     model.eval()
-    out = [model.embed(to_float(x[idx]).to(model.device)).float().cpu()
+    out = [model.embed(to_float(x[idx]).to(model.device),
+                       **model.label_kwargs(None if labels is None else labels[idx.to(labels.device)])).float().cpu()
            for idx in iterate_batches(len(x), batch_size, shuffle=False)]
     return torch.cat(out) if out else torch.zeros(0, model.latent_dim)
 
@@ -36,36 +39,44 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def interpolate(model: Autoencoder, xa: torch.Tensor, xb: torch.Tensor, steps: int = 10,
-                spherical: bool = False) -> torch.Tensor:
-    """Decode ``steps`` points on the path between the codes of two inputs (float, shape like one sample)."""
+                spherical: bool = False, labels: tuple[int, int] | int | None = None) -> torch.Tensor:
+    """Decode ``steps`` points on the path between the codes of two inputs (float, shape like one sample).
+
+    ``labels`` (``conditional`` models): the class ids (a, b) the two inputs are encoded with, or one id for
+    both; the path is decoded with the class of ``a`` (one class along the whole path)."""
     model.require("latent_vectors", "interpolation")
     model.eval()
-    za = model.embed(xa[None].to(model.device))[0]
-    zb = model.embed(xb[None].to(model.device))[0]
+    la, lb = labels if isinstance(labels, tuple) else (labels, labels)
+    za = model.embed(xa[None].to(model.device), **model.label_kwargs(la))[0]
+    zb = model.embed(xb[None].to(model.device), **model.label_kwargs(lb))[0]
     t = torch.linspace(0, 1, steps, device=za.device)
     z = slerp(za, zb, t) if spherical else lerp(za, zb, t)
-    return model.decode(z)
+    return model.decode(z, **model.label_kwargs(la))
 
 
 @torch.no_grad()
 def traverse(model: Autoencoder, x: torch.Tensor, dims: list[int] | None = None, steps: int = 9,
-             span: float = 3.0) -> torch.Tensor:
-    """Sweep each latent dim from −span to +span around the code of ``x``: (len(dims)·steps, *input_shape)."""
+             span: float = 3.0, label: int | None = None) -> torch.Tensor:
+    """Sweep each latent dim from −span to +span around the code of ``x``: (len(dims)·steps, *input_shape);
+    ``label``: the class id a ``conditional`` model encodes and decodes with."""
     model.require("latent_vectors", "a latent traversal")
     model.eval()
-    z0 = model.embed(x[None].to(model.device))[0]
+    z0 = model.embed(x[None].to(model.device), **model.label_kwargs(label))[0]
     dims = list(range(model.latent_dim)) if dims is None else dims
     values = torch.linspace(-span, span, steps, device=z0.device)
     z = z0.repeat(len(dims) * steps, 1)
     for r, d in enumerate(dims):
         z[r * steps:(r + 1) * steps, d] = values
-    return model.decode(z)
+    return model.decode(z, **model.label_kwargs(label))
 
 
 @torch.no_grad()
-def sample(model: Autoencoder, n: int, seed: int = 0) -> torch.Tensor:
-    """n draws from the prior decoded (generative models only), reproducible by ``seed``."""
+def sample(model: Autoencoder, n: int, seed: int = 0, labels: torch.Tensor | int | None = None) -> torch.Tensor:
+    """n draws from the prior decoded (generative models only), reproducible by ``seed``; ``labels`` (n,) or one
+    int: the classes a ``conditional`` model decodes them with (default: the classes in turn, 0, 1, …, K-1, 0, …)."""
     model.require("generative", "sampling")
     g = torch.Generator(device=model.device).manual_seed(seed)
     model.eval()
-    return model.sample(n, generator=g)
+    if model.conditional and labels is None:
+        labels = torch.arange(n) % len(model.label_names)
+    return model.sample(n, generator=g, **model.label_kwargs(labels))

@@ -40,19 +40,21 @@ def _model_input(x: torch.Tensor, model: Autoencoder) -> torch.Tensor:
 
 
 @torch.no_grad()
-def recon_scores(model: Autoencoder, x: torch.Tensor, batch_size: int = 1000, **_: Any) -> torch.Tensor:
-    """Per-sample SSE of the deterministic reconstruction, float64 (N,)."""
+def recon_scores(model: Autoencoder, x: torch.Tensor, batch_size: int = 1000, labels: torch.Tensor | None = None,
+                 **_: Any) -> torch.Tensor:
+    """Per-sample SSE of the deterministic reconstruction, float64 (N,) (``labels``: a conditional model's)."""
     model.eval()
     out = []
     for idx in iterate_batches(len(x), batch_size, shuffle=False):
         xb = _model_input(x[idx], model)
-        out.append(sse_per_sample(model.reconstruct(xb), xb).double().cpu())
+        kw = model.label_kwargs(None if labels is None else labels[idx.to(labels.device)])
+        out.append(sse_per_sample(model.reconstruct(xb, **kw), xb).double().cpu())
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
 @torch.no_grad()
 def neg_elbo_scores(model: Autoencoder, x: torch.Tensor, batch_size: int = 1000, samples: int = 4,
-                    seed: int = 0) -> torch.Tensor:
+                    seed: int = 0, labels: torch.Tensor | None = None) -> torch.Tensor:
     """−ELBO per sample in nats, float64 (N,), averaged over ``samples`` draws z ~ q(z|x) (fixed ``seed``;
     sample i always gets the same noise, whatever the batch size)."""
     if not model.posterior:
@@ -65,9 +67,10 @@ def neg_elbo_scores(model: Autoencoder, x: torch.Tensor, batch_size: int = 1000,
     out = []
     for idx in iterate_batches(len(x), batch_size, shuffle=False):
         xb = _model_input(x[idx], model)
-        q = model.encode(xb)
+        kw = model.label_kwargs(None if labels is None else labels[idx.to(labels.device)])
+        q = model.encode(xb, **kw)
         e = eps[:, idx].to(device=q.mean.device, dtype=q.mean.dtype)
-        nll = torch.stack([model.nll(model.decode_logits(q.mean + q.std * e_k), xb) for e_k in e]).mean(0)
+        nll = torch.stack([model.nll(model.decode_logits(q.mean + q.std * e_k, **kw), xb) for e_k in e]).mean(0)
         out.append((nll + q.kl()).double().cpu())
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
@@ -91,8 +94,17 @@ def get_score(name: str) -> ScoreSpec:
 
 def anomaly_scores(model: Autoencoder, x: torch.Tensor, score: str = "recon", batch_size: int = 1000,
                    **kwargs: Any) -> np.ndarray:
-    """Scores (higher = more anomalous) of every row of ``x`` (uint8 images or float tables), float64 (N,)."""
-    return get_score(score).fn(model, x, batch_size=batch_size, **kwargs).numpy()
+    """Scores (higher = more anomalous) of every row of ``x`` (uint8 images or float tables), float64 (N,).
+
+    A ``conditional`` model scores with ``labels=`` (N,) when given; without them each row gets the lowest
+    score over the model's classes (the class that explains it best), so an anomaly's label is never needed."""
+    fn = get_score(score).fn
+    if model.conditional and kwargs.get("labels") is None:
+        kwargs.pop("labels", None)
+        per_class = [fn(model, x, batch_size=batch_size, labels=torch.full((len(x),), k, dtype=torch.long),
+                        **kwargs) for k in range(len(model.label_names))]
+        return torch.stack(per_class).min(0).values.numpy()
+    return fn(model, x, batch_size=batch_size, **kwargs).numpy()
 
 
 def parse_labels(text: str, classes: Sequence[str] | None = None) -> list[int]:

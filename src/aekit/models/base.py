@@ -9,10 +9,20 @@ model follows from the capabilities it *declares* here, never from its class:
                    and ``decode_logits`` + ``nll(out, x)`` give −log p(x|z) (ELBO, IWAE, ``--score elbo``)
 ``supervised``     ``loss`` trains against ``batch.labels`` (segmentation masks); ``predict(x)`` gives class ids,
                    ``num_classes``, ``receptive_radius()`` and ``size_multiple`` serve tiled inference
-``conditional``    ``batch.labels`` (class ids) reach ``loss`` for an unsupervised model (a conditional VAE)
+``conditional``    ``batch.labels`` (class ids) reach ``loss`` for an unsupervised model (a conditional VAE); the
+                   verbs take a ``labels=`` keyword (class ids (B,) or one int): ``encode(x, labels=…)``,
+                   ``embed``, ``reconstruct``, ``decode(z, labels=…)``, ``decode_logits``, ``sample(n, generator,
+                   labels=…)``; without it they raise a one-line ConfigError.  :attr:`label_names` is the
+                   run's label set; callers pass ``**model.label_kwargs(labels)`` (empty for other models,
+                   whose verbs keep their signatures) and :meth:`label_index` parses a ``--label``
 ``latent_vectors`` ``decode(z)`` takes code vectors (B, latent_dim): interpolation, traversals, sliders
 ``closed_form``    fitted in one pass by ``fit(x)``, not by gradient descent
-``staged``         ``stages(data)`` yields its own training stages, run before the main fit (greedy pretraining)
+``staged``         ``stages(data)`` yields its own training stages, run before the main fit (greedy pretraining),
+                   or after it (``Stage.after``: a VQ-VAE's prior over its codes)
+``discrete``       ``encode(x)`` gives a grid of codebook indices (B, h, w) int64 of ``codebook_size`` codes;
+                   ``decode`` also takes such indices; ``code_nll(codes)`` is −log p(codes) under the model's
+                   learned prior, nats per sample (``aekit encode`` writes the indices; evaluate reports codebook
+                   usage, perplexity, dead codes and the prior's NLL)
 =================  ==============================================================================================
 
 A command that needs a capability the model lacks calls :meth:`Autoencoder.require`, which raises a one-line
@@ -40,7 +50,8 @@ if TYPE_CHECKING:
 
 C = TypeVar("C", bound="ModelConfig")
 
-CAPABILITIES = ("generative", "posterior", "supervised", "conditional", "latent_vectors", "closed_form", "staged")
+CAPABILITIES = ("generative", "posterior", "supervised", "conditional", "latent_vectors", "closed_form", "staged",
+                "discrete")
 
 
 class Losses(NamedTuple):
@@ -80,6 +91,9 @@ class Stage:
     """One of a model's own training stages (``staged`` models): train ``model`` on ``data`` for ``epochs``.
 
     ``model`` shares its parameters with the staged model, so training it trains the staged model in place.
+    ``after``: the stage runs after the main fit (a VQ-VAE's prior, trained on the codes of the fitted encoder);
+    it trains exactly ``model.parameters()``, which the staged model may keep frozen (``requires_grad`` False)
+    in its main fit: the train layer unfreezes them for the stage's fit and freezes them again after.
     """
 
     name: str
@@ -87,6 +101,7 @@ class Stage:
     data: Dataset
     epochs: int
     transforms: tuple[BatchTransform, ...] = ()
+    after: bool = False
 
 
 # ------------------------------------------------------------------------------------------------ configs
@@ -168,6 +183,10 @@ class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
     latent_vectors: ClassVar[bool] = True
     closed_form: ClassVar[bool] = False
     staged: ClassVar[bool] = False
+    discrete: ClassVar[bool] = False
+    # a staged model's main fit: the ``stage`` of its rows in metrics.csv (stacked-ae: fine-tuning after the greedy
+    # stages)
+    main_stage: ClassVar[str] = "finetune"
     # the loss terms and their units: the conformance suite checks every term a model returns is listed here
     units: ClassVar[dict[str, str]] = {}
 
@@ -253,13 +272,50 @@ class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
         """Whether batches must carry ``labels``: masks for ``supervised``, class ids for ``conditional`` models."""
         return self.supervised or self.conditional
 
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The classes a ``conditional`` model is conditioned on, in id order (from its config)."""
+        self.require("conditional", "a label")
+        raise NotImplementedError  # pragma: no cover
+
+    def label_kwargs(self, labels: Any) -> dict[str, Any]:
+        """``{"labels": labels}`` for a ``conditional`` model, ``{}`` for any other: the keyword arguments of
+        its verbs (``model.decode(z, **model.label_kwargs(y))``)."""
+        return {"labels": labels} if self.conditional else {}
+
+    def label_index(self, label: str | int, what: str = "--label") -> int:
+        """The class id of ``label`` (a class name, else a class id) of a ``conditional`` model; a one-line
+        error naming the valid labels otherwise (and for a model that is not conditional)."""
+        self.require("conditional", what)
+        names = self.label_names
+        text = str(label).strip()
+        if text in names:
+            return names.index(text)
+        if text.lstrip("-").isdigit() and 0 <= int(text) < len(names):
+            return int(text)
+        shown = ", ".join(f"{i} ({n})" if n != str(i) else n for i, n in enumerate(names))
+        raise ConfigError(f"{what} {text!r} is not a class of this run: valid labels are {shown}")
+
     def fit(self, x: torch.Tensor) -> None:
         self.require("closed_form", "a closed-form fit")
         raise NotImplementedError  # pragma: no cover
 
     def stages(self, data: Dataset) -> Iterator[Stage]:
-        """The model's own training stages, each trained before the next is made (``staged`` models)."""
+        """The model's own training stages, each trained before the next is made (``staged`` models); the
+        ``after`` ones come last and run after the main fit."""
         return iter(())
+
+    @property
+    def codebook_size(self) -> int:
+        """The number of codes of a ``discrete`` model's codebook."""
+        self.require("discrete", "a codebook")
+        raise NotImplementedError  # pragma: no cover
+
+    def code_nll(self, codes: torch.Tensor) -> torch.Tensor:
+        """−log p(codes) per sample (B,), nats, of index grids ``codes`` (B, h, w) under the learned prior
+        (``discrete`` models)."""
+        self.require("discrete", "the prior over codes")
+        raise NotImplementedError  # pragma: no cover
 
     def batch_transforms(self, data: Dataset) -> list[BatchTransform]:
         """Transforms the trainer applies to this model's training batches (corruption, augmentation)."""
@@ -286,7 +342,8 @@ class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
                     "conditional": "a conditional model (trained with labels)",
                     "latent_vectors": "a model that decodes code vectors (not a unet)",
                     "closed_form": "a closed-form model (--model pca)",
-                    "staged": "a model with training stages (--model stacked-ae)"}[capability]
+                    "staged": "a model with training stages (--model stacked-ae)",
+                    "discrete": "a model with a discrete code (--model vqvae)"}[capability]
             raise ConfigError(f"{what} needs {need}; this run's model ({name}) has no {capability} capability")
 
     @property
