@@ -3,6 +3,11 @@
 The encoder outputs μ and log σ² of a diagonal Gaussian posterior q(z|x); z = μ + σ⊙ε (reparameterisation);
 the prior is N(0, I); KL is in closed form.  ``loss`` returns −ELBO = recon + β·KL in nats per sample (summed
 over dimensions, averaged over the batch), with ``recon`` = −log p(x|z) for the chosen likelihood.
+
+With ``hidden=()`` both networks are linear (encoder x → [μ, log σ²], decoder z → mean of x, no output
+activation for a Gaussian likelihood), and a Gaussian p(x|z) = N(Wz + b, σ²I) with a learned shared σ
+(``learn_scale=True``) is probabilistic PCA (Tipping & Bishop 1999); with ``scale_shape="per-dim"`` (one learned
+σᵢ per input dimension, Ψ = diag(σᵢ²)) it is factor analysis (``aekit experiment linear-vae``).
 """
 
 from __future__ import annotations
@@ -65,6 +70,10 @@ class VAEConfig(NetConfig):
                 "gaussian for tables")
     scale: float = opt(1.0, "σ (gaussian) or b (laplace) of p(x|z) when not learned", scope="--likelihood gaussian|laplace")
     learn_scale: bool = opt(False, "learn one shared log-scale of p(x|z)", scope="--likelihood gaussian|laplace")
+    scale_shape: Literal["shared", "per-dim"] = opt(
+        "shared", "the learned scale of p(x|z): shared (one σ for every dimension: with a linear encoder and decoder, "
+                  "--hidden '', probabilistic PCA) or per-dim (one σᵢ per input dimension: factor analysis)",
+        scope="--learn-scale")
     objective: Literal["elbo", "iwae", "tcvae"] = opt(
         "elbo", "training bound: elbo (one posterior draw) or iwae, the importance-weighted bound of Burda et al. "
                 "(2016) with --iwae-k draws, tighter for k > 1 (same encoder and decoder), or tcvae, the β-TCVAE "
@@ -96,6 +105,10 @@ class VAEConfig(NetConfig):
         check(math.isfinite(self.free_bits) and self.free_bits >= 0,
               f"--free-bits {self.free_bits:g}: must be a finite number of nats ≥ 0, e.g. --free-bits 0.5 (0 = off)")
         check(self.scale > 0, "--scale must be > 0")
+        check(not (self.scale_shape == "per-dim" and self.likelihood == "bernoulli"),
+              "--scale-shape per-dim needs --likelihood gaussian or laplace: a Bernoulli likelihood has no scale")
+        check(not (self.scale_shape == "per-dim" and not self.learn_scale),
+              "--scale-shape per-dim is a learned scale per dimension: add --learn-scale (a fixed scale is --scale)")
         check(not (self.learn_scale and self.likelihood == "bernoulli"),
               "--learn-scale needs --likelihood gaussian or laplace: a Bernoulli likelihood has no scale")
         check(self.tc_alpha >= 0 and self.tc_gamma >= 0, "--tc-alpha and --tc-gamma must be ≥ 0")
@@ -153,7 +166,10 @@ class VAE(Autoencoder):
                 nn.Linear(c.hidden[-1] if c.hidden else self.input_dim, 2 * c.latent_dim),
             )
             self.decoder = mlp([c.latent_dim, *c.hidden[::-1], self.input_dim], c.activation)
-        self.log_scale = nn.Parameter(torch.tensor(math.log(c.scale)), requires_grad=c.learn_scale)
+        if c.scale_shape == "per-dim":  # one log σᵢ per input element, shaped like a sample (broadcasts in nll)
+            self.log_scale = nn.Parameter(torch.full(tuple(c.input_shape), math.log(c.scale)), requires_grad=True)
+        else:
+            self.log_scale = nn.Parameter(torch.tensor(math.log(c.scale)), requires_grad=c.learn_scale)
 
     @property
     def likelihood(self) -> str:
