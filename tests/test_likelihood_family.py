@@ -106,3 +106,21 @@ def test_quick_runs_end_to_end(tmp_path, name):
         assert all(r["sample_fid"] >= 0 for r in result.rows)
         assert set(result.figures) == {"samples_wae.png", "reconstructions_wae.png", "samples_vae.png",
                                        "reconstructions_vae.png"}
+
+
+def test_contractive_validation_choice_and_its_note():
+    from aekit.experiments.contractive import _choice_note, pick_lambda
+
+    def rows(vals: list[float]) -> list[dict]:
+        return [{"lambda": lam, "val_sse_per_image": v, "test_sse_per_image": v, "test_jacobian_sq_frobenius": 20 / (1 + 10 * lam)}
+                for lam, v in zip((0.0, 0.01, 0.03, 0.1), vals)]
+
+    # the digits' numbers of session 17: 0.5751 ≤ 1.1 · 0.5572 = 0.61292 < 0.6138
+    r = rows([0.5572, 0.5751, 0.6138, 0.7622])
+    assert pick_lambda(r, 0.10) == 0.01
+    note = _choice_note(r, 0.01, 0.10)
+    assert "‖J‖²_F is 91% of λ = 0's" in note and "0.6138 against the limit 0.6129" in note
+    # every λ > 0 over the tolerance: the rule picks 0 and says that it gives no default
+    r = rows([0.5, 0.56, 0.6, 0.7])
+    assert pick_lambda(r, 0.10) == 0.0
+    assert "no penalty passes the rule" in _choice_note(r, 0.0, 0.10)

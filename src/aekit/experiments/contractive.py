@@ -178,4 +178,22 @@ def _summary(ctx: ExperimentContext, cfg: ContractiveConfig, name: str, units: i
         negation="the penalty does NOT lower the Jacobian norm at every λ", short=short)
     text += (f"\n\nOn the validation split, the largest λ whose error is within {100 * cfg.val_tolerance:.0f}% of "
              f"λ = 0's is λ = {chosen:g} (validation errors {seq('val_sse_per_image', '.2f')}).")
+    text += " " + _choice_note(rows, chosen, cfg.val_tolerance)
     return text
+
+
+def _choice_note(rows: list[dict[str, Any]], chosen: float, tolerance: float) -> str:
+    """What the validation choice means: no penalty (λ = 0: every λ > 0 costs more than the tolerance), or the
+    chosen λ's share of λ = 0's test Jacobian norm, and how close the next λ came to the tolerance."""
+    base = rows[0]
+    limit = (1 + tolerance) * base["val_sse_per_image"]
+    nxt = next((r for r in rows if r["lambda"] > chosen), None)
+    after = (f" The next λ, {nxt['lambda']:g}, has a validation error of {nxt['val_sse_per_image']:.4f} against the "
+             f"limit {limit:.4f}." if nxt else "")
+    if chosen == 0:
+        return ("So on this grid no penalty passes the rule: every λ > 0 costs more than "
+                f"{100 * tolerance:.0f}% of the unpenalised error, and the rule gives no default λ > 0." + after)
+    r = next(r for r in rows if r["lambda"] == chosen)
+    share = r["test_jacobian_sq_frobenius"] / max(base["test_jacobian_sq_frobenius"], 1e-30)
+    return (f"At λ = {chosen:g} the test ‖J‖²_F is {100 * share:.0f}% of λ = 0's, at a test error "
+            f"{100 * (r['test_sse_per_image'] / base['test_sse_per_image'] - 1):+.0f}% above it." + after)
