@@ -40,14 +40,17 @@ def elbo_draws(n: int, input_dim: int) -> int:
 
 
 @torch.no_grad()
-def reconstruction_errors(model: Autoencoder, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """Per-sample SSE of ``model``'s deterministic reconstruction of ``x`` (uint8 or float), shape (N,)."""
+def reconstruction_errors(model: Autoencoder, x: torch.Tensor, batch_size: int | None = None,
+                          labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample SSE of ``model``'s deterministic reconstruction of ``x`` (uint8 or float), shape (N,);
+    ``labels`` (N,): the class ids a ``conditional`` model reconstructs with."""
     model.eval()
     batch_size = batch_size or eval_batch_size(math.prod(x.shape[1:]))
     out = []
     for idx in iterate_batches(len(x), batch_size, shuffle=False):
         xb = to_float(x[idx]).to(model.device)
-        out.append(sse_per_sample(model.reconstruct(xb), xb).double().cpu())
+        kw = model.label_kwargs(None if labels is None else labels[idx.to(labels.device)])
+        out.append(sse_per_sample(model.reconstruct(xb, **kw), xb).double().cpu())
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
@@ -72,7 +75,8 @@ def evaluate(model: Autoencoder, data: Dataset, split: str = "test", batch_size:
         return evaluate_segmentation(model, data, split, batch_size or eval_batch(model, data.split(split)))
     s = data.split(split)
     batch_size = batch_size or eval_batch(model, s)
-    sse = reconstruction_errors(model, s.x, batch_size)
+    labels = s.y if model.conditional else None  # a conditional model is evaluated with the true labels
+    sse = reconstruction_errors(model, s.x, batch_size, labels)
     n = len(s)
     d = model.input_dim
     result: dict[str, Any] = {
@@ -92,7 +96,7 @@ def evaluate(model: Autoencoder, data: Dataset, split: str = "test", batch_size:
     if model.posterior:
         from .likelihood import posterior_collapse
 
-        result["posterior_collapse"] = posterior_collapse(model, s.x, batch_size)
+        result["posterior_collapse"] = posterior_collapse(model, s.x, batch_size, labels=labels)
     if not model.posterior and not model.closed_form:  # deterministic AEs: code activity (sparsity)
         from .deterministic import activity_metrics
 
@@ -104,7 +108,7 @@ def evaluate(model: Autoencoder, data: Dataset, split: str = "test", batch_size:
         from .likelihood import likelihood_report
 
         result.update(likelihood_report(model, s.x, iwae_samples, image=data.kind == "image",
-                                        batch_size=batch_size))
+                                        batch_size=batch_size, labels=labels))
     return result
 
 

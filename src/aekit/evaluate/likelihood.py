@@ -68,18 +68,20 @@ def _chunk(model: VAE, batch: int) -> int:
 
 @torch.no_grad()
 def iwae_log_likelihood(model: VAE, x: torch.Tensor, k: int, *, generator: torch.Generator | None = None,
-                        k_chunk: int | None = None) -> torch.Tensor:
-    """log p̂_K(x) for each sample of the float batch ``x``, shape (B,), float64, nats.
+                        k_chunk: int | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """log p̂_K(x) for each sample of the float batch ``x``, shape (B,), float64, nats (for a ``conditional``
+    model log p̂_K(x|y) with the class ids ``labels`` (B,)).
 
     The K importance samples are drawn and decoded ``k_chunk`` at a time (default: as many as fit in
-    :data:`ELEMENT_BUDGET`) and combined exactly with a running logsumexp.
+    :data:`ELEMENT_BUDGET`) and combined exactly with a running logsumexp.  ``labels`` (B,): the class ids of a
+    ``conditional`` model (then the bound is on log p(x|y)).
     """
     _require_vae(model, "the IWAE estimate")
     if k < 1:
         raise ConfigError(f"--iwae-samples must be at least 1, got {k}")
     model.eval()
     x = x.to(model.device)
-    q = model.encode(x)
+    q = model.encode(x, **model.label_kwargs(labels))
     b, d = q.mean.shape
     step = k_chunk or _chunk(model, b)
     acc = torch.full((b,), -math.inf, dtype=torch.float64, device=x.device)
@@ -90,7 +92,8 @@ def iwae_log_likelihood(model: VAE, x: torch.Tensor, k: int, *, generator: torch
         z = q.mean + q.std * eps  # (c, B, d)
         log_q = -0.5 * (eps.pow(2) + q.logvar + L.LOG_2PI).sum(-1)  # log q(z|x), exact for z = μ + σε
         log_pz = -0.5 * (z.pow(2) + L.LOG_2PI).sum(-1)
-        out = model.decode_logits(z.reshape(c * b, d))
+        kw = model.label_kwargs(None if labels is None else labels.to(x.device).repeat(c))
+        out = model.decode_logits(z.reshape(c * b, d), **kw)
         xr = x.unsqueeze(0).expand(c, *x.shape).reshape(c * b, *x.shape[1:])
         log_px = -model.nll(out, xr).view(c, b)
         w = (log_px + log_pz - log_q).double()
@@ -100,7 +103,8 @@ def iwae_log_likelihood(model: VAE, x: torch.Tensor, k: int, *, generator: torch
 
 
 @torch.no_grad()
-def iwae_nll(model: VAE, x: torch.Tensor, k: int, *, batch_size: int = 1000, seed: int = 0) -> torch.Tensor:
+def iwae_nll(model: VAE, x: torch.Tensor, k: int, *, batch_size: int = 1000, seed: int = 0,
+             labels: torch.Tensor | None = None) -> torch.Tensor:
     """−log p̂_K(x) per row of ``x`` (uint8 images or floats), shape (N,), float64 nats; reproducible by seed.
 
     Rows are processed in batches of at most ``batch_size`` (fewer when one decoded batch would exceed
@@ -111,20 +115,24 @@ def iwae_nll(model: VAE, x: torch.Tensor, k: int, *, batch_size: int = 1000, see
     g = torch.Generator(device=model.device).manual_seed(seed)
     out = []
     for i, idx in enumerate(iterate_batches(len(x), bs, shuffle=False)):
-        out.append(-iwae_log_likelihood(model, to_float(x[idx.to(x.device)]), k, generator=g).cpu())
+        lab = None if labels is None else labels[idx.to(labels.device)]
+        out.append(-iwae_log_likelihood(model, to_float(x[idx.to(x.device)]), k, generator=g, labels=lab).cpu())
         if k >= 100:
             log.info("IWAE K=%d: %d/%d samples", k, min(len(x), (i + 1) * bs), len(x))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
 @torch.no_grad()
-def posterior_stats(model: Autoencoder, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior means and log-variances of every row of ``x``: two (N, latent_dim) float32 tensors."""
+def posterior_stats(model: Autoencoder, x: torch.Tensor, batch_size: int = 1000,
+                    labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means and log-variances of every row of ``x``: two (N, latent_dim) float32 tensors (a
+    ``conditional`` model's q(z|x, y) with the class ids ``labels``)."""
     model = _require_vae(model, "posterior statistics")
     model.eval()
     means, logvars = [], []
     for idx in iterate_batches(len(x), batch_size, shuffle=False):
-        q = model.encode(to_float(x[idx.to(x.device)]).to(model.device))
+        lab = None if labels is None else labels[idx.to(labels.device)].to(model.device)
+        q = model.encode(to_float(x[idx.to(x.device)]).to(model.device), **model.label_kwargs(lab))
         means.append(q.mean.float().cpu())
         logvars.append(q.logvar.float().cpu())
     if not means:
@@ -145,15 +153,15 @@ def kl_per_dim(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def likelihood_report(model: Autoencoder, x: torch.Tensor, k: int, *, image: bool = True, batch_size: int = 1000,
-                      seed: int = 0) -> dict[str, Any]:
+                      seed: int = 0, labels: torch.Tensor | None = None) -> dict[str, Any]:
     """The evaluation fields added by ``--iwae-samples K``: ``nll``, ``nll_stderr``, ``bits_per_dim`` (images),
     ``iwae_samples``, ``active_units``, ``kl_per_dim`` (list)."""
     vae = _require_vae(model, "--iwae-samples")
     if k < 1:
         raise ConfigError(f"--iwae-samples must be at least 1, got {k}")
     log.info("IWAE estimate of -log p(x) with K=%d importance samples on %d samples", k, len(x))
-    nll = iwae_nll(vae, x, k, batch_size=batch_size, seed=seed)
-    mean, logvar = posterior_stats(vae, x, batch_size)
+    nll = iwae_nll(vae, x, k, batch_size=batch_size, seed=seed, labels=labels)
+    mean, logvar = posterior_stats(vae, x, batch_size, labels)
     n_active, _ = active_units(mean)
     out: dict[str, Any] = {
         "iwae_samples": int(k),
@@ -167,13 +175,14 @@ def likelihood_report(model: Autoencoder, x: torch.Tensor, k: int, *, image: boo
     return out
 
 
-def posterior_collapse(model: Autoencoder, x: torch.Tensor, batch_size: int = 1000) -> dict[str, Any]:
+def posterior_collapse(model: Autoencoder, x: torch.Tensor, batch_size: int = 1000, *,
+                       labels: torch.Tensor | None = None) -> dict[str, Any]:
     """Whether the posterior of ``model`` has collapsed on ``x`` (:mod:`aekit.models.collapse`): ``{"collapsed",
     "active_units", "latent_dim", "kl_nats", "kl_threshold_nats", "rule", "hint"}``; ``kl_nats`` is the mean
     closed-form KL(q(z|x) ‖ p(z)) per sample (the true KL, also for a model trained with free bits).  Logs a
     warning with the hint when collapsed."""
     vae = _require_vae(model, "the posterior-collapse check")
-    mean, logvar = posterior_stats(vae, x, batch_size)
+    mean, logvar = posterior_stats(vae, x, batch_size, labels)
     n_active, _ = active_units(mean)
     kl = float(kl_per_dim(mean, logvar).sum()) if len(mean) else 0.0
     out = verdict(n_active, vae.latent_dim, kl, vae.config)

@@ -199,7 +199,8 @@ def run_experiment(name: str, ctx: ExperimentContext) -> ExperimentResult:
 # Modules defining experiments (imported lazily so `import aekit` stays light).
 EXPERIMENT_MODULES: tuple[str, ...] = ("aekit.experiments.anomaly", "aekit.experiments.vae_geometry",
                                        "aekit.experiments.seed_family", "aekit.experiments.segmentation",
-                                       "aekit.experiments.contractive")
+                                       "aekit.experiments.contractive", "aekit.experiments.linear_vae",
+                                       "aekit.experiments.likelihood_family", "aekit.experiments.cvae")
 
 
 def _load_all() -> None:

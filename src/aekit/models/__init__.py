@@ -13,6 +13,7 @@ from ..config import from_dict
 from ..registry import Registry
 from .ae import AE, AEConfig
 from .base import CAPABILITIES, Autoencoder, Losses, ModelConfig, NetConfig, Posterior, Stage
+from .cvae import CVAE, CVAEConfig
 from .pca import PCA, PCAConfig
 from .stacked import StackedAE, StackedAEConfig
 from .unet import UNet, UNetConfig
@@ -76,6 +77,9 @@ MODELS.register("tcvae", ModelSpec(VAEConfig, VAE, "beta-TCVAE (Chen et al. 2018
                                    "MI + beta*TC + dimension-wise KL, minibatch-weighted sampling estimates; "
                                    "--beta weighs the total correlation", {"objective": "tcvae", "beta": 6.0},
                                    tiny={"hidden": (16,), "latent_dim": 3}))
+MODELS.register("cvae", ModelSpec(CVAEConfig, CVAE, "conditional VAE (Sohn et al. 2015): encoder q(z|x,y) and "
+                                  "decoder p(x|z,y) take the class label (one-hot); sample with --label",
+                                  tiny={"hidden": (16,), "latent_dim": 3}))
 MODELS.register("wae", ModelSpec(WAEConfig, WAE, "Wasserstein autoencoder (MMD to the prior, IMQ kernel; "
                                  "deterministic codes, samples from N(0, I))", tiny={"hidden": (16,), "latent_dim": 3}))
 MODELS.register("pca", ModelSpec(PCAConfig, PCA, "principal component analysis by SVD (closed form baseline)",
@@ -131,6 +135,6 @@ def build_model(name: str, config: Any) -> Autoencoder:
 
 
 __all__ = [
-    "AE", "AEConfig", "Autoencoder", "CAPABILITIES", "ModelConfig", "NetConfig", "Posterior", "Stage", "DiagonalGaussian", "Losses", "MODELS", "ModelSpec", "PCA", "PCAConfig",
+    "AE", "AEConfig", "Autoencoder", "CVAE", "CVAEConfig", "CAPABILITIES", "ModelConfig", "NetConfig", "Posterior", "Stage", "DiagonalGaussian", "Losses", "MODELS", "ModelSpec", "PCA", "PCAConfig",
     "StackedAE", "StackedAEConfig", "UNet", "UNetConfig", "VAE", "VAEConfig", "WAE", "WAEConfig", "build_model", "get_spec", "registry_name_of",
 ]
