@@ -66,6 +66,15 @@ def vae_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def cvae_url(tmp_path_factory):
+    out = tmp_path_factory.mktemp("browser") / "cvae"
+    aekit.train("cvae", "digits", out, hidden="64", latent_dim=4, epochs=3, batch_size=64, progress=False,
+                report=False, evaluate=False)
+    with LocalServer(create_app(explorer_for_run(out))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def seg_url():
     with LocalServer(create_app(Explorer(StandInSegmenter(), None, model_name="stand-in-unet"))) as url:
         yield url
@@ -173,3 +182,26 @@ def test_upload_returns_a_mask_overlay(browser, seg_url, tmp_path):
     assert src(page, "#seg-overlay").startswith("data:image/png;base64,")
     assert "class 1" in page.inner_text("#seg-info")
     shot(page, tmp_path, "explorer-segment.png")
+
+
+@pytest.mark.slow
+def test_class_selector_of_a_conditional_run(browser, cvae_url, tmp_path):
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(cvae_url)
+    page.wait_for_function("window.explorer && window.explorer.ready")
+    assert page.locator("#class-box").is_visible() and page.locator("#class-select option").count() == 10
+    first = wait_src_change(page, "#decoded-img", "")
+    page.select_option("#class-select", "7")  # the same code (the sliders) decoded with class 7
+    seven = wait_src_change(page, "#decoded-img", first)
+    assert seven != first
+    page.click("#sample-btn")
+    page.wait_for_selector("#samples:not(.hidden)")
+    assert "class 7" in page.inner_text("#status")
+    click_point(page, 0)  # a datum: the selector shows its own label
+    page.wait_for_function("document.querySelector('#recon-img').getAttribute('src')")
+    label = page.inner_text("#item-title").split("— ")[-1]
+    assert page.eval_on_selector("#class-select", "s => s.options[s.selectedIndex].text") == label
+    shot(page, tmp_path, "explorer-cvae.png")
+    assert not errors, errors

@@ -280,14 +280,23 @@ def test_explorer_endpoints(registered, digits, cells):
     assert info["latent"] == model.latent_vectors
     assert info["can_sample"] == (model.generative and model.latent_vectors)
     assert info["can_segment"] == model.supervised
+    assert info["conditional"] == model.conditional
+    cls = {"label": 0} if model.conditional else {}  # a conditional model decodes with a class (the selector)
     if model.latent_vectors:
         codes = ex.encode(indices=[0, 1])["codes"]
         assert len(codes) == 2 and len(codes[0]) == model.latent_dim
-        assert len(ex.decode(codes)["images"]) == 2
-        assert len(ex.interpolate(0, 1, steps=3)["images"]) == 3
+        assert len(ex.decode(codes, **cls)["images"]) == 2
+        assert len(ex.interpolate(0, 1, steps=3, **cls)["images"]) == 3
         assert ex.item(0)
     if model.generative:
         assert len(ex.sample(2)["images"]) == 2
+        assert len(ex.sample(2, **cls)["images"]) == 2
+    if model.conditional:
+        from aekit.serve.explorer import RequestError
+
+        assert info["label_names"] == list(model.label_names)
+        with pytest.raises(RequestError, match="label"):  # decoding a code needs its class
+            ex.decode(codes)
     if model.supervised:
         out = ex.segment(png_bytes((16, 16)), "image/png")
         assert out["width"] == 16 and out["height"] == 16

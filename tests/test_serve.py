@@ -219,3 +219,40 @@ def test_table_run_renders_bar_charts(tiny_table):
     assert decode_png(item["reconstruction"]).shape[2] == 3
     with pytest.raises(Exception, match="table rows"):
         ex.encode_image(png_bytes(), "image/png")
+
+
+# ------------------------------------------------------------------------------------------ conditional models
+
+
+@pytest.fixture(scope="module")
+def cvae_client(tmp_path_factory):
+    out = tmp_path_factory.mktemp("serve") / "cvae"
+    aekit.train("cvae", "digits", out, hidden="32", latent_dim=3, epochs=1, batch_size=128, progress=False,
+                report=False, evaluate=False)
+    return TestClient(create_app(explorer_for_run(out)), base_url=LOCAL)
+
+
+@pytest.mark.slow  # trains a run (the conformance suite's explorer test covers cvae in the quick subset)
+def test_conditional_routes_take_a_class(cvae_client):
+    c = cvae_client
+    info = c.get("/api/info").json()
+    assert info["conditional"] and info["label_names"] == [str(i) for i in range(10)]
+    z = [[0.0, 0.0, 0.0]]
+    three = c.post("/api/decode", json={"z": z, "label": 3, "values": True}).json()["values"]
+    seven = c.post("/api/decode", json={"z": z, "label": "7", "values": True}).json()["values"]
+    assert three != seven  # the same code decoded with another class is another image
+    assert c.post("/api/decode", json={"z": z, "label": 3, "values": True}).json()["values"] == three
+    s = c.post("/api/sample", json={"n": 4, "seed": 1, "label": 2}).json()
+    assert len(s["images"]) == 4
+    assert len(c.post("/api/interpolate", json={"a": 0, "b": 3, "steps": 4, "label": 5}).json()["images"]) == 4
+    item = c.get("/api/item/0").json()  # a datum of the split: its own label
+    assert item["label"] is not None and len(item["code"]) == 3
+    r = c.post("/api/decode", json={"z": z})
+    assert r.status_code == 422 and "needs a label" in r.json()["error"]
+    r = c.post("/api/sample", json={"n": 2, "label": "Sneaker"})
+    assert r.status_code == 422 and "valid labels are 0, 1" in r.json()["error"]
+
+
+def test_label_for_an_unconditional_run_is_a_clear_error(client):
+    r = client.post("/api/sample", json={"n": 2, "label": 1})
+    assert r.status_code == 400 and "not conditional" in r.json()["error"]

@@ -64,6 +64,8 @@ class EncodeRequest(BaseModel):
 
     indices: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=1, max_length=MAX_ROWS)
     inputs: list[list[FiniteFloat]] | None = Field(None, min_length=1, max_length=MAX_ROWS)
+    label: int | str | None = Field(None, description="conditional models: the class (id or name) to encode with; "
+                                                      "default: each sample's own label (indices)")
 
     @model_validator(mode="after")
     def _one_of(self) -> EncodeRequest:
@@ -86,6 +88,7 @@ class ImageEncodeResponse(BaseModel):
 class DecodeRequest(BaseModel):
     z: list[list[FiniteFloat]] = Field(min_length=1, max_length=MAX_ROWS, description="codes, latent_dim each")
     values: bool = Field(False, description="also return the decoded values")
+    label: int | str | None = Field(None, description="conditional models: the class (id or name) to decode with")
 
 
 class DecodeResponse(BaseModel):
@@ -96,6 +99,8 @@ class DecodeResponse(BaseModel):
 class SampleRequest(BaseModel):
     n: int = Field(16, ge=1, le=MAX_ROWS)
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    label: int | str | None = Field(None, description="conditional models: the class (id or name) of every draw; "
+                                                      "default: the classes in turn")
 
 
 class SampleResponse(BaseModel):
@@ -108,6 +113,8 @@ class InterpolateRequest(BaseModel):
     b: int = Field(ge=0, description="index of the end sample")
     steps: int = Field(10, ge=2, le=32)
     spherical: bool = False
+    label: int | str | None = Field(None, description="conditional models: the class the path is decoded with; "
+                                                      "default: the label of sample a")
 
 
 class InterpolateResponse(BaseModel):
@@ -311,25 +318,25 @@ def create_app(explorer: Explorer, *, host: str = "127.0.0.1", allowed_hosts: tu
 
     @app.post("/api/encode", response_model=EncodeResponse, responses=ERRORS, summary="codes of samples")
     def encode(req: EncodeRequest) -> dict[str, Any]:
-        return infer(explorer.encode, req.indices, req.inputs)
+        return infer(explorer.encode, req.indices, req.inputs, req.label)
 
     @app.post("/api/encode/image", response_model=ImageEncodeResponse, responses=ERRORS,
               summary="code and reconstruction of an uploaded PNG/JPEG image")
-    def encode_image(file: UploadFile = File(...)) -> dict[str, Any]:
-        return infer(explorer.encode_image, _read(file, explorer), file.content_type)
+    def encode_image(file: UploadFile = File(...), label: str | None = None) -> dict[str, Any]:
+        return infer(explorer.encode_image, _read(file, explorer), file.content_type, label)
 
     @app.post("/api/decode", response_model=DecodeResponse, responses=ERRORS, summary="decode codes")
     def decode(req: DecodeRequest) -> dict[str, Any]:
-        return infer(explorer.decode, req.z, req.values)
+        return infer(explorer.decode, req.z, req.values, req.label)
 
     @app.post("/api/sample", response_model=SampleResponse, responses=ERRORS, summary="draws from the prior (VAE)")
     def sample(req: SampleRequest) -> dict[str, Any]:
-        return infer(explorer.sample, req.n, req.seed)
+        return infer(explorer.sample, req.n, req.seed, req.label)
 
     @app.post("/api/interpolate", response_model=InterpolateResponse, responses=ERRORS,
               summary="decoded path between the codes of two samples")
     def interpolate(req: InterpolateRequest) -> dict[str, Any]:
-        return infer(explorer.interpolate, req.a, req.b, req.steps, req.spherical)
+        return infer(explorer.interpolate, req.a, req.b, req.steps, req.spherical, req.label)
 
     @app.post("/api/segment", response_model=SegmentResponse, responses=ERRORS,
               summary="predicted mask of an uploaded PNG/JPEG image at its own size (tiled when larger than "

@@ -12,6 +12,11 @@ scores (N, K, H, W) (argmax) or one foreground map (N, 1, H, W) / (N, H, W) (pro
 logits at 0)).  An uploaded image is segmented at its own size, as ``aekit segment`` does: one larger than the
 training images tile by tile with :func:`aekit.infer.predict_tiled` (overlap-tile, exact for a U-Net), a smaller
 one whole with ``model.predict``.
+
+A ``conditional`` model (a cVAE) decodes with a class: ``info`` lists its ``label_names``; ``sample``,
+``decode`` (the sliders), ``interpolate`` and ``encode`` take an optional ``label`` (a class id or name; the
+page's class selector).  Without one, a datum of the split is encoded with its own label, sampling cycles
+through the classes, and decoding a code or encoding an upload asks for one (422).
 """
 
 from __future__ import annotations
@@ -111,6 +116,7 @@ class Explorer:
         self.classes = data.classes if data is not None else None
         self.kind = data.kind if data is not None else ("image" if len(self._input_shape() or ()) == 3 else "table")
         self.can_segment = bool(model.supervised)
+        self.conditional = bool(model.conditional)
         self.x: torch.Tensor | None = None
         self.y: torch.Tensor | None = None
         self.codes: torch.Tensor | None = None
@@ -123,7 +129,7 @@ class Explorer:
             else:
                 self.x, self.y = s.x, s.y
                 with self.lock, torch.no_grad():
-                    self.codes = encode_all(model, s.x)
+                    self.codes = encode_all(model, s.x, labels=s.y if self.conditional else None)
         self._map(max_points)
 
     # ---- set-up
@@ -144,8 +150,9 @@ class Explorer:
             dim = int(self.model.latent_dim)
             if not shape:
                 return False
-            z = self.model.embed(torch.zeros(1, *shape, device=self.device))
-            out = self.model.decode(z)
+            kw = self.model.label_kwargs(0)  # a conditional model probed with its first class
+            z = self.model.embed(torch.zeros(1, *shape, device=self.device), **kw)
+            out = self.model.decode(z, **kw)
         except (AekitError, AttributeError, NotImplementedError, RuntimeError, TypeError, ValueError) as e:
             log.info("%s has no usable latent space (%s): latent views are off", self.model_name, e)
             return False
@@ -207,6 +214,31 @@ class Explorer:
         name = self.classes[lab] if self.classes is not None and 0 <= lab < len(self.classes) else str(lab)
         return {"label": lab, "class_name": name}
 
+    def _class(self, label: int | str | None, required: str | None = None) -> int | None:
+        """The class id of a request's ``label`` (id or name) for a conditional model; None when not given
+        (a 422 naming the classes when ``required`` names what needs it); a 400 for a model without classes."""
+        if label is None:
+            if self.conditional and required:
+                raise RequestError(f"{required} with the conditional model '{self.model_name}' needs a label: send "
+                                   f"label (one of {', '.join(self.model.label_names)}, or its id)", 422)
+            return None
+        if not self.conditional:
+            raise RequestError(f"model '{self.model_name}' is not conditional: drop label", 400)
+        try:
+            return self.model.label_index(label, "label")
+        except AekitError as e:
+            raise RequestError(str(e), 422) from None
+
+    def _row_labels(self, idx: Sequence[int], label: int | None) -> torch.Tensor | None:
+        """Class ids of split rows ``idx``: ``label`` for all of them, else their own labels (conditional models)."""
+        if not self.conditional:
+            return None
+        if label is not None:
+            return torch.full((len(idx),), label, dtype=torch.long)
+        if self.y is None:
+            raise RequestError("the served split has no labels: send label (a class id or name)", 422)
+        return self.y[torch.as_tensor(list(idx), dtype=torch.long)].long()
+
     def _z(self, rows: Sequence[Sequence[float]]) -> torch.Tensor:
         z = matrix(rows, int(self.model.latent_dim), "code", f"{self.model.latent_dim} numbers (the latent dimension)")
         return z.to(self.device)
@@ -222,7 +254,8 @@ class Explorer:
             "can_segment": self.can_segment, "split": self.split_name,
             "n_samples": 0 if self.x is None else len(self.x), "n_points": len(self.point_index),
             "classes": list(self.classes) if self.classes else None, "max_upload_bytes": self.max_upload_bytes,
-            "upload_types": list(UPLOAD_TYPES), "sliders": [],
+            "upload_types": list(UPLOAD_TYPES), "sliders": [], "conditional": self.conditional,
+            "label_names": list(self.model.label_names) if self.conditional else None,
         }
         if self.latent:
             k = min(MAX_SLIDERS, int(self.model.latent_dim))
@@ -246,62 +279,80 @@ class Explorer:
         self.require_latent()
         i = self._check_index(i)
         x = to_float(self._rows()[i : i + 1]).to(self.device)
+        kw = self.model.label_kwargs(self._row_labels([i], None))  # a conditional model: the datum's own label
         with self.lock:
-            z = self.model.embed(x)
-            recon = self.model.decode(z)
+            z = self.model.embed(x, **kw)
+            recon = self.model.decode(z, **kw)
         return {"index": i, **self._label(i), "code": z[0].tolist(), "input": self.render(x)[0],
                 "reconstruction": self.render(recon)[0]}
 
     @torch.no_grad()
     def encode(self, indices: Sequence[int] | None = None, inputs: Sequence[Sequence[float]] | None = None,
-               ) -> dict[str, Any]:
+               label: int | str | None = None) -> dict[str, Any]:
         self.require_latent()
         if indices is not None:
             idx = [self._check_index(i) for i in indices]
             x = to_float(self._rows()[idx])
+            labels = self._row_labels(idx, self._class(label))
         else:
             d = self.model.input_dim
             x = matrix(inputs or [], d, "input", f"a flat list of {d} numbers (shape {list(self.model.input_shape)} "
                                                  "flattened, images in [0, 1])")
             x = x.view(-1, *self.model.input_shape)
+            labels = self._row_labels(range(len(x)), self._class(label, "encoding inputs"))
+        kw = self.model.label_kwargs(labels)
         with self.lock:
-            z = self.model.embed(x.to(self.device))
-            recon = self.model.decode(z)
+            z = self.model.embed(x.to(self.device), **kw)
+            recon = self.model.decode(z, **kw)
         return {"codes": z.tolist(), "reconstructions": self.render(recon)}
 
     @torch.no_grad()
-    def decode(self, rows: Sequence[Sequence[float]], values: bool = False) -> dict[str, Any]:
+    def decode(self, rows: Sequence[Sequence[float]], values: bool = False,
+               label: int | str | None = None) -> dict[str, Any]:
         self.require_latent()
+        c = self._class(label, "decoding a code")
         z = self._z(rows)
         with self.lock:
-            x = self.model.decode(z)
+            x = self.model.decode(z, **self.model.label_kwargs(c))
         out: dict[str, Any] = {"images": self.render(x)}
         if values:
             out["values"] = x.reshape(len(x), -1).tolist()
         return out
 
     @torch.no_grad()
-    def sample(self, n: int, seed: int = 0) -> dict[str, Any]:
+    def sample(self, n: int, seed: int = 0, label: int | str | None = None) -> dict[str, Any]:
         self.require_latent()
         if not self.model.generative:
             raise RequestError(f"model '{self.model_name}' has no prior to sample from: serve a generative run "
                                "(e.g. a VAE)")
+        c = self._class(label)
         g = torch.Generator(device=self.device).manual_seed(seed)
+        labels = None  # a conditional model without a label: the classes in turn
+        if self.conditional:
+            labels = torch.full((n,), c, dtype=torch.long) if c is not None else \
+                torch.arange(n) % len(self.model.label_names)
         with self.lock:
-            x = self.model.sample(n, generator=g)
+            x = self.model.sample(n, generator=g, **self.model.label_kwargs(labels))
         return {"images": self.render(x), "grid": self.grid(x, nrow=int(math.ceil(math.sqrt(n))))}
 
     @torch.no_grad()
-    def interpolate(self, a: int, b: int, steps: int = 10, spherical: bool = False) -> dict[str, Any]:
+    def interpolate(self, a: int, b: int, steps: int = 10, spherical: bool = False,
+                    label: int | str | None = None) -> dict[str, Any]:
+        """The decoded path between the codes of samples ``a`` and ``b`` (a conditional model: each encoded with
+        its own label, the path decoded with ``label``, default the label of ``a``)."""
         self.require_latent()
         xa = to_float(self._rows()[self._check_index(a)][None])
         xb = to_float(self._rows()[self._check_index(b)][None])
+        c = self._class(label)
+        own = self._row_labels([a, b], None)
+        la, lb = (None, None) if own is None else (own[:1], own[1:])
+        path = None if own is None else torch.full((steps,), int(own[0]) if c is None else c, dtype=torch.long)
         t = torch.linspace(0, 1, steps)
         with self.lock:
-            za = self.model.embed(xa.to(self.device))[0].cpu()
-            zb = self.model.embed(xb.to(self.device))[0].cpu()
+            za = self.model.embed(xa.to(self.device), **self.model.label_kwargs(la))[0].cpu()
+            zb = self.model.embed(xb.to(self.device), **self.model.label_kwargs(lb))[0].cpu()
             z = slerp(za, zb, t) if spherical else lerp(za, zb, t)
-            x = self.model.decode(z.to(self.device))
+            x = self.model.decode(z.to(self.device), **self.model.label_kwargs(path))
         return {"codes": z.tolist(), "images": self.render(x), "strip": self.grid(x, nrow=steps)}
 
     # ---- uploads
@@ -344,15 +395,16 @@ class Explorer:
         return torch.from_numpy(np.ascontiguousarray(a))[None]
 
     @torch.no_grad()
-    def encode_image(self, data: bytes, content_type: str | None) -> dict[str, Any]:
+    def encode_image(self, data: bytes, content_type: str | None, label: int | str | None = None) -> dict[str, Any]:
         img = self.read_upload(data, content_type)
         self.require_latent()
         if self.kind != "image":
             raise RequestError("this run models table rows, not images: post rows to /api/encode instead")
+        kw = self.model.label_kwargs(self._class(label, "encoding an upload"))
         x = self.image_tensor(img).to(self.device)
         with self.lock:
-            z = self.model.embed(x)
-            recon = self.model.decode(z)
+            z = self.model.embed(x, **kw)
+            recon = self.model.decode(z, **kw)
         return {"code": z[0].tolist(), "input": self.render(x)[0], "reconstruction": self.render(recon)[0]}
 
     @torch.no_grad()
