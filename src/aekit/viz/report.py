@@ -155,6 +155,9 @@ def write_report(run: Run, dataset: Dataset, split: str = "test", *, max_points:
     sub_t = torch.from_numpy(sub)
     x_sub = s.x[sub_t]
     y_sub = None if s.y is None else s.y[sub_t]
+    cond = model.conditional  # a conditional model encodes / decodes the split's rows with their own labels
+    if cond and s.y is None:
+        raise ValueError(f"the {split} split has no labels: a conditional model's report needs them")
 
     figures: list[_Figure] = []
     failures: list[str] = []
@@ -188,7 +191,7 @@ def write_report(run: Run, dataset: Dataset, split: str = "test", *, max_points:
     if idx:
         def draw_recon(p: Path) -> None:
             xb = to_float(s.x[torch.tensor(idx)]).to(model.device)
-            rb = model.reconstruct(xb).float().cpu()
+            rb = model.reconstruct(xb, **model.label_kwargs(s.y[torch.tensor(idx)] if cond else None)).float().cpu()
             names = [f"{split} #{i}" + ("" if s.y is None else f" (class {_class_name(dataset, int(s.y[i]))})")
                      for i in idx]
             plots.plot_reconstructions(xb.cpu(), rb, p, n=len(idx), feature_names=dataset.feature_names,
@@ -199,7 +202,16 @@ def write_report(run: Run, dataset: Dataset, split: str = "test", *, max_points:
         add("reconstructions.png", f"{what}; {split} split.", draw_recon)
 
     # samples (generative image models)
-    if model.generative and is_image:
+    if model.generative and is_image and cond:  # one row per class: prior draws decoded with that class
+        names = model.label_names
+        per = max(1, min(10, n_samples // max(1, len(names))))
+        add("samples.png", f"{per} samples per class decoded from the prior p(z) = N(0, I) with the class label "
+            f"(seed {seed}): one row per class, {', '.join(names)} from the top.",
+            lambda p: plots.plot_samples(latent.sample(model, per * len(names), seed=seed,
+                                                       labels=torch.arange(len(names)).repeat_interleave(per)
+                                                       ).float().cpu(), p, nrow=per,
+                                         title="samples from the prior, one row per class"))
+    elif model.generative and is_image:
         add("samples.png", f"{n_samples} samples decoded from the prior p(z) = N(0, I) (seed {seed}).",
             lambda p: plots.plot_samples(latent.sample(model, n_samples, seed=seed).float().cpu(), p,
                                          title="samples from the prior"))
@@ -216,7 +228,8 @@ def write_report(run: Run, dataset: Dataset, split: str = "test", *, max_points:
         def draw_interp(p: Path) -> None:
             xa = to_float(s.x[a : a + 1])[0]
             xb = to_float(s.x[b : b + 1])[0]
-            strip = latent.interpolate(model, xa, xb, steps=10).float().cpu()
+            labels = (int(s.y[a]), int(s.y[b])) if cond else None  # the path decoded with the class of a
+            strip = latent.interpolate(model, xa, xb, steps=10, labels=labels).float().cpu()
             plots.plot_interpolation(strip, p, title=f"interpolation {ttl}", value_label=value_label)
 
         add("interpolation.png",
@@ -231,7 +244,7 @@ def write_report(run: Run, dataset: Dataset, split: str = "test", *, max_points:
             how = " (1-D codes against random vertical jitter)"
 
         def draw_scatter(p: Path) -> None:
-            codes = latent.encode_all(model, x_sub)
+            codes = latent.encode_all(model, x_sub, labels=y_sub if cond else None)
             plots.plot_latent_scatter(codes, y_sub, dataset.classes, p,
                                       title=f"{run.model_name} codes of {len(sub)} {split} samples",
                                       max_points=max_points, seed=seed)
@@ -240,7 +253,7 @@ def write_report(run: Run, dataset: Dataset, split: str = "test", *, max_points:
             + (", coloured by label." if y_sub is not None else "."), draw_scatter)
 
     # manifold (2-D latent generative image models)
-    if is_image and model.generative and model.latent_vectors and model.latent_dim == 2:
+    if is_image and model.generative and model.latent_vectors and model.latent_dim == 2 and not cond:
         add("manifold.png", "Images decoded from a 15×15 grid of N(0, 1) quantiles (0.05 … 0.95) of the 2-D "
             "latent space (Kingma & Welling, 2014).", lambda p: plots.plot_manifold(model, p, n=15))
 
@@ -251,15 +264,18 @@ def write_report(run: Run, dataset: Dataset, split: str = "test", *, max_points:
         n_rows = min(10, model.latent_dim)
         add("traversals.png", f"Latent traversals around the code of {split} #{idx[0]}: each of the {n_rows} "
             "units with the highest KL (nats, over the shown samples) swept from −3 to 3, one row each, the "
-            "others fixed.", lambda p: traversal_figure(model, to_float(s.x[idx[0] : idx[0] + 1])[0], x_sub, p,
-                                                        n_dims=n_rows))
+            "others fixed" + (f", decoded with its own class ({_class_name(dataset, int(s.y[idx[0]]))})" if cond
+                              else "") + ".",
+            lambda p: traversal_figure(model, to_float(s.x[idx[0] : idx[0] + 1])[0], x_sub, p, n_dims=n_rows,
+                                       label=int(s.y[idx[0]]) if cond else None,
+                                       reference_labels=y_sub if cond else None))
 
     # error histogram
     if len(sub):
         unit = "image" if is_image else "row"
 
         def draw_errors(p: Path) -> None:
-            errs = reconstruction_errors(model, x_sub)
+            errs = reconstruction_errors(model, x_sub, labels=y_sub if cond else None)
             plots.plot_error_histogram(errs, p, y_sub, classes=dataset.classes, xlabel=f"SSE per {unit} ({space})",
                                        title=f"reconstruction error: SSE per {unit} (n = {len(errs)})")
 
