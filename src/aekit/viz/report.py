@@ -158,6 +158,7 @@ def write_report(run: Run, dataset: Dataset, split: str = "test", *, max_points:
     cond = model.conditional  # a conditional model encodes / decodes the split's rows with their own labels
     if cond and s.y is None:
         raise ValueError(f"the {split} split has no labels: a conditional model's report needs them")
+    ys = s.y if s.y is not None else torch.zeros(n_total, dtype=torch.long)  # the labels (conditional models)
 
     figures: list[_Figure] = []
     failures: list[str] = []
@@ -191,7 +192,7 @@ def write_report(run: Run, dataset: Dataset, split: str = "test", *, max_points:
     if idx:
         def draw_recon(p: Path) -> None:
             xb = to_float(s.x[torch.tensor(idx)]).to(model.device)
-            rb = model.reconstruct(xb, **model.label_kwargs(s.y[torch.tensor(idx)] if cond else None)).float().cpu()
+            rb = model.reconstruct(xb, **model.label_kwargs(ys[torch.tensor(idx)] if cond else None)).float().cpu()
             names = [f"{split} #{i}" + ("" if s.y is None else f" (class {_class_name(dataset, int(s.y[i]))})")
                      for i in idx]
             plots.plot_reconstructions(xb.cpu(), rb, p, n=len(idx), feature_names=dataset.feature_names,
@@ -228,7 +229,7 @@ def write_report(run: Run, dataset: Dataset, split: str = "test", *, max_points:
         def draw_interp(p: Path) -> None:
             xa = to_float(s.x[a : a + 1])[0]
             xb = to_float(s.x[b : b + 1])[0]
-            labels = (int(s.y[a]), int(s.y[b])) if cond else None  # the path decoded with the class of a
+            labels = (int(ys[a]), int(ys[b])) if cond else None  # the path decoded with the class of a
             strip = latent.interpolate(model, xa, xb, steps=10, labels=labels).float().cpu()
             plots.plot_interpolation(strip, p, title=f"interpolation {ttl}", value_label=value_label)
 
@@ -264,10 +265,10 @@ def write_report(run: Run, dataset: Dataset, split: str = "test", *, max_points:
         n_rows = min(10, model.latent_dim)
         add("traversals.png", f"Latent traversals around the code of {split} #{idx[0]}: each of the {n_rows} "
             "units with the highest KL (nats, over the shown samples) swept from −3 to 3, one row each, the "
-            "others fixed" + (f", decoded with its own class ({_class_name(dataset, int(s.y[idx[0]]))})" if cond
+            "others fixed" + (f", decoded with its own class ({_class_name(dataset, int(ys[idx[0]]))})" if cond
                               else "") + ".",
             lambda p: traversal_figure(model, to_float(s.x[idx[0] : idx[0] + 1])[0], x_sub, p, n_dims=n_rows,
-                                       label=int(s.y[idx[0]]) if cond else None,
+                                       label=int(ys[idx[0]]) if cond else None,
                                        reference_labels=y_sub if cond else None))
 
     # error histogram
