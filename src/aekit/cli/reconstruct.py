@@ -30,8 +30,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     check_outputs(max(1, args.n), run.model.input_shape, "-n", png=True)
     s = dataset_for(run, args).split(args.split)
     x = to_float(s.x[: max(1, args.n)])
+    labels = None if s.y is None else s.y[: max(1, args.n)]  # a conditional model reconstructs with its labels
     with torch.no_grad():
-        recon = run.model.reconstruct(x)
+        recon = run.model.reconstruct(x, **run.model.label_kwargs(labels))
     plot_reconstructions(x, recon, check_png(args.out), n=len(x))
     log.info("wrote %s", args.out)
     return 0

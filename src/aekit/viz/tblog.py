@@ -37,12 +37,14 @@ class TensorBoardLog(Callback):
         self._writer_cls = SummaryWriter
         self.writer: Any = None
         self.images: torch.Tensor | None = None
+        self.labels: torch.Tensor | None = None  # their class ids (a conditional model reconstructs with them)
 
     def on_fit_start(self, trainer: Any) -> None:
         self.writer = self._writer_cls(str(self.log_dir))
         data: Dataset = trainer.data
         split = data.val if len(data.val) else data.train
         self.images = to_float(split.x[:N_IMAGES]) if data.kind == "image" and len(split) else None
+        self.labels = split.y[:N_IMAGES] if split.y is not None and split.y.ndim == 1 else None
 
     def on_epoch_end(self, trainer: Any, row: dict[str, Any]) -> None:
         self.log_epoch(trainer.model, row, int(row["epoch"]))
@@ -74,7 +76,7 @@ class TensorBoardLog(Callback):
         was_training = model.training
         model.eval()
         x = self.images.to(model.device)
-        recon = model.reconstruct(x).float()
+        recon = model.reconstruct(x, **model.label_kwargs(self.labels)).float()
         model.train(was_training)
         if tuple(recon.shape) != tuple(x.shape):  # e.g. a segmentation model's class scores: no image pair
             return
