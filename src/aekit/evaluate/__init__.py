@@ -104,6 +104,10 @@ def evaluate(model: Autoencoder, data: Dataset, split: str = "test", batch_size:
     from .deterministic import corruption_metrics  # a denoising AE's own corruption, or the one asked for
 
     result.update(corruption_metrics(model, data, split, corruption))
+    if model.discrete:  # a VQ-VAE: codebook usage, perplexity, dead codes, the prior's NLL
+        from .codebook import codebook_metrics
+
+        result.update(codebook_metrics(model, s.x))
     if iwae_samples is not None:
         from .likelihood import likelihood_report
 
@@ -116,7 +120,7 @@ def evaluate(model: Autoencoder, data: Dataset, split: str = "test", batch_size:
 # and the function above (``aekit.evaluate(model, data)``): the package's module object is made callable, so
 # neither shadows the other (with a plain ``from .evaluate import evaluate`` in ``aekit/__init__.py``,
 # ``import aekit.evaluate.likelihood as L`` raised AttributeError).
-SUBMODULES = ("anomaly", "classifier", "continuity", "deterministic", "disentanglement", "likelihood", "metrics",
+SUBMODULES = ("anomaly", "classifier", "codebook", "continuity", "deterministic", "disentanglement", "likelihood", "metrics",
               "segmentation")
 
 

@@ -200,7 +200,8 @@ def run_experiment(name: str, ctx: ExperimentContext) -> ExperimentResult:
 EXPERIMENT_MODULES: tuple[str, ...] = ("aekit.experiments.anomaly", "aekit.experiments.vae_geometry",
                                        "aekit.experiments.seed_family", "aekit.experiments.segmentation",
                                        "aekit.experiments.contractive", "aekit.experiments.linear_vae",
-                                       "aekit.experiments.likelihood_family", "aekit.experiments.cvae")
+                                       "aekit.experiments.likelihood_family", "aekit.experiments.cvae",
+                                       "aekit.experiments.vqvae")
 
 
 def _load_all() -> None:

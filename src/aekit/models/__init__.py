@@ -18,6 +18,7 @@ from .pca import PCA, PCAConfig
 from .stacked import StackedAE, StackedAEConfig
 from .unet import UNet, UNetConfig
 from .vae import VAE, DiagonalGaussian, VAEConfig
+from .vqvae import VQVAE, VQVAEConfig
 from .wae import WAE, WAEConfig
 
 
@@ -82,6 +83,11 @@ MODELS.register("cvae", ModelSpec(CVAEConfig, CVAE, "conditional VAE (Sohn et al
                                   tiny={"hidden": (16,), "latent_dim": 3}))
 MODELS.register("wae", ModelSpec(WAEConfig, WAE, "Wasserstein autoencoder (MMD to the prior, IMQ kernel; "
                                  "deterministic codes, samples from N(0, I))", tiny={"hidden": (16,), "latent_dim": 3}))
+MODELS.register("vqvae", ModelSpec(VQVAEConfig, VQVAE, "VQ-VAE (van den Oord et al. 2017): conv encoder to a grid of "
+                                   "codebook indices (EMA codebook, dead-code restarts), PixelCNN prior trained "
+                                   "after the main fit", tiny={"channels": (4, 8), "code_dim": 3, "codebook_size": 8,
+                                                               "prior_epochs": 1, "prior_channels": 8,
+                                                               "prior_layers": 1}))
 MODELS.register("pca", ModelSpec(PCAConfig, PCA, "principal component analysis by SVD (closed form baseline)",
                                  tiny={"latent_dim": 3}))
 MODELS.register("unet", ModelSpec(
@@ -136,5 +142,5 @@ def build_model(name: str, config: Any) -> Autoencoder:
 
 __all__ = [
     "AE", "AEConfig", "Autoencoder", "CVAE", "CVAEConfig", "CAPABILITIES", "ModelConfig", "NetConfig", "Posterior", "Stage", "DiagonalGaussian", "Losses", "MODELS", "ModelSpec", "PCA", "PCAConfig",
-    "StackedAE", "StackedAEConfig", "UNet", "UNetConfig", "VAE", "VAEConfig", "WAE", "WAEConfig", "build_model", "get_spec", "registry_name_of",
+    "StackedAE", "StackedAEConfig", "UNet", "UNetConfig", "VAE", "VAEConfig", "VQVAE", "VQVAEConfig", "WAE", "WAEConfig", "build_model", "get_spec", "registry_name_of",
 ]

@@ -136,3 +136,78 @@ class DoubleConv(nn.Sequential):
             nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
             nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
         )
+
+
+def conv_down(cin: int, channels: tuple[int, ...], act: str) -> nn.Sequential:
+    """The feature stack of :class:`ConvEncoder` without its head: stride-2 convs (k=4, p=1), each followed by
+    ``act``; a (C, H, W) input becomes (channels[-1], ⌊H/2^n⌋, ⌊W/2^n⌋) (a grid, not a vector)."""
+    layers: list[nn.Module] = []
+    for a, b in zip((cin, *channels[:-1]), channels):
+        layers += [nn.Conv2d(a, b, 4, 2, 1), activation(act)]
+    return nn.Sequential(*layers)
+
+
+def conv_up(size: tuple[int, ...], channels: tuple[int, ...], cout: int, act: str) -> nn.Sequential:
+    """The transposed-conv stack of :class:`ConvDecoder`: from (channels[-1], grid) back to (cout, *size)
+    exactly, ``size`` = (H, W) (``output_padding`` restores odd sizes), ``act`` between layers, none after the
+    last."""
+    sizes = conv_sizes((size[0], size[1]), len(channels))
+    rev = channels[::-1]
+    outs = (*rev[1:], cout)
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(rev, outs)):
+        (sh, sw), (th, tw) = sizes[-1 - i], sizes[-2 - i]
+        layers.append(nn.ConvTranspose2d(a, b, 4, 2, 1, output_padding=(th - 2 * sh, tw - 2 * sw)))
+        if i < len(rev) - 1:
+            layers.append(activation(act))
+    return nn.Sequential(*layers)
+
+
+class MaskedConv2d(nn.Conv2d):
+    """A PixelCNN convolution (van den Oord et al. 2016) over one categorical variable per position, raster
+    order: mask ``"A"`` (first layer) sees only the positions before the centre, ``"B"`` also the centre.  A
+    stack of one A layer and any number of B layers is causal: output (i, j) depends only on inputs before
+    (i, j) in raster order."""
+
+    mask: torch.Tensor
+
+    def __init__(self, cin: int, cout: int, kernel: int, mask: str):
+        if kernel % 2 != 1 or mask not in ("A", "B"):
+            raise ValueError(f"MaskedConv2d needs an odd kernel and mask A or B, not {kernel}, {mask!r}")
+        super().__init__(cin, cout, kernel, padding=kernel // 2)
+        m = torch.ones(kernel, kernel)
+        c = kernel // 2
+        m[c, c + (1 if mask == "B" else 0):] = 0
+        m[c + 1:] = 0
+        self.register_buffer("mask", m[None, None], persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.mask, self.bias, self.stride, self.padding)
+
+
+class PixelCNN(nn.Module):
+    """A small PixelCNN prior over a (H, W) grid of ``classes``-way categorical indices: an embedding, one
+    mask-A convolution, ``layers`` residual mask-B blocks (ReLU → masked k×k conv → ReLU → 1×1 conv), a 1×1
+    head to ``classes`` logits per position.  ``forward(idx)`` takes int64 (B, H, W) indices (or a float
+    (B, classes, H, W) one-hot, for gradient checks) and returns (B, classes, H, W) logits; position p's
+    logits depend only on the indices before p in raster order (no gated units, so it keeps the original
+    PixelCNN's blind spot)."""
+
+    def __init__(self, classes: int, channels: int = 64, layers: int = 4, kernel: int = 3):
+        super().__init__()
+        self.classes = classes
+        self.embed = nn.Conv2d(classes, channels, 1, bias=False)  # = an embedding table on one-hot inputs
+        self.first = MaskedConv2d(channels, channels, kernel + 2, "A")
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.ReLU(), MaskedConv2d(channels, channels, kernel, "B"), nn.ReLU(),
+                          nn.Conv2d(channels, channels, 1)) for _ in range(layers))
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(),
+                                  nn.Conv2d(channels, classes, 1))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        onehot = idx if idx.is_floating_point() else F.one_hot(idx, self.classes).permute(0, 3, 1, 2).float()
+        h = self.first(self.embed(onehot))
+        for block in self.blocks:
+            h = h + block(h)
+        return self.head(h)
+

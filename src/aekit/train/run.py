@@ -38,7 +38,7 @@ from .callbacks import Callback, read_metrics
 from .checkpoint import atomic_save_tensors, atomic_write_text, load_state, read_tensors
 from .config import TrainConfig
 from .precision import resolve_precision
-from .stages import run_stages
+from .stages import run_after_stages, run_stages
 from .trainer import BEST, CHECKPOINT, METRICS, PRETRAINED, Trainer, fit, resolve_device
 
 log = logging.getLogger(__name__)
@@ -297,13 +297,15 @@ def _resume(path: Path, *, callbacks: Sequence[Callback] = (), locks: contextlib
 
 
 def _train(run: Run, dataset: Dataset, *, resume: bool, callbacks: Sequence[Callback]) -> None:
-    """The model's own stages (if any), the main fit, and the final weights."""
+    """The model's own stages (if any), the main fit, the stages after it (a VQ-VAE's prior), and the final
+    weights."""
     staged = run.model.staged
     pre_rows = run_stages(run.model, dataset, run.train_config, run.path, resume=resume)
     run.metrics = fit(run.model, dataset, run.train_config, run.path, resume=resume, callbacks=callbacks,
-                      stage="finetune" if staged else None)
+                      stage=run.model.main_stage if staged else None)
+    post_rows = run_after_stages(run.model, dataset, run.train_config, run.path, resume=resume)
     if run.path is None:
-        run.metrics = pre_rows + run.metrics
+        run.metrics = pre_rows + run.metrics + post_rows
     elif distributed.is_main():  # every stage's rows, as metrics.csv holds them
         run.metrics = read_metrics(run.path / METRICS)
     run.model.eval()
