@@ -112,6 +112,14 @@ def _crafted(w: Path, spec: str = "mnist") -> None:
         _edit_config(w, lambda c: c["data"].update(spec=spec, data_dir=str(w / "elsewhere"), download=True), run)
 
 
+_CVAE: list[Path] = []  # the module's finished cvae run (set by the ``runs`` fixture), copied by _cvae
+
+
+def _cvae(w: Path) -> None:
+    """A finished conditional run (``W/cvae``, digits: classes "0" … "9")."""
+    shutil.copytree(_CVAE[0], w / "cvae")
+
+
 def _setups(*fs: Callable[[Path], None]) -> Callable[[Path], None]:
     def setup(w: Path) -> None:
         for f in fs:
@@ -132,10 +140,19 @@ class Case:
     timeout: float = 60.0
 
 
-R, V = "{w}/run", "{w}/vae"
+R, V, CV = "{w}/run", "{w}/vae", "{w}/cvae"
 TRAIN = ("train", "--epochs", "1", "--hidden", "16", "--latent-dim", "3", "--no-report")
 
 CASES = [
+    # --- class labels of a conditional run (--label): an unconditional run, a class the run never saw
+    *[Case(f"label-unconditional-{cmd}", (cmd, V, "--label", "3", *extra, "--out", "{w}/out/s.png"),
+           match="needs a conditional model")
+      for cmd, extra in [("sample", ()), ("traverse", ()), ("interpolate", ())]],
+    Case("label-unknown-name", ("sample", CV, "--label", "Sneaker", "--out", "{w}/out/s.png"),
+         match="valid labels are 0, 1, 2", setup=_cvae),
+    Case("label-unknown-id", ("traverse", CV, "--label", "10", "--out", "{w}/out/t.png"),
+         match="valid labels are 0, 1, 2", setup=_cvae),
+    Case("label-works", ("sample", CV, "--label", "3", "-n", "4", "--out", "{w}/out/s.png"), "works", setup=_cvae),
     # --- options out of range (validated before anything is created)
     *[Case(f"option{flag}={value}", (*TRAIN, flag, value, "--out", "{w}/out/r"), match=flag.lstrip("-")[:6])
       for flag, value in [("--weight-decay", "-1"), ("--weight-decay", "nan"), ("--seed", "-1"),
@@ -270,6 +287,8 @@ def runs(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("corpus")
     aekit.train("ae", "digits", base / "run", epochs=2, **QUICK)
     aekit.train("vae", "digits", base / "vae", epochs=2, **QUICK)
+    aekit.train("cvae", "digits", base / "cvae", epochs=1, evaluate=False, **QUICK)  # copied by the _cvae cases
+    _CVAE[:] = [base / "cvae"]
     return base
 
 
