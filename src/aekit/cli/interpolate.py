@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.add_argument("--b", type=int, default=1, help="index of the second sample (default 1)")
     p.add_argument("--steps", type=int, default=10, help="images along the path (default 10)")
     p.add_argument("--spherical", action="store_true", help="slerp instead of a straight line")
+    p.add_argument("--label", default=None, metavar="CLASS",
+                   help="conditional models (--model cvae): the class (id or name) both samples are encoded and the "
+                        "path decoded with (default: each sample's own label; the path in the class of --a)")
     p.add_argument("--out", required=True, help="PNG file")
 
 
@@ -30,12 +33,19 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
     check_out_file(args.out, (".png",))  # before any work
     run = load_run(args.run)
+    label = None if args.label is None else run.model.label_index(args.label, "--label")  # one-line errors
     check_outputs(max(2, args.steps), run.model.input_shape, "--steps", png=True)
     s = dataset_for(run, args).split(args.split)
     for name, i in (("--a", args.a), ("--b", args.b)):
         if not 0 <= i < len(s):
             raise AekitError(f"{name} {i} is out of range: the {args.split} split has {len(s)} samples (0..{len(s) - 1})")
-    strip = interpolate(run.model, to_float(s.x[args.a]), to_float(s.x[args.b]), max(2, args.steps), args.spherical)
+    labels: tuple[int, int] | int | None = label
+    if run.model.conditional and label is None:  # each sample's own class
+        if s.y is None or s.y.ndim != 1:
+            raise AekitError(f"the {args.split} split has no class labels to condition on: give --label CLASS")
+        labels = (int(s.y[args.a]), int(s.y[args.b]))
+    strip = interpolate(run.model, to_float(s.x[args.a]), to_float(s.x[args.b]), max(2, args.steps), args.spherical,
+                        labels=labels)
     plot_interpolation(strip, check_png(args.out))
     log.info("wrote %s", args.out)
     return 0

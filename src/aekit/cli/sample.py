@@ -1,4 +1,8 @@
-"""``aekit sample RUN -n 64 --out samples.png``: decoded draws from the prior of a generative model."""
+"""``aekit sample RUN -n 64 --out samples.png``: decoded draws from the prior of a generative model.
+
+A conditional model (``--model cvae``) draws every sample of ``--label`` (a class id or name, e.g. ``--label 3`` or
+``--label Sneaker``); without it the draws go through the run's classes in turn (0, 1, …, K−1, 0, …).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.add_argument("run", help="a run directory of a generative model (e.g. --model vae)")
     p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--label", default=None, metavar="CLASS",
+                   help="conditional models (--model cvae): the class to draw, an id or a name such as Sneaker "
+                        "(default: the classes in turn)")
     p.add_argument("--out", required=True, help="PNG file (or .npy for raw arrays)")
 
 
@@ -28,8 +35,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise AekitError("-n must be at least 1")
     run = load_run(args.run)
     run.model.require("generative", "sampling")  # a model without a prior says so in one line
+    label = None if args.label is None else run.model.label_index(args.label, "--label")  # one-line errors
     check_outputs(args.n, run.model.input_shape, "-n", png=out.suffix.lower() == ".png")
-    x = sample(run.model, args.n, seed=args.seed)
+    x = sample(run.model, args.n, seed=args.seed, labels=label)
     if out.suffix.lower() == ".npy":
         write_npy(out, x.cpu().numpy())
     else:

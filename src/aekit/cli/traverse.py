@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import AekitError
 from ._common import MAX_FIGURE_IMAGES, add_data_flags, check_out_file, check_outputs, check_png, dataset_for
+
+if TYPE_CHECKING:
+    from ..data import Split
 
 log = logging.getLogger("aekit")
 
@@ -21,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.add_argument("--dims", type=int, default=None, metavar="N", help="show only the N most used units")
     p.add_argument("--steps", type=int, default=9, help="images per row (default 9)")
     p.add_argument("--span", type=float, default=3.0, help="sweep each unit over [-span, span] (default 3)")
+    p.add_argument("--label", default=None, metavar="CLASS",
+                   help="conditional models (--model cvae): the class (id or name) the sample is encoded and "
+                        "decoded with (default: the sample's own label)")
     p.add_argument("--out", required=True, help="PNG file")
 
 
@@ -33,6 +40,7 @@ def cmd_traverse(args: argparse.Namespace) -> int:
     if args.steps < 2:
         raise AekitError(f"--steps must be at least 2, got {args.steps}")
     run = load_run(args.run)
+    label = None if args.label is None else run.model.label_index(args.label, "--label")  # one-line errors
     rows = max(1, run.model.latent_dim if args.dims is None else min(args.dims, run.model.latent_dim))
     if rows * args.steps > MAX_FIGURE_IMAGES:
         raise AekitError(f"--steps {args.steps}: {rows} rows of {args.steps} images are more than the "
@@ -52,8 +60,18 @@ def cmd_traverse(args: argparse.Namespace) -> int:
         raise AekitError(f"--span must be > 0, got {args.span}")
     out = check_png(args.out)
     x = to_float(s.x[args.index : args.index + 1])[0]
+    if run.model.conditional and label is None:  # the datum's own class
+        label = _own_label(s, args.index, args.split)
     path, dims = traversal_figure(run.model, x, s.x[:REFERENCE_ROWS], out, n_dims=args.dims, steps=args.steps,
-                                  span=args.span, title=f"{args.split} #{args.index}: traversals "
+                                  span=args.span, label=label, reference_labels=s.y[:REFERENCE_ROWS] if run.model.conditional else None, title=f"{args.split} #{args.index}: traversals "
                                                         f"{-args.span:g} … {args.span:g}")
     log.info("wrote %s (units %s, most used first)", path, ", ".join(map(str, dims)))
     return 0
+
+
+def _own_label(split: Split, index: int, name: str) -> int:
+    """The class id of sample ``index`` of a labelled ``split``; a one-line error when the split has no labels."""
+    y = split.y
+    if y is None or y.ndim != 1:
+        raise AekitError(f"the {name} split has no class labels to condition on: give --label CLASS")
+    return int(y[index])

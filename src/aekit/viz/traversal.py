@@ -22,14 +22,15 @@ __all__ = ["plot_traversal", "traversal_figure", "unit_usage"]
 
 
 @torch.no_grad()
-def unit_usage(model: Autoencoder, x: torch.Tensor) -> tuple[np.ndarray, str]:
-    """Per-unit usage over the rows of ``x`` and its name: KL per dim (nats) for a VAE, else code variance."""
+def unit_usage(model: Autoencoder, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[np.ndarray, str]:
+    """Per-unit usage over the rows of ``x`` and its name: KL per dim (nats) for a VAE, else code variance;
+    ``labels``: the rows' class ids, for a ``conditional`` model."""
     if model.posterior:
         from ..evaluate.likelihood import kl_per_dim, posterior_stats
 
-        mean, logvar = posterior_stats(model, x)
+        mean, logvar = posterior_stats(model, x, labels=labels)
         return kl_per_dim(mean, logvar).numpy(), "KL"
-    codes = latent.encode_all(model, x).double()
+    codes = latent.encode_all(model, x, labels=labels).double()
     var = codes.var(0).numpy() if len(codes) > 1 else np.zeros(model.latent_dim)
     return var, "var"
 
@@ -51,17 +52,19 @@ def plot_traversal(images: Any, steps: int, path: str | os.PathLike, *, row_labe
 @torch.no_grad()
 def traversal_figure(model: Autoencoder, x: torch.Tensor, reference: torch.Tensor, path: str | os.PathLike, *,
                      n_dims: int | None = None, steps: int = 9, span: float = 3.0,
-                     title: str | None = None, unit_notes: list[str] | None = None) -> tuple[Path, list[int]]:
+                     title: str | None = None, unit_notes: list[str] | None = None, label: int | None = None,
+                     reference_labels: torch.Tensor | None = None) -> tuple[Path, list[int]]:
     """Sweep the ``n_dims`` most used units (usage measured on ``reference`` rows) around the code of the
     float sample ``x`` (one sample, shaped like the input).  ``unit_notes`` (one string per latent unit, e.g.
-    the factors a unit carries) are added to the row labels.  Returns the PNG path and the units shown, in
-    row order."""
+    the factors a unit carries) are added to the row labels.  A ``conditional`` model encodes and decodes ``x``
+    with the class id ``label`` and ranks its units on ``reference`` with ``reference_labels``.  Returns the PNG
+    path and the units shown, in row order."""
     if len(model.input_shape) not in (2, 3):
         raise ValueError(f"traversals are drawn as images; the model's input shape is {model.input_shape}")
-    usage, what = unit_usage(model, reference)
+    usage, what = unit_usage(model, reference, reference_labels)
     order = [int(j) for j in np.argsort(-usage, kind="stable")]
     dims = order[: n_dims or len(order)]
-    imgs = latent.traverse(model, x.to(model.device), dims=dims, steps=steps, span=span).float().cpu()
+    imgs = latent.traverse(model, x.to(model.device), dims=dims, steps=steps, span=span, label=label).float().cpu()
     labels = [f"z{j}  {what} {usage[j]:.3g}" + (f"\n{unit_notes[j]}" if unit_notes and unit_notes[j] else "")
               for j in dims]
     title = title or f"traversals {-span:g} … {span:g} ({steps} steps), rows by {what}"

@@ -1,0 +1,130 @@
+"""The conditional VAE (``--model cvae``): its loss against a hand computation, the label's effect on the decoder,
+the one-line errors of missing / unknown labels, the label set recorded in a run, and ``aekit sample --label``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import aekit
+from aekit.cli import main
+from aekit.data import Batch, DataShape
+from aekit.errors import AekitError, ConfigError
+from aekit.models import MODELS
+from aekit.models.cvae import CVAE, CVAEConfig
+
+
+def tiny(k: int = 3, **kw) -> CVAE:
+    cfg = CVAEConfig(hidden=(), latent_dim=2, num_classes=k, **kw).resolve(DataShape((1, 2, 2)))
+    return CVAE(cfg)
+
+
+def test_loss_equals_a_hand_computation():
+    torch.manual_seed(0)
+    m = tiny()  # encoder: one Linear (4 + 3 → 2·2); decoder: one Linear (2 + 3 → 4); Bernoulli likelihood
+    x = torch.tensor([[[[0.0, 1.0], [0.5, 0.2]]], [[[1.0, 0.0], [0.3, 0.9]]]])
+    y = torch.tensor([2, 0])
+    torch.manual_seed(1)
+    losses = m.loss(Batch(x, labels=y))
+    # by hand, the same draw ε (the global generator, re-seeded)
+    enc, dec = m.encoder[-1], m.decoder[0]
+    onehot = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    h = torch.cat([x.flatten(1), onehot], 1) @ enc.weight.T + enc.bias
+    mu, logvar = h[:, :2], h[:, 2:]
+    torch.manual_seed(1)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn(2, 2)
+    p = torch.sigmoid(torch.cat([z, onehot], 1) @ dec.weight.T + dec.bias)
+    xf = x.flatten(1)
+    recon = -(xf * torch.log(p) + (1 - xf) * torch.log(1 - p)).sum(1).mean()
+    kl = (0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)).sum(1).mean()
+    assert torch.allclose(losses.terms["recon"], recon, atol=1e-5)
+    assert torch.allclose(losses.terms["kl"], kl, atol=1e-6)
+    assert torch.allclose(losses.total, recon + kl, atol=1e-5)
+    assert torch.allclose(losses.terms["elbo"], -(recon + kl), atol=1e-5)
+    # β weighs the KL only
+    m2 = tiny(beta=3.0)
+    m2.load_state_dict(m.state_dict())
+    torch.manual_seed(1)
+    assert torch.allclose(m2.loss(Batch(x, labels=y)).total, recon + 3 * kl, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_the_label_changes_the_decoder_output_for_the_same_z(arch):
+    torch.manual_seed(0)
+    cfg = CVAEConfig(arch=arch, hidden=(8,), channels=(4,), latent_dim=2, num_classes=4)
+    m = CVAE(cfg.resolve(DataShape((1, 8, 8)))).eval()
+    z = torch.randn(5, 2)
+    a, b = m.decode(z, labels=1), m.decode(z, labels=torch.full((5,), 3))
+    assert a.shape == b.shape == (5, 1, 8, 8)
+    assert (a - b).abs().max() > 1e-4
+    assert torch.equal(m.decode(z, labels=1), m.decode(z, labels=[1] * 5))  # one label = that label for all
+    # and the encoder reads the label too
+    x = torch.rand(5, 1, 8, 8)
+    assert (m.encode(x, labels=0).mean - m.encode(x, labels=2).mean).abs().max() > 1e-5
+
+
+def test_missing_and_unknown_labels_are_one_line_errors():
+    m = tiny(class_names=("cat", "dog", "bird"))
+    x, z = torch.rand(2, 1, 2, 2), torch.randn(2, 2)
+    for call in (lambda: m.encode(x), lambda: m.decode(z), lambda: m.sample(2), lambda: m.reconstruct(x),
+                 lambda: m.loss(Batch(x))):
+        with pytest.raises(ConfigError, match="label") as e:
+            call()
+        assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match=r"valid labels are 0 \(cat\), 1 \(dog\), 2 \(bird\)"):
+        m.sample(2, labels="fish")
+    with pytest.raises(ConfigError, match="valid labels"):
+        m.decode(z, labels=torch.tensor([0, 3]))
+    with pytest.raises(ConfigError, match="3 labels for 2 inputs"):
+        m.decode(z, labels=[0, 1, 2])
+    assert m.label_index("dog") == 1 and m.label_index("2") == 2
+    assert m.sample(2, labels="bird").shape == (2, 1, 2, 2)
+    # an unconditional model has no labels to give
+    vae = aekit.build_model("vae", MODELS["vae"].make_config(MODELS["vae"].tiny).resolve(DataShape((1, 2, 2))))
+    with pytest.raises(AekitError, match="conditional"):
+        vae.label_index("3")
+    assert vae.label_kwargs(torch.tensor([1])) == {}
+
+
+def test_config_needs_classes():
+    with pytest.raises(ConfigError, match="--num-classes"):
+        CVAEConfig().resolve(DataShape((1, 2, 2)))
+    with pytest.raises(ConfigError, match="names for"):
+        CVAEConfig(num_classes=2, class_names=("a",))
+    cfg = CVAEConfig(class_names=("a", "b"), num_classes=2).resolve(DataShape((1, 2, 2)))
+    assert CVAE(cfg).label_names == ("a", "b")
+
+
+@pytest.mark.slow
+def test_run_records_its_labels_and_samples_by_class(tmp_path, capsys):
+    run = aekit.train("cvae", aekit.DataConfig("digits", subsample=300), tmp_path / "r", report=False,
+                      hidden=(16,), latent_dim=3, epochs=1, batch_size=64, progress=False)
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())["model_config"]
+    assert saved["num_classes"] == 10 and saved["class_names"] == [str(i) for i in range(10)]
+    ev = json.loads((tmp_path / "r" / "evaluation.json").read_text())
+    assert ev["elbo"] < 0 and ev["elbo"] == pytest.approx(-(ev["recon"] + ev["kl"]), abs=1e-6)
+    loaded = aekit.load_run(tmp_path / "r")
+    assert loaded.model.label_names == run.model.label_names
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4, 3, generator=g)
+    assert torch.equal(loaded.model.eval().decode(z, labels=7), run.model.eval().decode(z, labels=7))
+    assert main(["sample", str(tmp_path / "r"), "--label", "7", "-n", "4", "--out", str(tmp_path / "s.npy")]) == 0
+    import numpy as np
+
+    got = torch.from_numpy(np.load(tmp_path / "s.npy"))
+    want = aekit.latent.sample(loaded.model, 4, seed=0, labels=7)
+    assert torch.allclose(got, want)
+    capsys.readouterr()
+    assert main(["sample", str(tmp_path / "r"), "--label", "12", "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "valid labels are 0, 1, 2" in err[0]
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_one_hot_matches_torch():
+    m = tiny(k=4)
+    ids = torch.tensor([3, 0, 2])
+    assert torch.equal(m.onehot(ids, 3), F.one_hot(ids, 4).float())
