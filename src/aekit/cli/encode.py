@@ -38,7 +38,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
         codes = code_indices(run.model, s.x).flatten(1).numpy()
         prefix, fmt = "c", "%d"
     else:
-        codes = encode_all(run.model, s.x).numpy()
+        labels = s.y if run.model.conditional else None  # a conditional model encodes with the rows' labels
+        codes = encode_all(run.model, s.x, labels=labels).numpy()
         prefix, fmt = "z", "%.7g"
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".npy":
