@@ -122,6 +122,24 @@ def test_run_records_its_labels_and_samples_by_class(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "valid labels are 0, 1, 2" in err[0]
     assert not (tmp_path / "x.png").exists()
+    # the Hub round trip keeps the label set
+    from aekit.hub import from_pretrained, save_pretrained
+
+    save_pretrained(run, tmp_path / "hub")
+    again = from_pretrained(tmp_path / "hub").eval()
+    assert again.label_names == run.model.label_names
+    assert torch.equal(again.decode(z, labels=7), run.model.decode(z, labels=7))
+
+
+@pytest.mark.slow
+def test_experiment_quick(tmp_path):
+    from aekit.experiments import ExperimentContext, run_experiment
+
+    res = run_experiment("cvae", ExperimentContext("digits", tmp_path, quick=True, progress=False))
+    assert (tmp_path / "samples_per_class.png").exists()
+    per_class = [r for r in res.rows if "class_rate" in r]
+    assert len(per_class) == 10 and all(0.0 <= r["class_rate"] <= 1.0 for r in per_class)
+    assert "too short to tell" in res.summary  # a --quick run states no finding
 
 
 def test_one_hot_matches_torch():
