@@ -151,3 +151,23 @@ def test_one_class_experiment_quick(tmp_path):
     label = {"pca": "PCA", "ae": "AE", "vae": "VAE (−ELBO)"}[means[0][1]]
     assert (f"{label} detects best:" in summary) == (means[0][0] - means[1][0] >= 0.01)
     assert (f"{label} detects best:" in summary) != ("too short to tell" in summary)
+
+
+def test_conditional_scores_use_the_given_labels_or_the_best_class():
+    import torch
+
+    from aekit.models import MODELS
+
+    spec = MODELS["cvae"]
+    cfg = spec.make_config({"hidden": (8,), "latent_dim": 2}, name="cvae").resolve(
+        DataShape((1, 4, 4), num_classes=3))
+    torch.manual_seed(0)
+    model = aekit.build_model("cvae", cfg).eval()
+    x = torch.rand(5, 1, 4, 4)
+    labels = torch.tensor([0, 1, 2, 1, 0])
+    for score in ("recon", "elbo"):
+        per_class = np.stack([anomaly_scores(model, x, score, labels=torch.full((5,), k)) for k in range(3)])
+        given = anomaly_scores(model, x, score, labels=labels)
+        assert np.allclose(given, per_class[labels.numpy(), np.arange(5)])  # each row with its own label
+        best = anomaly_scores(model, x, score)  # no labels: the class that explains the row best
+        assert np.allclose(best, per_class.min(0)) and not np.allclose(per_class[0], per_class[1])
