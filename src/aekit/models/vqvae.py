@@ -23,7 +23,11 @@ batch's code usage.
 Dead codes: every training step (``loss`` in train mode) counts, per code, the steps since it was last
 assigned; a code unused for ``restart_after`` steps is re-initialised to an encoder output of the current
 batch drawn uniformly with the global generator (which the trainer reseeds from (seed, epoch): a killed and
-resumed run draws the same), and its EMA state to one observation of that vector.  The codebook, the EMA
+resumed run draws the same), and its EMA state to one observation of that vector.
+Initialisation: the first training batch sets every code to one of its encoder outputs (distinct ones when the
+batch has K or more; global generator), with EMA state = one observation of it (t = 1, N_k = 1−γ, M_k =
+(1−γ)·e_k): a data-dependent start, where the uniform ±1/K start left a short run on small data with one code
+in use.  The codebook, the EMA
 state and the counters are buffers (saved in checkpoints and weights).
 
 Generative: a small PixelCNN (:class:`~aekit.models.blocks.PixelCNN`) is a prior over the index grid.  It is
@@ -141,6 +145,7 @@ class VQVAE(Autoencoder):
     ema_sum: torch.Tensor
     ema_steps: torch.Tensor
     unused_steps: torch.Tensor
+    initialised: torch.Tensor
 
     def __init__(self, config: VQVAEConfig):
         super().__init__(config)
@@ -162,6 +167,7 @@ class VQVAE(Autoencoder):
         else:
             self.codebook = nn.Parameter(init)
         self.register_buffer("unused_steps", torch.zeros(k, dtype=torch.long))
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))  # by the first training batch
         self.prior = PixelCNN(k, c.prior_channels, c.prior_layers, c.prior_kernel)
         self.prior.requires_grad_(False)  # trained only in the after-fit ``prior`` stage
 
@@ -216,6 +222,8 @@ class VQVAE(Autoencoder):
     def loss(self, batch: Batch) -> Losses:
         z_e = self.encode_continuous(batch.x)
         flat = self._flat(z_e)
+        if self.training and not bool(self.initialised):
+            self.init_codebook(flat.detach())
         idx = nearest_code(flat.detach(), self.codebook)
         z_q = self.lookup(idx.view(z_e.shape[0], *z_e.shape[2:])).to(z_e.dtype)
         codebook = (z_e.detach() - z_q).pow(2).flatten(1).sum(1).mean()
@@ -229,6 +237,21 @@ class VQVAE(Autoencoder):
         if self.training:
             self.update_codebook(flat.detach(), idx, counts)
         return Losses(total, terms)
+
+    @torch.no_grad()
+    def init_codebook(self, flat: torch.Tensor) -> None:
+        """Every code set to one of the encoder outputs ``flat`` (N, D) (distinct rows when N ≥ K), drawn with
+        the global generator; with ``ema`` its EMA state is one observation of that vector."""
+        k = self.codebook_size
+        pick = (torch.randperm(len(flat), device=flat.device)[:k] if len(flat) >= k
+                else torch.randint(len(flat), (k,), device=flat.device))
+        self.codebook.copy_(flat[pick].to(self.codebook.dtype))
+        if self.config.ema:
+            g = self.config.ema_decay
+            self.ema_steps.fill_(1)
+            self.ema_count.fill_(1.0 - g)
+            self.ema_sum.copy_((1.0 - g) * flat[pick].float())
+        self.initialised.fill_(True)
 
     @torch.no_grad()
     def update_codebook(self, flat: torch.Tensor, idx: torch.Tensor, counts: torch.Tensor) -> None:
