@@ -134,7 +134,7 @@ def cvae_experiment(ctx: ExperimentContext) -> ExperimentResult:
         grid = torch.cat([model.decode(z, labels=c) for c in range(len(names))]).float().cpu()
     fig = "samples_per_class.png"
     save_image_grid(grid, ctx.out / fig, nrow=cfg.grid_per_class,
-                    title=f"cVAE (latent {best}): rows = classes {', '.join(names)}; columns share z")
+                    title=f"cVAE, latent {best}: one row per class 0 … {len(names) - 1}; columns share z")
     elapsed = time.perf_counter() - t0
     steps = steps_of(len(data.train), cfg.batch_size, cfg.epochs)
     short = too_short(ctx, steps, 4000)
