@@ -34,6 +34,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     diffs = manifest.get("max_abs_diff")
     files = (f"{ENCODER} ({', '.join(manifest['encoder_outputs'])}) and {DECODER}"
              if manifest["graph"] == "autoencoder" else f"{FORWARD} (x -> y)")
+    if manifest.get("conditional"):  # both graphs take the class ids as a second input
+        files += f", both with a second input 'labels' (int64 class ids 0..{len(manifest['class_names']) - 1})"
     log.info("wrote %s to %s; %s", files, args.onnx,
              f"max |onnxruntime − PyTorch| = {max(diffs.values()):.2g}" if diffs else "not checked")
     return 0
