@@ -21,6 +21,8 @@ from aekit.experiments.linear_vae import (
 )
 from aekit.models.vae import VAE, VAEConfig
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread
+
 
 def _ppca_data(n: int, d: int, q: int, sigma: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
@@ -103,7 +105,6 @@ def test_one_line_errors():
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("scale", ["shared", "per-dim"])
 def test_trained_linear_vae_reaches_the_exact_loglik(scale):
     """On data drawn from a pPCA model (d = 5, q = 2) the trained linear VAE's ELBO comes within 0.05 nats of
@@ -129,3 +130,21 @@ def test_trained_linear_vae_reaches_the_exact_loglik(scale):
     assert elbo <= vae_exact_loglik(model, x).mean() + 1e-9
     # per-dim has more parameters: its train optimum is ≥ pPCA's, by O(d / N)
     assert elbo == pytest.approx(exact, abs=0.05)
+
+
+def test_fa_em_reaches_sklearns_maximum():
+    """EM on the covariance and scikit-learn's FactorAnalysis (run to a tight tolerance) find the same ML fit."""
+    from sklearn.decomposition import FactorAnalysis
+
+    from aekit.experiments.linear_vae import fa_em, fa_loglik_cov
+
+    rng = np.random.default_rng(2)
+    x = _ppca_data(400, 6, 2, 1.0, 3) * rng.uniform(0.5, 2.0, size=6)  # unequal noise: FA ≠ pPCA
+    mean, w, psi, _ = fa_em(x, 2, tol=1e-12)
+    sk = FactorAnalysis(2, tol=1e-10, max_iter=100000, svd_method="lapack").fit(x)
+    ll = gaussian_loglik(x, mean, w @ w.T + np.diag(psi)).mean()
+    assert ll == pytest.approx(sk.score(x), abs=1e-6)
+    assert np.allclose(np.sort(psi), np.sort(sk.noise_variance_), rtol=1e-3)
+    xc = x - mean
+    assert fa_loglik_cov(xc.T @ xc / len(x), w, psi) == pytest.approx(ll, abs=1e-9)
+    assert ll > ppca_loglik(x, *ppca_fit(x, 2)).mean() + 0.01  # per-dim noise fits better than shared here
