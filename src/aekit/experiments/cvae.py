@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import math
 import time
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -37,7 +37,9 @@ THRESHOLD = 0.90  # class rate every class must reach for the claim
 @dataclasses.dataclass(frozen=True)
 class CVAEExperimentConfig:
     latent_dims: tuple[int, ...] = (8, 16, 32)  # candidates; the best validation ELBO is reported
-    hidden: tuple[int, ...] = (512, 256)
+    arch: Literal["mlp", "conv"] = "mlp"
+    hidden: tuple[int, ...] = (512, 256)  # --arch mlp
+    channels: tuple[int, ...] = (32, 64)  # --arch conv
     epochs: int = 20
     batch_size: int = 128
     lr: float = 1e-3
@@ -103,7 +105,9 @@ def cvae_experiment(ctx: ExperimentContext) -> ExperimentResult:
     val: dict[int, dict[str, Any]] = {}
     for d in dict.fromkeys(cfg.latent_dims):
         run = train_or_reuse(ctx, f"cvae-z{d}", "cvae", data_cfg,
-                             {"latent_dim": d, "hidden": cfg.hidden, "epochs": cfg.epochs,
+                             {"latent_dim": d, "arch": cfg.arch,
+                              **({"hidden": cfg.hidden} if cfg.arch == "mlp" else {"channels": cfg.channels}),
+                              "epochs": cfg.epochs,
                               "batch_size": cfg.batch_size, "lr": cfg.lr})
         runs[d] = run
         val[d] = evaluate(run.model, data, "val")
@@ -147,7 +151,8 @@ def cvae_experiment(ctx: ExperimentContext) -> ExperimentResult:
     text = finding("the cVAE's prior draws are classified as the requested class", not below, evidence,
                    negation="not every class of the cVAE's prior draws is classified as requested", short=short)
     clf_acc = float((real_probs.argmax(1) == y_test).mean())
-    summary = (f"{text}\n\nData {data.name} ({len(data.train)} training images); cVAE MLP {list(cfg.hidden)}, "
+    summary = (f"{text}\n\nData {data.name} ({len(data.train)} training images); cVAE {cfg.arch} "
+               f"{list(cfg.hidden if cfg.arch == 'mlp' else cfg.channels)}, "
                f"latent {best} chosen from {list(cfg.latent_dims)} by validation ELBO ({chosen['row']['val_elbo']:.2f} "
                f"nats); {cfg.epochs} epochs × batch {cfg.batch_size} = {steps} steps, Adam {cfg.lr:g}. Test ELBO "
                f"{chosen['test']['elbo']:.2f} nats per image (a bound on log p(x|y)). Domain classifier test accuracy "
