@@ -81,6 +81,7 @@ def class_rates(model: Any, clf: Any, n_per_class: int, seed: int) -> tuple[np.n
 
 @register("cvae")
 def cvae_experiment(ctx: ExperimentContext) -> ExperimentResult:
+    """Conditional VAE: share of prior draws per class that a classifier assigns to the requested class."""
     from ..evaluate import evaluate
     from ..evaluate.classifier import FILE, classify_all, load_or_train
     from ..viz.plots import save_image_grid
