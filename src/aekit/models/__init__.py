@@ -14,6 +14,7 @@ from ..registry import Registry
 from .ae import AE, AEConfig
 from .base import CAPABILITIES, Autoencoder, Losses, ModelConfig, NetConfig, Posterior, Stage
 from .cvae import CVAE, CVAEConfig
+from .factorvae import FactorVAE, FactorVAEConfig
 from .pca import PCA, PCAConfig
 from .stacked import StackedAE, StackedAEConfig
 from .unet import UNet, UNetConfig
@@ -78,6 +79,12 @@ MODELS.register("tcvae", ModelSpec(VAEConfig, VAE, "beta-TCVAE (Chen et al. 2018
                                    "MI + beta*TC + dimension-wise KL, minibatch-weighted sampling estimates; "
                                    "--beta weighs the total correlation", {"objective": "tcvae", "beta": 6.0},
                                    tiny={"hidden": (16,), "latent_dim": 3}))
+# factorvae: the VAE's Adam at lr 1e-4 as Kim & Mnih (2018); the discriminator's lr 1e-4, betas (0.5, 0.9) are in
+# its config
+MODELS.register("factorvae", ModelSpec(FactorVAEConfig, FactorVAE, "FactorVAE (Kim & Mnih 2018): a VAE plus "
+                                       "gamma * its total correlation, estimated by a discriminator of z against "
+                                       "permuted z (a second optimiser)", train_defaults={"lr": 1e-4},
+                                       tiny={"hidden": (16,), "latent_dim": 3, "disc_hidden": (8, 8)}))
 MODELS.register("cvae", ModelSpec(CVAEConfig, CVAE, "conditional VAE (Sohn et al. 2015): encoder q(z|x,y) and "
                                   "decoder p(x|z,y) take the class label (one-hot); sample with --label",
                                   tiny={"hidden": (16,), "latent_dim": 3}))
@@ -141,6 +148,6 @@ def build_model(name: str, config: Any) -> Autoencoder:
 
 
 __all__ = [
-    "AE", "AEConfig", "Autoencoder", "CVAE", "CVAEConfig", "CAPABILITIES", "ModelConfig", "NetConfig", "Posterior", "Stage", "DiagonalGaussian", "Losses", "MODELS", "ModelSpec", "PCA", "PCAConfig",
+    "AE", "AEConfig", "Autoencoder", "CVAE", "CVAEConfig", "CAPABILITIES", "FactorVAE", "FactorVAEConfig", "ModelConfig", "NetConfig", "Posterior", "Stage", "DiagonalGaussian", "Losses", "MODELS", "ModelSpec", "PCA", "PCAConfig",
     "StackedAE", "StackedAEConfig", "UNet", "UNetConfig", "VAE", "VAEConfig", "VQVAE", "VQVAEConfig", "WAE", "WAEConfig", "build_model", "get_spec", "registry_name_of",
 ]

@@ -25,6 +25,12 @@ model follows from the capabilities it *declares* here, never from its class:
                    usage, perplexity, dead codes and the prior's NLL)
 =================  ==============================================================================================
 
+Training: ``param_groups()`` names the model's parameter groups, each with its own optimiser (default: one
+group ``"model"`` of every trainable parameter, trained with the run's optimiser settings), and
+``train_step(batch, optimizers)`` takes one training step with them (default: ``loss(batch)`` and one step of
+the one group).  A model with a second group (FactorVAE's discriminator) overrides both; the trainer stays one
+loop that calls ``train_step`` and never asks what the model is.
+
 A command that needs a capability the model lacks calls :meth:`Autoencoder.require`, which raises a one-line
 error naming the command and the capability.  ``tests/test_conformance.py`` runs every registered model through
 build, train step, save/load, evaluate, export, the explorer and resume.
@@ -35,7 +41,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, TypeVar
 
 import torch
@@ -102,6 +108,43 @@ class Stage:
     epochs: int
     transforms: tuple[BatchTransform, ...] = ()
     after: bool = False
+
+
+DEFAULT_GROUP = "model"  # the one parameter group of a model that does not override ``param_groups``
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamGroup:
+    """One named group of a model's parameters with its own optimiser (``Autoencoder.param_groups``).
+
+    ``lr`` (None: the run's ``--lr``), ``betas`` (None: Adam's (0.9, 0.999)) and ``weight_decay`` (None: the
+    run's ``--weight-decay``) override the run's optimiser settings for this group; the run's learning-rate
+    schedule (warm-up, cosine) scales every group's rate by the same factor.  ``params`` whose
+    ``requires_grad`` is False are left out.
+    """
+
+    name: str
+    params: tuple[nn.Parameter, ...]
+    lr: float | None = None
+    betas: tuple[float, float] | None = None
+    weight_decay: float | None = None
+
+
+class Optimizers(Protocol):
+    """What ``Autoencoder.train_step`` gets from the trainer: the run's optimisers, one per parameter group."""
+
+    def forward(self, fn: Callable[..., Losses], *args: Any) -> Losses:
+        """``fn(*args)`` (a method of the model returning :class:`Losses`, e.g. ``model.loss``) under the run's
+        precision (autocast) and, under torchrun, through DistributedDataParallel's forward (gradients averaged
+        over the processes)."""
+        ...
+
+    def step(self, group: str, loss: torch.Tensor) -> None:
+        """One optimiser step of parameter group ``group`` on ``loss``: its gradients zeroed, ``loss``
+        backpropagated, clipped (``--grad-clip``, the group's parameters) and stepped.  Only that group's
+        parameters change; gradients reaching other groups are zeroed before their own step.  Every stepped loss
+        is checked for NaN / inf by the divergence guard."""
+        ...
 
 
 # ------------------------------------------------------------------------------------------------ configs
@@ -316,6 +359,18 @@ class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
         (``discrete`` models)."""
         self.require("discrete", "the prior over codes")
         raise NotImplementedError  # pragma: no cover
+
+    def param_groups(self) -> list[ParamGroup]:
+        """The parameter groups, each trained by its own optimiser (:class:`ParamGroup`); names are unique.
+        Default: one group, :data:`DEFAULT_GROUP`, of every parameter, with the run's optimiser settings."""
+        return [ParamGroup(DEFAULT_GROUP, tuple(self.parameters()))]
+
+    def train_step(self, batch: Batch, optimizers: Optimizers) -> Losses:
+        """One training step on ``batch``; returns the step's :class:`Losses` (logged and summed per epoch, the
+        same term names at every step).  Default: ``loss(batch)`` and one step of the one group."""
+        losses = optimizers.forward(self.loss, batch)
+        optimizers.step(DEFAULT_GROUP, losses.total)
+        return losses
 
     def batch_transforms(self, data: Dataset) -> list[BatchTransform]:
         """Transforms the trainer applies to this model's training batches (corruption, augmentation)."""

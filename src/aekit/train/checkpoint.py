@@ -1,7 +1,9 @@
 """Atomic, pickle-free checkpoints: tensors in one safetensors file, everything else as JSON metadata.
 
 A checkpoint holds the model, the optimiser (tensors + param groups), the data-order generator and the loop
-state (counters and every callback's state).  Sampling noise needs no saved state: the trainer reseeds every
+state (counters and every callback's state).  A model with several parameter groups (FactorVAE) has one
+optimiser per group: each is stored under ``optim.<group>.<id>.<name>`` and its metadata under its group's name;
+a model with the one default group keeps the single-optimiser layout (``optim.<id>.<name>``).  Sampling noise needs no saved state: the trainer reseeds every
 device's generator from (seed, epoch, rank) at each epoch start, so a resume is exact on a GPU too.  Files go
 through :func:`aekit.fileio.atomic_path`: a kill at any moment leaves the old or the new checkpoint.
 """
@@ -18,6 +20,8 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import RunError, TrainingDiverged
 from ..fileio import atomic_path, atomic_write_text
+from ..models.base import DEFAULT_GROUP
+from .optim import NamedOptimizers
 
 __all__ = ["atomic_save_tensors", "atomic_write_text", "load_checkpoint", "load_state", "non_finite",
            "read_tensors", "save_checkpoint"]
@@ -79,15 +83,55 @@ def unpack_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> 
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def _plain(opt: torch.optim.Optimizer | NamedOptimizers) -> torch.optim.Optimizer | None:
+    """The one optimiser of a single-optimiser checkpoint, else None (one per parameter group)."""
+    if isinstance(opt, NamedOptimizers):
+        return opt[DEFAULT_GROUP] if opt.single else None
+    return opt
+
+
+def pack_optimizers(opt: torch.optim.Optimizer | NamedOptimizers) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    plain = _plain(opt)
+    if plain is not None:
+        return pack_optimizer(plain)
+    assert isinstance(opt, NamedOptimizers)
+    tensors: dict[str, torch.Tensor] = {}
+    metas: dict[str, Any] = {}
+    for name, o in opt.items():
+        t, metas[name] = pack_optimizer(o)
+        tensors.update({f"optim.{name}.{k[len('optim.'):]}": v for k, v in t.items()})
+    return tensors, {"optimizers": metas}
+
+
+def load_optimizers(opt: torch.optim.Optimizer | NamedOptimizers, tensors: dict[str, torch.Tensor],
+                    meta: dict[str, Any]) -> None:
+    plain = _plain(opt)
+    if plain is not None:
+        if "optimizers" in meta:
+            raise ValueError(f"the checkpoint has one optimiser per parameter group {sorted(meta['optimizers'])}, "
+                             "this model has one")
+        plain.load_state_dict(unpack_optimizer(tensors, meta))
+        return
+    assert isinstance(opt, NamedOptimizers)
+    saved = meta.get("optimizers")
+    if not isinstance(saved, dict) or sorted(saved) != sorted(opt):
+        raise ValueError(f"the checkpoint's optimisers are {sorted(saved) if isinstance(saved, dict) else 'one'}, "
+                         f"this model's parameter groups are {sorted(opt)}")
+    for name, o in opt.items():
+        prefix = f"optim.{name}."
+        own = {"optim." + k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        o.load_state_dict(unpack_optimizer(own, saved[name]))
+
+
 def save_checkpoint(
     path: Path,
     model: torch.nn.Module,
-    opt: torch.optim.Optimizer,
+    opt: torch.optim.Optimizer | NamedOptimizers,
     data_gen: torch.Generator,
     loop: dict[str, Any],
 ) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    opt_tensors, opt_meta = pack_optimizer(opt)
+    opt_tensors, opt_meta = pack_optimizers(opt)
     tensors.update(opt_tensors)
     tensors["rng.data"] = data_gen.get_state()  # the data order; sampling noise is reseeded per epoch
     meta = {"loop": json.dumps(loop), "optimizer": json.dumps(opt_meta)}
@@ -107,7 +151,7 @@ def checkpoint_epoch(path: Path) -> int | None:
 
 
 def load_checkpoint(
-    path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, data_gen: torch.Generator
+    path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer | NamedOptimizers, data_gen: torch.Generator
 ) -> dict[str, Any]:
     tensors, meta = read_tensors(path)
     try:
@@ -118,7 +162,7 @@ def load_checkpoint(
     model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     load_state(model, model_sd, str(path))
     try:
-        opt.load_state_dict(unpack_optimizer(tensors, opt_meta))
+        load_optimizers(opt, tensors, opt_meta)
         data_gen.set_state(tensors["rng.data"])
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise RunError(f"{path} holds an optimiser or random state that does not fit this run ({e}): "

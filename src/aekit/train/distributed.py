@@ -20,6 +20,10 @@ The rules, so that N processes train the same model a single process would:
   (gloo) SyncBatchNorm is not supported: each process normalises with the statistics of its own shard, so a
   model with BatchNorm trains *almost*, not exactly, what one process would; models without BatchNorm (the
   VAE, linear and tied AEs) train the same model.
+- A model with several parameter groups (FactorVAE: the VAE, then its discriminator, each with its own optimiser
+  and its own forward / backward per step) is wrapped with ``find_unused_parameters=True``: each of its loss
+  methods runs through DDP's forward (``call(fn, ...)``), and the parameters one loss does not reach are marked ready, so
+  every step's gradients are still averaged over the processes.
 - Epoch metrics are sums all-reduced once per epoch; the finiteness check every ``log_every`` steps is one
   tiny all-reduce, so a NaN on one rank stops every rank.
 """
@@ -30,7 +34,7 @@ import dataclasses
 import datetime
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
@@ -143,16 +147,18 @@ class Context:
             yield x, y, idx
 
     # ------------------------------------------------------------------------------------------- model
-    def wrap(self, model: nn.Module) -> Any:
-        """What the trainer calls ``.loss(...)`` on: the model itself, or its DDP-wrapped loss."""
+    def wrap(self, model: nn.Module, several_steps: bool = False) -> Any:
+        """What the trainer calls ``.loss(...)`` (and ``.call(method, ...)`` for a model's other loss methods)
+        on: the model's own loss (``call(fn, ...)``: ``fn(...)``), or them through DDP's forward.  ``several_steps``: the model takes one optimiser
+        step per parameter group, each from its own loss (DDP then finds the parameters a loss leaves unused)."""
         if not self.distributed:
-            return model
+            return _Local(model)
         if self.device.type == "cuda":  # BatchNorm statistics over the global batch, as one process computes them
             nn.SyncBatchNorm.convert_sync_batchnorm(model)
         elif any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)) for m in model.modules()):
             log.info("DDP on %s (gloo): BatchNorm statistics are computed per process over its shard of the batch "
                      "(SyncBatchNorm needs CUDA); gradients are still those of the global batch", self.device.type)
-        return _DDPLoss(model, self.device)
+        return _DDPLoss(model, self.device, find_unused=several_steps)
 
     def seed_epoch(self, seed: int, epoch: int) -> None:
         """Sampling noise of every device (CPU and all GPUs), a pure function of (seed, epoch, rank): a resumed
@@ -200,19 +206,33 @@ class _LossForward(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return cast("Autoencoder", self.model).loss(*args, **kwargs)
+    def forward(self, *args: Any, fn: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+        return (fn or cast("Autoencoder", self.model).loss)(*args, **kwargs)
+
+
+class _Local:
+    """One process: the model's own methods."""
+
+    def __init__(self, model: nn.Module):
+        self.loss = cast("Autoencoder", model).loss
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args)
 
 
 class _DDPLoss:
-    def __init__(self, model: nn.Module, device: torch.device):
+    def __init__(self, model: nn.Module, device: torch.device, find_unused: bool = False):
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [device.index] if device.type == "cuda" else None
-        self.ddp = DistributedDataParallel(_LossForward(model), device_ids=ids, output_device=ids[0] if ids else None)
+        self.ddp = DistributedDataParallel(_LossForward(model), device_ids=ids, output_device=ids[0] if ids else None,
+                                           find_unused_parameters=find_unused)
 
     def loss(self, *args: Any, **kwargs: Any) -> Any:
         return self.ddp(*args, **kwargs)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self.ddp(*args, fn=fn)
 
 
 def setup(device: torch.device) -> Context:

@@ -1,8 +1,10 @@
 """The trainer: a short, model-agnostic loop plus callbacks and batch transforms.
 
-It needs only the model contract: ``model.loss(batch) -> Losses`` (and ``fit(x)`` for ``closed_form`` models).
-Each step slices a batch of resident tensors, applies the batch transforms (corruption, augmentation) with a
-generator seeded from (seed, step, transform), and takes one optimiser step.  Everything else is a
+It needs only the model contract: ``model.train_step(batch, optimizers) -> Losses`` (by default ``loss(batch)``
+and one optimiser step; ``fit(x)`` for ``closed_form`` models).  Each step slices a batch of resident tensors,
+applies the batch transforms (corruption, augmentation) with a generator seeded from (seed, step, transform),
+and lets the model take its step with one optimiser per parameter group (:class:`StepRunner`: the run's
+precision, DDP, gradient clipping and the divergence check apply to each of them).  Everything else is a
 :class:`~aekit.train.callbacks.Callback`: the divergence guard, progress, the metrics CSV, early stopping,
 TensorBoard (from the viz layer) and the checkpoint, in that order.  A run killed at any point resumes exactly:
 the checkpoint holds model, optimiser, data order and the callbacks' states, and every device's sampling noise
@@ -27,7 +29,7 @@ import torch
 
 from ..data import Batch, BatchTransform, Dataset, to_float
 from ..errors import ConfigError, DataError, RunError
-from ..models.base import Autoencoder
+from ..models.base import Autoencoder, Losses
 from ..models.batching import mean_losses
 from . import distributed
 from .callbacks import (
@@ -42,7 +44,7 @@ from .callbacks import (
 )
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
-from .optim import make_optimizer
+from .optim import NamedOptimizers, make_optimizers
 from .precision import resolve_precision
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,42 @@ def preserved_global_state(device: torch.device) -> Iterator[None]:
             torch.set_flush_denormal(flush)
 
 
+class StepRunner:
+    """The :class:`~aekit.models.base.Optimizers` a model's ``train_step`` gets: ``forward`` runs a loss method
+    under the run's autocast (through DDP under torchrun; ``loss`` itself compiled with ``--compile``), ``step``
+    zeroes, backpropagates, clips and steps one parameter group.  ``stepped`` holds this step's losses (for the
+    divergence guard)."""
+
+    def __init__(self, model: Autoencoder, wrapped: Any, loss_fn: Callable[..., Any], optimizers: NamedOptimizers,
+                 autocast: Any, grad_clip: float):
+        self.own_loss = model.loss  # ``forward(model.loss, ...)`` runs ``loss_fn`` (compiled with --compile)
+        self.wrapped = wrapped  # ``call(fn, ...)``: the model's methods, or them through DDP's forward
+        self.loss_fn = loss_fn
+        self.optimizers = optimizers
+        self.autocast = autocast
+        self.grad_clip = grad_clip
+        self.stepped: list[torch.Tensor] = []
+
+    def forward(self, fn: Callable[..., Losses], *args: Any) -> Losses:
+        with self.autocast:
+            return self.loss_fn(*args) if fn == self.own_loss else self.wrapped.call(fn, *args)
+
+    def step(self, group: str, loss: torch.Tensor) -> None:
+        opt = self.optimizers[group]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.optimizers.params[group], self.grad_clip)
+        opt.step()
+        self.stepped.append(loss)
+
+    def checked(self) -> torch.Tensor:
+        """The loss the divergence guard checks: the one stepped loss, or the sum of several (NaN in any)."""
+        if len(self.stepped) == 1:
+            return self.stepped[0]
+        return torch.stack([t.detach().float() for t in self.stepped]).sum()
+
+
 class Trainer:
     """Trains one model with ``cfg``; ``callbacks`` run in list order, ``transforms`` map every training batch."""
 
@@ -131,7 +169,7 @@ class Trainer:
         self.transforms = list(transforms)
         self.model: Autoencoder | Any = None
         self.data: Dataset | Any = None
-        self.optimizer: torch.optim.Optimizer | None = None
+        self.optimizer: NamedOptimizers | None = None  # one optimiser per parameter group of the model
         self.data_generator = torch.Generator().manual_seed(cfg.seed)
         self.epoch = 0  # epochs finished
         self.step = 0  # optimiser steps taken
@@ -177,7 +215,7 @@ class Trainer:
         """Load ``checkpoint`` into ``model`` (a scratch copy) and a fresh optimiser: a truncated, corrupted or
         foreign checkpoint raises the one-line RunError here, before a resume changes anything."""
         self.model = model
-        self.optimizer = make_optimizer(model, self.cfg.lr, self.cfg.weight_decay, self.cfg.optimizer)
+        self.optimizer = make_optimizers(model, self.cfg.lr, self.cfg.weight_decay, self.cfg.optimizer)
         self._restore(checkpoint, check_geometry=False)  # the data and processes are checked when training starts
 
     def _emit(self, hook: str, *args: Any) -> None:
@@ -235,25 +273,26 @@ class Trainer:
         self.world = ctx.world
         if self.steps_per_epoch == 0 and cfg.epochs > 0:
             raise DataError(f"the training split of {data.name!r} is empty: use more data or a smaller --val-fraction")
-        self.optimizer = opt = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.optimizer)
+        self.optimizer = opt = make_optimizers(model, cfg.lr, cfg.weight_decay, cfg.optimizer)
         if resume_from is not None and resume_from.exists():
             self._restore(resume_from)
         channels_last = cfg.channels_last and train_x.dim() == 4
         if channels_last:  # after a resume's load: the optimiser's moments follow their parameters
             # Module.to accepts memory_format at run time; torch's overload stubs omit it
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-            for state in opt.state.values():
+            for state in (st for o in opt.optimizers.values() for st in o.state.values()):
                 for k, v in state.items():
                     if torch.is_tensor(v) and v.dim() == 4:
                         state[k] = v.contiguous(memory_format=torch.channels_last)
-        loss_fn = ctx.wrap(model).loss  # DDP routes the loss through its forward; else the model's own
+        wrapped = ctx.wrap(model, several_steps=len(opt) > 1)  # DDP routes each loss through its forward
+        loss_fn = wrapped.loss
         if cfg.compile:
             options: dict[str, str | int | bool | Callable[..., Any]] = {**compile_options(device)}
             loss_fn = torch.compile(loss_fn, options=options)
         autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if cfg.precision == "bf16"
                     else contextlib.nullcontext())
         warm_steps = cfg.beta_warmup_epochs * self.steps_per_epoch
-        params = [p for p in model.parameters() if p.requires_grad]
+        runner = StepRunner(model, wrapped, loss_fn, opt, autocast, cfg.grad_clip)
         self._emit("on_fit_start")
         for epoch in range(self.epoch, cfg.epochs):
             if self.should_stop:
@@ -269,8 +308,7 @@ class Trainer:
             for i, (rows, labels, idx) in enumerate(ctx.batches(data.train, train_x, train_y, cfg.batch_size,
                                                                 self.data_generator)):
                 if lr != (lr := lr_at(cfg, self.step, self.steps_per_epoch)):  # only when the schedule changes it
-                    for g in opt.param_groups:
-                        g["lr"] = lr
+                    opt.set_lr(lr)
                 # idx is already on the device; index_select copies whole rows (12x faster than rows[idx] for a
                 # uint8 batch of 128 Fashion-MNIST images)
                 batch = Batch(to_float(rows.index_select(0, idx)),
@@ -280,13 +318,8 @@ class Trainer:
                     batch = t(batch, transform_generator(cfg.seed, self.step, k, ctx.rank))
                 if channels_last:
                     batch = batch._replace(x=batch.x.contiguous(memory_format=torch.channels_last))
-                with autocast:
-                    losses = loss_fn(batch)
-                opt.zero_grad(set_to_none=True)
-                losses.total.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                opt.step()
+                runner.stepped = []
+                losses = model.train_step(batch, runner)
                 self.step += 1
                 seen += len(idx)
                 terms = {"loss": losses.total, **losses.terms}
@@ -297,7 +330,7 @@ class Trainer:
                 vec = torch.stack([v.detach().float() for v in terms.values()])
                 acc = vec.mul_(len(idx)) if acc is None else acc.add_(vec, alpha=len(idx))
                 if (i + 1) % cfg.log_every == 0 or i + 1 == self.steps_per_epoch:
-                    self._emit("on_log", losses, ctx.loss_value(losses.total))  # one sync per log_every steps
+                    self._emit("on_log", losses, ctx.loss_value(runner.checked()))  # one sync per log_every steps
                 self._emit("on_step_end", epoch, i)
             sums, seen = ctx.reduce_sums(dict(zip(names, acc)) if acc is not None else {}, seen)  # over all ranks
             means = {f"train_{k}": float(v) / max(1, seen) for k, v in sums.items()}  # a sync: the epoch's work done
