@@ -159,6 +159,21 @@ def test_prior_units_with_a_uniform_prior():
     assert r["prior_bits_per_dim"] == pytest.approx(4 * 2.0 / 64)
 
 
+def test_prior_stage_terms_are_bits_per_code():
+    from aekit.models.vqvae import PriorStage
+
+    m = model(codebook_size=4).eval()
+    last = m.prior.head[-1]
+    with torch.no_grad():  # zero logits: p = 1/K at every position
+        last.weight.zero_()
+        last.bias.zero_()
+    stage = PriorStage(m)
+    terms = stage.loss(Batch(torch.rand(5, 1, 8, 8))).terms
+    assert set(terms) == set(stage.units) == {"prior_nll", "prior_bits_per_code"}
+    close(terms["prior_nll"], 4 * math.log(4))  # a 2×2 grid, log K nats per position
+    close(terms["prior_bits_per_code"], 2.0)  # log₂ 4 bits per code position, as codebook_metrics reports it
+
+
 def test_usage_stats_by_hand():
     r = usage_stats(torch.tensor([[[0, 0], [1, 3]]]), 4)  # counts 2, 1, 0, 1
     assert r["codebook_usage"] == 0.75 and r["dead_codes"] == 1

@@ -315,7 +315,8 @@ class PriorStage(Autoencoder):
     the index grids of the VQ-VAE's frozen encoder, computed from each batch of images."""
 
     units = {"prior_nll": "nats per sample (−log p(codes) of the prior, summed over the code grid)",
-             "prior_bits_per_dim": "bits per code position (prior_nll / (h·w·ln 2))"}
+             "prior_bits_per_code": "bits per code position (prior_nll / (h·w·ln 2)); evaluation.json's "
+                                    "prior_bits_per_dim divides by C·H·W instead"}
 
     def __init__(self, vqvae: VQVAE):
         super().__init__(vqvae.config)
@@ -336,4 +337,4 @@ class PriorStage(Autoencoder):
         with torch.no_grad():
             codes = self._vqvae[0].encode(batch.x)
         nll = prior_nll(self.prior, codes).mean()
-        return Losses(nll, {"prior_nll": nll, "prior_bits_per_dim": nll / (codes[0].numel() * math.log(2))})
+        return Losses(nll, {"prior_nll": nll, "prior_bits_per_code": nll / (codes[0].numel() * math.log(2))})
