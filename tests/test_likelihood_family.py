@@ -16,6 +16,7 @@ from aekit.experiments.likelihood_family import (
     fid_with_se,
     iwae_summary,
     likelihood_verdict,
+    reconstruct_all,
     wae_summary,
 )
 
@@ -66,6 +67,23 @@ def test_fid_verdict_and_bootstrap():
     real = (feats.mean(0), np.cov(feats, rowvar=False))
     fid, se = fid_with_se(feats, real, 5, 0)
     assert fid == pytest.approx(0.0, abs=1e-9) and 0 < se < 0.1
+
+
+def test_reconstruct_all_sends_batches_to_the_model_device():
+    import torch
+
+    class OnMeta:  # a model on another device: its input must arrive there (a CPU tensor would fail on CUDA)
+        device = torch.device("meta")
+        seen: list[torch.device] = []
+
+        def reconstruct(self, x):
+            self.seen.append(x.device)
+            return torch.full(x.shape, 2.0)  # (a stand-in output on the CPU: meta tensors hold no data)
+
+    m = OnMeta()
+    out = reconstruct_all(m, torch.zeros(5, 1, 2, 2, dtype=torch.uint8), batch_size=2)
+    assert m.seen == [torch.device("meta")] * 3  # batches of 2, 2, 1
+    assert out.shape == (5, 1, 2, 2) and out.device.type == "cpu" and float(out.max()) == 1.0  # clamped
 
 
 def test_wae_summary_states_the_verdict_of_its_numbers(tmp_path):

@@ -263,6 +263,14 @@ def wae_summary(ctx: ExperimentContext, cfg: WaeVsVaeConfig, name: str, r: dict[
                    f"{a['train_seconds']:.0f} s (VAE), the classifier and the scoring the rest).")
 
 
+@torch.no_grad()
+def reconstruct_all(model: Any, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Reconstructions of every row of ``x`` (uint8 or float, CPU), batch by batch on the model's device, returned
+    as CPU floats clamped to [0, 1]."""
+    return torch.cat([model.reconstruct(to_float(x[i : i + batch_size]).to(model.device)).float().cpu().clamp(0.0, 1.0)
+                      for i in range(0, len(x), batch_size)])
+
+
 @register("wae-vs-vae")
 def wae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     """WAE-MMD vs VAE, the same network: domain FID of prior samples and reconstructions, test error."""
@@ -297,9 +305,7 @@ def wae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
         model = run.model.eval()
         z = torch.randn(cfg.n_samples, model.latent_dim, generator=torch.Generator().manual_seed(ctx.seed))
         samples = decode_all(model, z)
-        with torch.no_grad():
-            recons = torch.cat([model.reconstruct(to_float(data.test.x[i : i + 1000])).float().clamp(0.0, 1.0)
-                                for i in range(0, len(data.test), 1000)])
+        recons = reconstruct_all(model, data.test.x)
         s_fid, s_se = fid_with_se(classify_all(clf, samples)[0], real, cfg.bootstrap, ctx.seed)
         r_fid, r_se = fid_with_se(classify_all(clf, recons)[0], real, cfg.bootstrap, ctx.seed)
         sse = reconstruction_errors(model, data.test.x)
