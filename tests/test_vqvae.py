@@ -280,3 +280,9 @@ def test_evaluate_and_encode_report_the_codes(digits_cfg, tmp_path):
     assert codes.dtype == np.int64 and codes.shape == (len(data.test), 4)
     with torch.no_grad():
         assert (codes == m.encode(to_float(data.test.x)).flatten(1).numpy()).all()
+
+
+def test_prior_kernel_is_the_mask_b_kernel():
+    m = model(prior_kernel=3, prior_layers=1)
+    assert m.prior.first.kernel_size == (5, 5)  # mask A: 2 larger, as --prior-kernel's help says
+    assert m.prior.blocks[0][1].kernel_size == (3, 3)

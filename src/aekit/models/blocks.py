@@ -187,11 +187,11 @@ class MaskedConv2d(nn.Conv2d):
 
 class PixelCNN(nn.Module):
     """A small PixelCNN prior over a (H, W) grid of ``classes``-way categorical indices: an embedding, one
-    mask-A convolution, ``layers`` residual mask-B blocks (ReLU → masked k×k conv → ReLU → 1×1 conv), a 1×1
-    head to ``classes`` logits per position.  ``forward(idx)`` takes int64 (B, H, W) indices (or a float
-    (B, classes, H, W) one-hot, for gradient checks) and returns (B, classes, H, W) logits; position p's
-    logits depend only on the indices before p in raster order (no gated units, so it keeps the original
-    PixelCNN's blind spot)."""
+    mask-A convolution of kernel k + 2, ``layers`` residual mask-B blocks (ReLU → masked k×k conv → ReLU → 1×1
+    conv), a 1×1 head to ``classes`` logits per position (k = ``kernel``).  ``forward(idx)`` takes int64
+    (B, H, W) indices (or a float (B, classes, H, W) one-hot, for gradient checks) and returns (B, classes, H, W)
+    logits; position p's logits depend only on the indices before p in raster order (no gated units, so it keeps
+    the original PixelCNN's blind spot)."""
 
     def __init__(self, classes: int, channels: int = 64, layers: int = 4, kernel: int = 3):
         super().__init__()

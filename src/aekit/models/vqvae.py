@@ -81,7 +81,8 @@ class VQVAEConfig(ModelConfig):
                                 "(0: an untrained prior)")
     prior_channels: int = opt(64, "channels of the PixelCNN prior")
     prior_layers: int = opt(4, "residual masked-convolution blocks of the PixelCNN prior")
-    prior_kernel: int = opt(5, "kernel of the prior's first (mask A) convolution, odd")
+    prior_kernel: int = opt(5, "kernel of the prior's masked (mask B) convolutions, odd; the first, mask-A "
+                               "convolution is 2 larger (7×7 for 5)")
 
     def __post_init__(self) -> None:
         check(self.codebook_size >= 2, f"--codebook-size {self.codebook_size}: a codebook needs at least 2 codes "
