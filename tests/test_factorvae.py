@@ -170,3 +170,32 @@ def test_two_gloo_processes_train_both_groups(tmp_path):
     assert any(k.startswith("optim.discriminator.") for k in tensors)
     rows = aekit.load_run(tmp_path / "ddp").metrics
     assert math.isfinite(rows[-1]["train_discriminator"]) and math.isfinite(rows[-1]["train_tc"])
+
+
+def test_disentangle_verdicts_and_one_test_estimator():
+    from aekit import losses as L
+    from aekit.experiments.disentangle import test_terms, verdicts
+
+    rows = [{"seed": 0, "model": "beta-vae", "mig": 0.10, "factor_vae": 0.50, "recon": 100.0},
+            {"seed": 0, "model": "factorvae", "mig": 0.15, "factor_vae": 0.60, "recon": 105.0},
+            {"seed": 0, "model": "beta-tcvae", "mig": 0.15, "factor_vae": 0.51, "recon": 100.0},
+            {"seed": 1, "model": "beta-vae", "mig": 0.10, "factor_vae": 0.50, "recon": 100.0},
+            {"seed": 1, "model": "factorvae", "mig": 0.20, "factor_vae": 0.70, "recon": 120.0},
+            {"seed": 1, "model": "beta-tcvae", "mig": 0.20, "factor_vae": 0.70, "recon": 85.0}]  # better recon
+    got = {(v["seed"], v["model"]): v["verdict"] for v in verdicts(rows, 0.10)}
+    assert got == {(0, "factorvae"): "holds", (0, "beta-tcvae"): "no", (1, "factorvae"): "worse recon",
+                   (1, "beta-tcvae"): "holds"}
+    # the test TC: MSS over chunks of the split with N = its size; one chunk = one minibatch_log_q call
+    model = tiny()
+    x = torch.rand(12, 6)
+    t = test_terms(model, x, chunk=12, seed=3)
+    with torch.no_grad():
+        q = model.encode(x)
+        z = q.mean + q.std * torch.randn(q.mean.shape, generator=torch.Generator().manual_seed(3))
+        log_qz, log_prod = L.minibatch_log_q(z.double(), q.mean.double(), q.logvar.double(), 12, stratified=True)
+        recon = model.nll(model.decode_logits(z), x).mean()
+    assert math.isclose(t["tc_mss"], float((log_qz - log_prod).mean()), rel_tol=1e-6)
+    assert math.isclose(t["recon"], float(recon), rel_tol=1e-5)
+    assert math.isclose(t["elbo"], -(t["recon"] + t["kl"]), rel_tol=1e-9)
+    two = test_terms(model, x, chunk=6, seed=3)  # two chunks: the same closed-form KL (other draws, other TC)
+    assert math.isclose(two["kl"], t["kl"], rel_tol=1e-6) and math.isfinite(two["tc_mss"])

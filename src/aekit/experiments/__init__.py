@@ -201,7 +201,7 @@ EXPERIMENT_MODULES: tuple[str, ...] = ("aekit.experiments.anomaly", "aekit.exper
                                        "aekit.experiments.seed_family", "aekit.experiments.segmentation",
                                        "aekit.experiments.contractive", "aekit.experiments.linear_vae",
                                        "aekit.experiments.likelihood_family", "aekit.experiments.cvae",
-                                       "aekit.experiments.vqvae")
+                                       "aekit.experiments.vqvae", "aekit.experiments.disentangle")
 
 
 def _load_all() -> None:
