@@ -286,3 +286,26 @@ def test_prior_kernel_is_the_mask_b_kernel():
     m = model(prior_kernel=3, prior_layers=1)
     assert m.prior.first.kernel_size == (5, 5)  # mask A: 2 larger, as --prior-kernel's help says
     assert m.prior.blocks[0][1].kernel_size == (3, 3)
+
+
+def test_first_training_batch_initialises_the_codebook_from_the_data():
+    m = model(codebook_size=4, ema_decay=0.9)
+    start = m.codebook.clone()
+    m.eval().loss(Batch(torch.rand(2, 1, 8, 8)))  # validation before training: no initialisation
+    assert not bool(m.initialised) and torch.equal(m.codebook, start) and int(m.ema_steps) == 0
+    m.train()
+    m.update_codebook = lambda *args: None  # type: ignore[method-assign]  # isolate the initialisation
+    store, handle = captured_z_e(m)
+    torch.manual_seed(3)
+    m.loss(Batch(torch.rand(2, 1, 8, 8)))  # 2 images × a 2×2 grid: 8 vectors for K = 4 codes
+    handle.remove()
+    flat = m._flat(store["z_e"].detach())
+    rows = [min(range(8), key=lambda r: float((flat[r] - e).abs().sum())) for e in m.codebook]
+    assert len(set(rows)) == 4  # four distinct rows of z_e ...
+    close(m.codebook, flat[rows])  # ... exactly
+    assert bool(m.initialised) and int(m.ema_steps) == 1  # one observation each: t = 1, N = 1 − γ, M = (1 − γ)e
+    close(m.ema_count, torch.full((4,), 0.1))
+    close(m.ema_sum, 0.1 * m.codebook)
+    before = m.codebook.clone()
+    m.loss(Batch(torch.rand(2, 1, 8, 8)))  # a second training batch does not initialise again
+    assert torch.equal(m.codebook, before)
