@@ -104,6 +104,30 @@ def test_one_line_errors():
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("scale", ["shared", "per-dim"])
+def test_linear_gaussian_returns_the_generative_model(scale):
+    m = VAE(linear_vae_config(2, 3, scale))
+    lin = m.decoder if isinstance(m.decoder, torch.nn.Linear) else m.decoder[0]
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]))
+        lin.bias.copy_(torch.tensor([0.5, -0.5, 1.0]))
+        m.log_scale.copy_(torch.log(torch.tensor([0.5, 2.0, 3.0] if scale == "per-dim" else 2.0)))
+    w, b, var = m.linear_gaussian()
+    assert w.tolist() == [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]] and b.tolist() == [0.5, -0.5, 1.0]
+    expected = [0.25, 4.0, 9.0] if scale == "per-dim" else [4.0, 4.0, 4.0]
+    assert var.dtype == torch.float64 and var.tolist() == pytest.approx(expected)
+    mean = m.decode(torch.tensor([[1.0, -1.0]]))[0].double()  # the decoder's mean is Wz + b
+    assert mean.tolist() == pytest.approx((w @ torch.tensor([1.0, -1.0], dtype=torch.float64) + b).tolist())
+
+
+def test_linear_gaussian_refuses_other_vaes():
+    for cfg in (VAEConfig(input_shape=(3,), hidden=(4,), latent_dim=2, likelihood="gaussian"),
+                VAEConfig(input_shape=(3,), hidden=(), latent_dim=2, likelihood="bernoulli")):
+        with pytest.raises(ConfigError, match="linear Gaussian VAE") as e:
+            VAE(cfg).linear_gaussian()
+        assert "\n" not in str(e.value)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("scale", ["shared", "per-dim"])
 def test_trained_linear_vae_reaches_the_exact_loglik(scale):

@@ -176,14 +176,10 @@ def linear_vae_config(q: int, d: int, scale_shape: str) -> VAEConfig:
 
 
 def decoder_params(model: VAE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(W (d, q), b (d,), noise variances (d,)) of a linear VAE's generative model, float64."""
-    lin = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)]
-    check(len(lin) == 1, "linear-vae: the decoder must be one linear layer (hidden = ())")
-    w = lin[0].weight.detach().double().cpu().numpy()
-    b = lin[0].bias.detach().double().cpu().numpy()
-    log_scale = model.log_scale.detach().clamp(min=-7.0).double().cpu()  # the clamp of VAE.nll
-    var = np.broadcast_to(np.exp(2.0 * log_scale.numpy()).reshape(-1), (w.shape[0],)).copy()
-    return w, b, var
+    """(W (d, q), b (d,), noise variances (d,)) of a linear VAE's generative model, float64
+    (:meth:`aekit.models.vae.VAE.linear_gaussian`)."""
+    w, b, var = model.linear_gaussian()
+    return w.numpy(), b.numpy(), var.numpy()
 
 
 @torch.no_grad()

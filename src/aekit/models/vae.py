@@ -199,6 +199,21 @@ class VAE(Autoencoder):
             return L.gaussian_nll(out, x, log_scale)
         return L.laplace_nll(out, x, log_scale)
 
+    @torch.no_grad()
+    def linear_gaussian(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The generative model of a linear Gaussian VAE (``--arch mlp --hidden '' --likelihood gaussian``),
+        p(x|z) = N(Wz + b, diag σ²): (W (d, q), b (d,), σᵢ² (d,)), float64 on the CPU, σ clamped as in
+        :meth:`nll`.  A one-line ``ConfigError`` for any other VAE."""
+        c = self.config
+        check(c.arch == "mlp" and c.hidden == () and self.likelihood == "gaussian",
+              "linear_gaussian needs a linear Gaussian VAE (--arch mlp --hidden '' --likelihood gaussian), not "
+              f"--arch {c.arch} --hidden {','.join(map(str, c.hidden)) or chr(39) * 2} --likelihood {self.likelihood}")
+        (lin,) = [m for m in self.decoder.modules() if isinstance(m, nn.Linear)]
+        w = lin.weight.detach().double().cpu()
+        b = lin.bias.detach().double().cpu()
+        var = torch.exp(2.0 * self.log_scale.detach().clamp(min=-7.0).double().cpu()).reshape(-1)
+        return w, b, var.expand(w.shape[0]).clone()
+
     def loss(self, batch: Batch) -> Losses:
         """−ELBO with the KL weighted by β·anneal (one draw z ~ q(z|x) from the global generator), or with
         ``objective="iwae"`` the negative importance-weighted bound (``anneal`` does not apply to it)."""
