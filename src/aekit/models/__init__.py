@@ -94,7 +94,7 @@ MODELS.register("vqvae", ModelSpec(VQVAEConfig, VQVAE, "VQ-VAE (van den Oord et 
                                    "codebook indices (EMA codebook, dead-code restarts), PixelCNN prior trained "
                                    "after the main fit", tiny={"channels": (4, 8), "code_dim": 3, "codebook_size": 8,
                                                                "prior_epochs": 1, "prior_channels": 8,
-                                                               "prior_layers": 1}))
+                                                               "prior_layers": 1, "restart_after": 2}))
 MODELS.register("pca", ModelSpec(PCAConfig, PCA, "principal component analysis by SVD (closed form baseline)",
                                  tiny={"latent_dim": 3}))
 MODELS.register("unet", ModelSpec(
