@@ -172,3 +172,15 @@ def test_fa_em_reaches_sklearns_maximum():
     xc = x - mean
     assert fa_loglik_cov(xc.T @ xc / len(x), w, psi) == pytest.approx(ll, abs=1e-9)
     assert ll > ppca_loglik(x, *ppca_fit(x, 2)).mean() + 0.01  # per-dim noise fits better than shared here
+
+
+@pytest.mark.slow
+def test_experiment_model_builds_leave_the_callers_rng():
+    from aekit.data import DataConfig, load_data
+    from aekit.experiments.anomaly import OneClassConfig, _train
+
+    data = load_data(DataConfig("digits", subsample=100))
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    _train("ae", {"hidden": (8,), "latent_dim": 2}, data, OneClassConfig(epochs=1, batch_size=50), 0, False)
+    assert torch.equal(torch.get_rng_state(), state)  # seeded for the weights inside a forked RNG only

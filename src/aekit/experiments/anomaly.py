@@ -71,8 +71,9 @@ def _train(model_name: str, fields: dict[str, Any], data: Dataset, cfg: OneClass
            progress: bool) -> Any:
     spec = get_spec(model_name)
     model_cfg = spec.make_config(fields, name=model_name).resolve(data)
-    torch.manual_seed(seed)
-    model = build_model(model_name, model_cfg)
+    with torch.random.fork_rng(devices=[]):  # the initial weights from the seed; the caller's RNG stays
+        torch.manual_seed(seed)
+        model = build_model(model_name, model_cfg)
     tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed, device="cpu",
                        progress=progress)
     fit(model, data, tcfg)

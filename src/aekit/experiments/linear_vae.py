@@ -386,8 +386,9 @@ def linear_vae(ctx: ExperimentContext) -> ExperimentResult:
     curves: dict[str, list[dict[str, float]]] = {}
     for scale in ("shared", "per-dim"):
         name = f"({'a' if scale == 'shared' else 'b'}) {'pPCA: shared σ²' if scale == 'shared' else 'FA: per-dim Ψ'}"
-        torch.manual_seed(ctx.seed)
-        model = VAE(linear_vae_config(q, d, scale))
+        with torch.random.fork_rng(devices=[]):  # the initial weights from the seed; the caller's RNG stays
+            torch.manual_seed(ctx.seed)
+            model = VAE(linear_vae_config(q, d, scale))
         curve = _Curve(x_test[:n_curve], max(1, epochs // cfg.curve_points), epochs, cfg.curve_iwae_samples, ctx.seed)
         tcfg = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, schedule="cosine", seed=ctx.seed,
                            device="cpu", progress=ctx.progress)

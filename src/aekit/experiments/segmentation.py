@@ -70,8 +70,9 @@ def skip_vs_noskip(ctx: ExperimentContext) -> ExperimentResult:
         fields = {"depth": cfg.depth, "base_channels": cfg.base_channels, "upsample": cfg.upsample,
                   "augment": cfg.augment, "skip": skip}
         mcfg = spec.make_config(fields, name="unet").resolve(data)
-        torch.manual_seed(ctx.seed)  # identical initialisation of the shared layers' RNG stream
-        model = build_model("unet", mcfg)
+        with torch.random.fork_rng(devices=[]):  # the caller's RNG stays as it was
+            torch.manual_seed(ctx.seed)  # identical initialisation of the shared layers' RNG stream
+            model = build_model("unet", mcfg)
         t0 = time.perf_counter()
         fit(model, data, tcfg)
         seconds = time.perf_counter() - t0
