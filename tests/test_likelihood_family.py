@@ -138,6 +138,7 @@ def test_contractive_validation_choice_and_its_note():
     assert pick_lambda(r, 0.10) == 0.01
     note = _choice_note(r, 0.01, 0.10)
     assert "‖J‖²_F is 91% of λ = 0's" in note and "0.6138 against the limit 0.6129" in note
+    assert _choice_note(r[::-1], 0.01, 0.10) == note  # the λ = 0 row and the next λ found in any row order
     # every λ > 0 over the tolerance: the rule picks 0 and says that it gives no default
     r = rows([0.5, 0.56, 0.6, 0.7])
     assert pick_lambda(r, 0.10) == 0.0

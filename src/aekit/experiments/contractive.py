@@ -185,9 +185,9 @@ def _summary(ctx: ExperimentContext, cfg: ContractiveConfig, name: str, units: i
 def _choice_note(rows: list[dict[str, Any]], chosen: float, tolerance: float) -> str:
     """What the validation choice means: no penalty (λ = 0: every λ > 0 costs more than the tolerance), or the
     chosen λ's share of λ = 0's test Jacobian norm, and how close the next λ came to the tolerance."""
-    base = rows[0]
+    base = next(r for r in rows if r["lambda"] == 0)  # as pick_lambda finds it (not necessarily the first row)
     limit = (1 + tolerance) * base["val_sse_per_image"]
-    nxt = next((r for r in rows if r["lambda"] > chosen), None)
+    nxt = min((r for r in rows if r["lambda"] > chosen), key=lambda r: r["lambda"], default=None)
     after = (f" The next λ, {nxt['lambda']:g}, has a validation error of {nxt['val_sse_per_image']:.4f} against the "
              f"limit {limit:.4f}." if nxt else "")
     if chosen == 0:
