@@ -125,8 +125,9 @@ def fa_loglik_cov(s: np.ndarray, w: np.ndarray, psi: np.ndarray) -> float:
 def fa_em(x: np.ndarray, q: int, tol: float = 1e-9, max_iter: int = 50000,
           floor: float = PSI_FLOOR) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Maximum-likelihood factor analysis by EM on the covariance (Rubin & Thayer 1982), started from the pPCA
-    fit: ``(mean, W, ψ, iterations)``; stops when an iteration raises the average log-likelihood by less than
-    ``tol`` nats; ψ ≥ ``floor``.  O(d²q) per iteration, independent of N."""
+    fit: ``(mean, W, ψ, iterations)``; the log-likelihood is checked every 10 iterations, and EM stops when 10
+    iterations together raise the average log-likelihood by less than ``tol`` nats (stricter than a per-iteration
+    gain < ``tol``), or at ``max_iter``; ψ ≥ ``floor``.  O(d²q) per iteration, independent of N."""
     x = np.asarray(x, dtype=np.float64)
     mean, w, s2 = ppca_fit(x, q)
     xc = x - mean
