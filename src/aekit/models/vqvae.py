@@ -17,8 +17,9 @@ decay γ = 0.99, zero-debiased averages, Laplace-smoothed counts with ε = 1e-5)
 
 (n_k: the batch's vectors assigned to code k).  The ``codebook`` term is then reported but not trained.
 ``recon`` is −log Bernoulli(x | sigmoid(logits)) in nats for images in [0, 1] (``recon_loss bce``, as the AE
-and the VAE), else the sum of squared errors.  ``batch_perplexity`` (a batch statistic) is exp(H) of the
-batch's code usage.
+and the VAE), else the sum of squared errors.  ``batch_perplexity`` (a batch statistic, for the training
+log) is exp(H) of the batch's code usage: it grows with the batch size, so evaluation.json's value (its mean
+over the evaluation batches) is not the split's perplexity, which is ``codebook_perplexity``.
 
 Dead codes: every training step (``loss`` in train mode) counts, per code, the steps since it was last
 assigned; a code unused for ``restart_after`` steps is re-initialised to an encoder output of the current
@@ -140,7 +141,9 @@ class VQVAE(Autoencoder):
              "codebook": "squared distance per sample ‖sg[z_e] − e‖², summed over the code grid (in the loss "
                          "without --ema; reported only with --ema, whose codebook is a moving average)",
              "commitment": "β‖z_e − sg[e]‖² per sample, summed over the code grid",
-             "batch_perplexity": "batch statistic: exp(entropy in nats) of the batch's code usage (1 … K)"}
+             "batch_perplexity": "batch statistic: exp(entropy in nats) of one batch's code usage (1 … K); it "
+                                 "depends on the batch size (evaluation.json: its mean over the evaluation "
+                                 "batches); the split's figure is codebook_perplexity"}
     codebook: torch.Tensor
     ema_count: torch.Tensor
     ema_sum: torch.Tensor
