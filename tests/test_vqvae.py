@@ -309,3 +309,33 @@ def test_first_training_batch_initialises_the_codebook_from_the_data():
     before = m.codebook.clone()
     m.loss(Batch(torch.rand(2, 1, 8, 8)))  # a second training batch does not initialise again
     assert torch.equal(m.codebook, before)
+
+
+def _ema_rank(rank: int, rendezvous: str, out: str) -> None:
+    """One of two gloo ranks: a different batch each, one EMA update, then rank 0 saves the codebook state."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=2)
+    try:
+        m = model(codebook_size=2, code_dim=1, ema_decay=0.5, restart_after=0)
+        flat = [torch.tensor([[1.0], [3.0]]), torch.tensor([[10.0]])][rank]
+        idx = [torch.tensor([0, 0]), torch.tensor([1])][rank]
+        m.update_codebook(flat, idx, torch.bincount(idx, minlength=2))
+        if rank == 0:
+            torch.save({"codebook": m.codebook, "count": m.ema_count, "sum": m.ema_sum}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ema_update_sums_the_counts_over_ranks(tmp_path):
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "rank0.pt"
+    mp.spawn(_ema_rank, args=(f"file://{tmp_path / 'rendezvous'}", str(out)), nprocs=2)
+    state = torch.load(out)
+    one = model(codebook_size=2, code_dim=1, ema_decay=0.5, restart_after=0)  # one process, the global batch
+    one.update_codebook(torch.tensor([[1.0], [3.0], [10.0]]), torch.tensor([0, 0, 1]), torch.tensor([2, 1]))
+    close(state["count"], torch.tensor([1.0, 0.5]))  # N = 0.5·(2, 1): both ranks' counts
+    close(state["sum"], torch.tensor([[2.0], [5.0]]))
+    close(state["codebook"], one.codebook)

@@ -28,7 +28,8 @@ resumed run draws the same), and its EMA state to one observation of that vector
 Initialisation: the first training batch sets every code to one of its encoder outputs (distinct ones when the
 batch has K or more; global generator), with EMA state = one observation of it (t = 1, N_k = 1−γ, M_k =
 (1−γ)·e_k): a data-dependent start, where the uniform ±1/K start left a short run on small data with one code
-in use.  The codebook, the EMA
+in use.  Under DDP (torch.distributed with several ranks) the per-code counts and sums are all-reduced before
+the update, so the codebook learns from every rank's batch; the initial and restarted codes are rank 0's draws.  The codebook, the EMA
 state and the counters are buffers (saved in checkpoints and weights).
 
 Generative: a small PixelCNN (:class:`~aekit.models.blocks.PixelCNN`) is a prior over the index grid.  It is
@@ -50,6 +51,7 @@ from collections.abc import Iterator
 from typing import Literal
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -118,6 +120,11 @@ def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     z, e = z.float(), codebook.float()
     d = z.pow(2).sum(1, keepdim=True) - 2.0 * z @ e.t() + e.pow(2).sum(1)[None]
     return d.argmin(1)
+
+
+def _distributed() -> bool:
+    """A process group of several ranks is running (torch.distributed: DDP training)."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def prior_nll(prior: nn.Module, codes: torch.Tensor) -> torch.Tensor:
@@ -249,24 +256,36 @@ class VQVAE(Autoencoder):
         k = self.codebook_size
         pick = (torch.randperm(len(flat), device=flat.device)[:k] if len(flat) >= k
                 else torch.randint(len(flat), (k,), device=flat.device))
-        self.codebook.copy_(flat[pick].to(self.codebook.dtype))
+        rows = flat[pick].float().contiguous()
+        if _distributed():  # every rank starts from rank 0's draw
+            dist.broadcast(rows, 0)
+        self.codebook.copy_(rows.to(self.codebook.dtype))
         if self.config.ema:
             g = self.config.ema_decay
             self.ema_steps.fill_(1)
             self.ema_count.fill_(1.0 - g)
-            self.ema_sum.copy_((1.0 - g) * flat[pick].float())
+            self.ema_sum.copy_((1.0 - g) * rows)
         self.initialised.fill_(True)
 
     @torch.no_grad()
     def update_codebook(self, flat: torch.Tensor, idx: torch.Tensor, counts: torch.Tensor) -> None:
-        """One training step's codebook bookkeeping: the EMA update (``ema``), then dead-code restarts."""
+        """One training step's codebook bookkeeping: the EMA update (``ema``), then dead-code restarts.  Under
+        torch.distributed (several ranks) the counts and sums are summed over the ranks first (all_reduce), so
+        the EMA and the unused-step counters follow the global batch, the same on every rank; a restarted code
+        takes rank 0's draw (broadcast)."""
         c = self.config
         k = self.codebook_size
         flat = flat.float()
         fresh = 1.0
+        several = _distributed()
+        if several:
+            counts = counts.clone()
+            dist.all_reduce(counts)
         if c.ema:
             g = c.ema_decay
             sums = torch.zeros(k, flat.shape[1], device=flat.device).index_add_(0, idx, flat)
+            if several:
+                dist.all_reduce(sums)
             self.ema_steps += 1
             self.ema_count.mul_(g).add_(counts.float(), alpha=1.0 - g)
             self.ema_sum.mul_(g).add_(sums, alpha=1.0 - g)
@@ -281,7 +300,9 @@ class VQVAE(Autoencoder):
             dead = (self.unused_steps >= c.restart_after).nonzero().squeeze(1)
             if len(dead):
                 pick = torch.randint(len(flat), (len(dead),), device=flat.device)
-                new = flat[pick]
+                new = flat[pick].contiguous()
+                if several:  # the same restarts on every rank (the counters, hence ``dead``, agree)
+                    dist.broadcast(new, 0)
                 self.codebook[dead] = new.to(self.codebook.dtype)
                 if c.ema:  # one observation of the new vector, in the debiased averages
                     self.ema_count[dead] = fresh
