@@ -146,3 +146,26 @@ def test_one_hot_matches_torch():
     m = tiny(k=4)
     ids = torch.tensor([3, 0, 2])
     assert torch.equal(m.onehot(ids, 3), F.one_hot(ids, 4).float())
+
+
+def test_class_findings_hold_fail_and_too_short():
+    import numpy as np
+
+    from aekit.experiments.cvae import class_findings
+
+    names = ["T-shirt", "Shirt", "Bag"]
+    real = np.array([0.95, 0.60, 0.99])
+    good = class_findings(names, np.array([0.93, 0.95, 0.97]), real, 100, "")
+    assert good.startswith("The cVAE's prior draws are classified as the requested class: lowest class rate 93.0%")
+    assert "Measured against the classifier's own accuracy on real images of each class, every class is drawn" in good
+    # Shirt 0.58 < 0.9 but ≥ 0.9 · 0.60 = 0.54: the absolute claim fails, the relative reading holds
+    mixed = class_findings(names, np.array([0.93, 0.58, 0.97]), real, 100, "")
+    assert mixed.startswith("Not every class of the cVAE's prior draws is classified as requested")
+    assert "below it: Shirt 58.0% (32.0 points short)" in mixed
+    assert "lowest ratio of class rate to the classifier's real-image accuracy of that class 0.97 (Shirt" in mixed
+    assert "not every class is drawn" not in mixed
+    # T-shirt 0.80 < 0.9 · 0.95 = 0.855: both fail
+    bad = class_findings(names, np.array([0.80, 0.58, 0.97]), real, 100, "")
+    assert "not every class is drawn recognisably" in bad and "below it: T-shirt 80.0% vs 95.0%" in bad
+    short = class_findings(names, np.array([0.93, 0.95, 0.97]), real, 100, "a --quick smoke run")
+    assert short.count("too short to tell whether") == 2  # even numbers that meet both thresholds: no finding
