@@ -1,12 +1,17 @@
-"""``aekit experiment vqvae``: the VQ-VAE (van den Oord et al. 2017) against the conv VAE, the same network.
+"""``aekit experiment vqvae``: the VQ-VAE (van den Oord et al. 2017) against the conv VAE: the same conv
+stack, different bottlenecks.
 
-Both models have the same stride-2 conv encoder and transposed-conv decoder (``channels``), the same epochs,
-batch, learning rate and seed: the VQ-VAE (``--model vqvae``: K = ``codebook_size`` codes of ``code_dim``, EMA
+Both models have the same stride-2 conv layers and mirrored transposed-conv layers (``channels``), the same
+epochs, batch, learning rate and seed; their bottlenecks differ: the VQ-VAE's 1×1 conv to an h×w grid of codes
+(at most h·w·log₂K bits per image), the VAE's dense layers to and from a ``latent_dim`` Gaussian latent (whose
+information is bounded by its KL, reported in bits), so the error comparison is one of code capacity as much as
+of method: the VQ-VAE (``--model vqvae``: K = ``codebook_size`` codes of ``code_dim``, EMA
 codebook, dead-code restarts after ``restart_after`` unused steps, its PixelCNN prior trained ``prior_epochs``
 after the main fit) and the VAE (``--model vae --arch conv``, Bernoulli p(x|z), β = 1, no free bits, latent
 ``latent_dim``).  Reported on the test split:
 
-- reconstruction error, the sum of squared errors per image (mean ± standard error), both models;
+- reconstruction error, the sum of squared errors per image (mean ± standard error), both models, beside the
+  VQ-VAE's code capacity h·w·log₂K and the VAE's test KL(q(z|x) ‖ N(0, I)), both in bits per image;
 - the VQ-VAE's codebook: perplexity exp(H(mean one-hot usage)) over every code position of the test images,
   codes used and unused (``dead_codes``), and its prior's NLL (nats per image, bits per code position) —
   :func:`aekit.evaluate.codebook.codebook_metrics`;
@@ -98,10 +103,15 @@ def vqvae_summary(ctx: ExperimentContext, cfg: VqvaeExperimentConfig, name: str,
     text = (f"VQ-VAE (K = {k} codes of {cfg.code_dim}, EMA codebook γ = 0.99, β = 0.25, dead-code restart after "
             f"{cfg.restart_after} unused steps; PixelCNN prior {cfg.prior_channels} channels × {cfg.prior_layers} "
             f"blocks, {cfg.prior_epochs} epochs after the main fit) and a conv VAE (Bernoulli p(x|z), β = 1, latent "
-            f"{cfg.latent_dim}), the same conv encoder / decoder (channels {','.join(map(str, cfg.channels))}), "
-            f"{cfg.epochs} epochs ({steps:,} steps of batch {cfg.batch_size}, Adam lr {cfg.lr:g}), seed {ctx.seed}, "
-            f"on {name}. Test squared error per image {q['test_sse_per_image']:.2f} ± {q['test_sse_se']:.2f} "
-            f"(VQ-VAE) vs {a['test_sse_per_image']:.2f} ± {a['test_sse_se']:.2f} (VAE). Test codebook: "
+            f"{cfg.latent_dim}): the same conv stack (channels {','.join(map(str, cfg.channels))}, stride 2, mirrored "
+            f"in the decoder), different bottlenecks (the VQ-VAE: a 1×1 conv to a grid of codes; the VAE: dense "
+            f"layers to and from its Gaussian latent), {cfg.epochs} epochs ({steps:,} steps of batch "
+            f"{cfg.batch_size}, Adam lr {cfg.lr:g}), seed {ctx.seed}, on {name}. Test squared error per image "
+            f"{q['test_sse_per_image']:.2f} ± {q['test_sse_se']:.2f} (VQ-VAE; its code holds at most "
+            f"{q['code_capacity_bits']:.0f} bits per image, h·w·log₂K) vs {a['test_sse_per_image']:.2f} ± "
+            f"{a['test_sse_se']:.2f} (VAE; test KL {a['test_kl_bits']:.1f} bits per image, which bounds the "
+            "information its latent carries): the error comparison is one of code capacity as much as of method. "
+            "Test codebook: "
             f"perplexity {cb['codebook_perplexity']:.1f} of K = {k} ({cb['codebook_perplexity'] / k:.0%}), "
             f"{round(cb['codebook_usage'] * k)} codes used, {cb['dead_codes']} unused; prior NLL "
             f"{cb['prior_nll']:.1f} nats per image ({cb['prior_bits_per_code']:.2f} bits per code position, "
@@ -136,7 +146,7 @@ def vqvae_summary(ctx: ExperimentContext, cfg: VqvaeExperimentConfig, name: str,
 @register("vqvae")
 def vqvae_experiment(ctx: ExperimentContext) -> ExperimentResult:
     """VQ-VAE vs the conv VAE: test error, codebook use, prior NLL and the domain FID of prior samples."""
-    from ..evaluate import reconstruction_errors
+    from ..evaluate import evaluate, reconstruction_errors
     from ..evaluate.classifier import FILE, classify_all, gaussian_stats, load_or_train
     from ..evaluate.codebook import codebook_metrics
     from ..viz.plots import save_image_grid
@@ -174,7 +184,11 @@ def vqvae_experiment(ctx: ExperimentContext) -> ExperimentResult:
         if name == "vqvae":
             samples = vqvae_samples(model, cfg.n_samples, ctx.seed)
             cb = codebook_metrics(model, data.test.x)
+            capacity = {"code_capacity_bits": model.latent_dim // cfg.code_dim * math.log2(cfg.codebook_size)}
         else:
+            test = (run.evaluation if run.evaluation and run.evaluation.get("split") == "test"
+                    else evaluate(model, data, "test"))
+            capacity = {"test_kl_bits": float(test["kl"]) / math.log(2)}
             with torch.no_grad():
                 g = torch.Generator(device=model.device).manual_seed(ctx.seed)
                 samples = torch.cat([model.sample(min(1000, cfg.n_samples - i), g).float().cpu().clamp(0.0, 1.0)
@@ -183,7 +197,8 @@ def vqvae_experiment(ctx: ExperimentContext) -> ExperimentResult:
         sse = reconstruction_errors(model, data.test.x)
         results[name] = {"sample_fid": s_fid, "sample_fid_se": s_se, "test_sse_per_image": float(sse.mean()),
                          "test_sse_se": float(sse.std() / math.sqrt(len(sse))),
-                         "train_seconds": round(sum(float(m.get("time_s", 0.0) or 0.0) for m in run.metrics), 1)}
+                         "train_seconds": round(sum(float(m.get("time_s", 0.0) or 0.0) for m in run.metrics), 1),
+                         **capacity}
         row: dict[str, Any] = {"model": "VQ-VAE" if name == "vqvae" else "VAE", **results[name]}
         if name == "vqvae":
             row.update({k: cb[k] for k in ("codebook_perplexity", "codebook_usage", "dead_codes", "prior_nll",
