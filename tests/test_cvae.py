@@ -81,6 +81,11 @@ def test_missing_and_unknown_labels_are_one_line_errors():
     with pytest.raises(ConfigError, match="3 labels for 2 inputs"):
         m.decode(z, labels=[0, 1, 2])
     assert m.label_index("dog") == 1 and m.label_index("2") == 2
+    assert m.label_index("DOG") == 1 and m.label_index(" Bird") == 2  # any case, when one class matches
+    twins = tiny(class_names=("Cat", "cat", "dog"))
+    assert twins.label_index("cat") == 1  # an exact match first
+    with pytest.raises(ConfigError, match="valid labels"):
+        twins.label_index("CAT")  # two classes match without case: ambiguous
     assert m.sample(2, labels="bird").shape == (2, 1, 2, 2)
     # an unconditional model has no labels to give
     vae = aekit.build_model("vae", MODELS["vae"].make_config(MODELS["vae"].tiny).resolve(DataShape((1, 2, 2))))
