@@ -24,7 +24,9 @@ over the evaluation batches) is not the split's perplexity, which is ``codebook_
 Dead codes: every training step (``loss`` in train mode) counts, per code, the steps since it was last
 assigned; a code unused for ``restart_after`` steps is re-initialised to an encoder output of the current
 batch drawn uniformly with the global generator (which the trainer reseeds from (seed, epoch): a killed and
-resumed run draws the same), and its EMA state to one observation of that vector.
+resumed run draws the same), and its EMA state to one observation of that vector (with ``--no-ema`` the code
+is a parameter, and the optimiser's moments for its row are not reset: its first steps after a restart carry
+its old Adam momentum).
 Initialisation: the first training batch sets every code to one of its encoder outputs (distinct ones when the
 batch has K or more; global generator), with EMA state = one observation of it (t = 1, N_k = 1−γ, M_k =
 (1−γ)·e_k): a data-dependent start, where the uniform ±1/K start left a short run on small data with one code
