@@ -16,8 +16,14 @@ def tiny_model(name, shape=(1, 8, 8), unit=True, **extra):
     if extra.get("arch") == "conv" and spec.defaults.get("tied"):  # a tied-weights preset is MLP-only
         extra = {**extra, "tied": False}
     values = {k: v for k, v in {**TINY, **extra}.items() if k in fields}
-    cfg = spec.make_config(values).resolve(DataShape(shape, unit, num_train=100))
+    classes = 3 if spec.model_cls.conditional else None  # a conditional model is built for a label set
+    cfg = spec.make_config(values).resolve(DataShape(shape, unit, num_classes=classes, num_train=100))
     return build_model(name, cfg)
+
+
+def labels_for(model, n):
+    """Class ids for a conditional model's batch (None for any other model): the verbs' ``labels=``."""
+    return torch.arange(n) % 3 if model.conditional else None
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -34,11 +40,13 @@ def test_forward_backward_every_model(name, arch):
         assert model(x).shape == (5, model.num_classes, 12, 10)
         assert model.embed(x).shape == (5, model.latent_dim)
     else:
-        losses = model.loss(Batch(x))
+        y = labels_for(model, 5)
+        kw = model.label_kwargs(y)
+        losses = model.loss(Batch(x, labels=y))
         assert "recon" in losses.terms
-        assert model(x).shape == x.shape
-        assert model.embed(x).shape == (5, model.latent_dim if model.discrete else 3)  # a VQ-VAE: D·h·w
-        assert model.decode(model.embed(x)).shape == x.shape
+        assert model(x, **kw).shape == x.shape
+        assert model.embed(x, **kw).shape == (5, model.latent_dim if model.discrete else 3)  # a VQ-VAE: D·h·w
+        assert model.decode(model.embed(x, **kw), **kw).shape == x.shape
     assert losses.total.shape == () and torch.isfinite(losses.total)
     trainable = [p for p in model.parameters() if p.requires_grad]
     if trainable:
@@ -58,8 +66,9 @@ def test_table_data(name):
     x = torch.randn(6, 7)
     if model.closed_form:
         model.fit(torch.randn(20, 7))
-    assert model(x).shape == (6, 7)
-    assert torch.isfinite(model.loss(Batch(x)).total)
+    y = labels_for(model, 6)
+    assert model(x, **model.label_kwargs(y)).shape == (6, 7)
+    assert torch.isfinite(model.loss(Batch(x, labels=y)).total)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -71,10 +80,11 @@ def test_save_load_identical_outputs(name, digits, tmp_path):
     run = aekit.train(name, data, tmp_path / name, epochs=1, report=False, progress=False, **opts)
     loaded = aekit.load(tmp_path / name)
     x = to_float(digits.test.x[:16])
+    kw = run.model.label_kwargs(torch.as_tensor(digits.test.y[:16]))  # a conditional model: the rows' classes
     run.model.eval()
     with torch.no_grad():
-        assert torch.equal(run.model(x), loaded(x))
-        assert torch.equal(run.model.embed(x), loaded.embed(x))
+        assert torch.equal(run.model(x, **kw), loaded(x, **kw))
+        assert torch.equal(run.model.embed(x, **kw), loaded.embed(x, **kw))
     assert type(loaded) is type(run.model) and loaded.config == run.model.config
 
 

@@ -352,7 +352,7 @@ def test_ragged_and_out_of_range_arrays_are_422(served, path, payload, words):
 
 def test_non_finite_results_are_refused(served, monkeypatch):
     explorer, client = served
-    monkeypatch.setattr(explorer, "decode", lambda rows, values=False: {"images": [], "values": [[math.inf]]})
+    monkeypatch.setattr(explorer, "decode", lambda rows, values=False, label=None: {"images": [], "values": [[math.inf]]})
     r = client.post("/api/decode", json={"z": [[0.0] * 4], "values": True})
     assert r.status_code == 422 and "not finite" in r.json()["error"]
 
