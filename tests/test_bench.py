@@ -31,6 +31,7 @@ def test_not_in_the_package_and_runs_as_a_script_from_the_repo_root():
     assert r.returncode == 2 and "unknown benchmark case 'nope'" in r.stderr and r.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_train_suite_smoke(tmp_path):
     impls = "reference,aekit" + (",pythae" if bench.pythae_available() else "")
     assert bench.main(["-q", "train", "--smoke", "--inprocess", "--repeats", "1", "--cases", "mlp-vae,unet",
@@ -48,6 +49,7 @@ def test_train_suite_smoke(tmp_path):
     assert report["command"].startswith("python benchmarks/bench.py train --smoke --inprocess")
 
 
+@pytest.mark.slow
 def test_levers_smoke(tmp_path):
     assert bench.main(["-q", "levers", "--smoke", "--inprocess", "--repeats", "1", "--cases", "conv-vae",
                        "--impls", "reference+resident+flush+fused+logits+channels_last,aekit+bf16",
@@ -105,6 +107,7 @@ def test_train_suite_on_cuda_runs_every_case(tmp_path):
         assert all(r["samples_per_s"] > 0 and r["test_loss"] > 0 for r in case["rows"])
 
 
+@pytest.mark.slow
 def test_parity_script_smoke(capsys):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
@@ -117,6 +120,7 @@ def test_parity_script_smoke(capsys):
     assert parity.main(["--smoke", "--cases", "nope"]) == 2
 
 
+@pytest.mark.slow
 def test_plain_loop_runs_on_idx_files(tmp_path):
     """The process-to-process reference of the whole job reads gzip IDX files itself (no aekit import)."""
     import gzip

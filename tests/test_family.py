@@ -51,6 +51,7 @@ def test_wae_loss_is_recon_plus_weighted_mmd():
     assert losses.total.item() == pytest.approx(losses.terms["recon"].item() + losses.terms["mmd"].item(), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_wae_trains_and_samples_through_the_registry(tmp_path):
     run = aekit.train("wae", "digits", tmp_path / "w", epochs=3, hidden="32", latent_dim=4, progress=False,
                       report=False)
@@ -107,6 +108,7 @@ def test_iwae_options_are_checked():
         VAEConfig(objective="iwae", beta=4.0)
 
 
+@pytest.mark.slow
 def test_iwae_trains_through_the_registry(tmp_path):
     run = aekit.train("vae", "digits", tmp_path / "i", epochs=2, hidden="32", latent_dim=4, objective="iwae",
                       iwae_k=3, progress=False, report=False)
@@ -276,6 +278,7 @@ def test_tcvae_options_are_checked():
         VAEConfig(objective="tcvae").resolve(DataShape((1, 3, 3), True))
 
 
+@pytest.mark.slow
 def test_tcvae_trains_through_the_registry_with_n_from_the_data(tmp_path):
     run = aekit.train("tcvae", "digits", tmp_path / "t", epochs=2, hidden="32", latent_dim=4, progress=False,
                       report=False, tc_estimator="mss")

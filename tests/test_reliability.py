@@ -67,6 +67,7 @@ def _env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_second_training_on_a_run_directory_exits_2_and_the_first_finishes(tmp_path, capsys):
     out = tmp_path / "R"
     cmd = [sys.executable, "-m", "aekit", "-q", "train", "--model", "ae", "--hidden", "64", "--latent-dim", "4",
