@@ -449,3 +449,14 @@ def test_config_input_shape_must_agree_with_the_data(tmp_path, capsys):
 def test_resume_refuses_a_config_file(tmp_path, capsys):
     assert main(["-q", "train", "--resume", str(tmp_path), "--config", str(tmp_path / "c.toml")]) == 2
     assert "drop --config" in capsys.readouterr().err
+
+
+def test_main_gives_the_root_logger_back(tmp_path):
+    # a handler left on the caller's (later closed) stderr made the next test's log calls print "Logging error"
+    import logging
+
+    root = logging.getLogger()
+    before = root.handlers[:], root.level
+    assert main(["train", "--model", "ae", "--epochs", "1", "--hidden", "8", "--latent-dim", "2", "--no-report",
+                 "--out", str(tmp_path / "r")]) == 0
+    assert (root.handlers, root.level) == before

@@ -138,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     verbose, quiet = getattr(args, "verbose", False), getattr(args, "quiet", False)
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    # the command logs to this stderr; the root logger is given back as it was (``main`` called from Python, e.g.
+    # a test whose stderr is closed afterwards, must not leave a handler on a stream it does not own)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
     try:
         with command_line():  # messages name flags (--overwrite), not the Python API's keywords
@@ -148,6 +152,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("aekit: interrupted; a training run continues with `aekit train --resume RUN`\n")
         return 130
+    finally:
+        for h in root.handlers[:]:
+            if h not in saved[0]:
+                root.removeHandler(h)
+                h.close()
+        for h in saved[0]:
+            if h not in root.handlers:
+                root.addHandler(h)
+        root.setLevel(saved[1])
 
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
