@@ -339,3 +339,15 @@ def test_ema_update_sums_the_counts_over_ranks(tmp_path):
     close(state["count"], torch.tensor([1.0, 0.5]))  # N = 0.5·(2, 1): both ranks' counts
     close(state["sum"], torch.tensor([[2.0], [5.0]]))
     close(state["codebook"], one.codebook)
+
+
+def test_report_of_a_vqvae_has_its_main_fit_curves_and_names_its_prior(tmp_path):
+    # the main fit's rows are stage "vqvae" (the prior's are "prior"): the report's loss curves are the main fit's
+    import aekit
+    from aekit.models import MODELS
+
+    run = aekit.train("vqvae", "digits", tmp_path / "r", epochs=2, progress=False, **MODELS["vqvae"].tiny)
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "losses.png" in html and (tmp_path / "r" / "losses.png").exists()
+    assert "PixelCNN prior" in html and "N(0, I)" not in html.split("samples.png")[1].split("</figure>")[0]
+    assert {r["stage"] for r in run.metrics} == {"vqvae", "prior"}

@@ -61,7 +61,8 @@ def train(
             if report:
                 from .viz.report import write_report
 
-                final = [r for r in run.metrics if r.get("stage", "finetune") == "finetune"]  # last stage's curves
+                main = run.model.main_stage  # the main fit's rows: a staged model's other stages have their own
+                final = [r for r in run.metrics if r.get("stage", main) == main]
                 write_report(dataclasses.replace(run, metrics=final), dataset)
             mark_complete(run.path, evaluation=bool(evaluate), report=bool(report))
             return run

@@ -230,6 +230,8 @@ class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
     # a staged model's main fit: the ``stage`` of its rows in metrics.csv (stacked-ae: fine-tuning after the greedy
     # stages)
     main_stage: ClassVar[str] = "finetune"
+    # what ``sample`` draws from, in words (captions of the report's samples, ``generative`` models)
+    prior_name: ClassVar[str] = "the prior p(z) = N(0, I)"
     # the loss terms and their units: the conformance suite checks every term a model returns is listed here
     units: ClassVar[dict[str, str]] = {}
 

@@ -146,6 +146,7 @@ class VQVAE(Autoencoder):
     staged = True
     discrete = True
     main_stage = "vqvae"
+    prior_name = "the PixelCNN prior over code grids (decoded through the codebook)"
     units = {"recon": "nats per sample (bce: −log p(x|z_q)) or sum of squared errors per sample (mse)",
              "codebook": "squared distance per sample ‖sg[z_e] − e‖², summed over the code grid (in the loss "
                          "without --ema; reported only with --ema, whose codebook is a moving average)",

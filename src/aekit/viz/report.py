@@ -206,14 +206,14 @@ def write_report(run: Run, dataset: Dataset, split: str = "test", *, max_points:
     if model.generative and is_image and cond:  # one row per class: prior draws decoded with that class
         names = model.label_names
         per = max(1, min(10, n_samples // max(1, len(names))))
-        add("samples.png", f"{per} samples per class decoded from the prior p(z) = N(0, I) with the class label "
+        add("samples.png", f"{per} samples per class decoded from {model.prior_name} with the class label "
             f"(seed {seed}): one row per class, {', '.join(names)} from the top.",
             lambda p: plots.plot_samples(latent.sample(model, per * len(names), seed=seed,
                                                        labels=torch.arange(len(names)).repeat_interleave(per)
                                                        ).float().cpu(), p, nrow=per,
                                          title="samples from the prior, one row per class"))
     elif model.generative and is_image:
-        add("samples.png", f"{n_samples} samples decoded from the prior p(z) = N(0, I) (seed {seed}).",
+        add("samples.png", f"{n_samples} samples decoded from {model.prior_name} (seed {seed}).",
             lambda p: plots.plot_samples(latent.sample(model, n_samples, seed=seed).float().cpu(), p,
                                          title="samples from the prior"))
 
