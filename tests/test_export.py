@@ -155,6 +155,18 @@ def test_tensorboard_logs_scalars_and_images(tmp_path):
     assert json.loads((out / "config.json").read_text())["train"]["tensorboard"] is True
 
 
+def test_a_resumed_run_goes_on_logging_to_tensorboard(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    aekit.train("vae", "digits", out, hidden=(16,), latent_dim=2, epochs=1, report=False, progress=False,
+                tensorboard=True)
+    aekit.train(resume=out, epochs=2, report=False, progress=False)  # the recorded --tensorboard holds
+    acc = EventAccumulator(str(out / "tensorboard")).Reload()
+    assert [e.step for e in acc.Scalars("loss/val")] == [1, 2]
+
+
 def test_tensorboard_missing_is_one_clear_line(tmp_path, monkeypatch, capsys):
     import builtins
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,14 @@ from .train.callbacks import Callback
 from .train.run import EVALUATION, Run, mark_complete, train_run
 
 __all__ = ["train"]
+
+
+def _recorded_option(run_dir: Path, name: str) -> Any:
+    """A trainer option recorded in a run's config.json (None when it cannot be read: resuming reports why)."""
+    try:
+        return json.loads((run_dir / "config.json").read_text()).get("train", {}).get(name)
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def train(
@@ -43,10 +52,14 @@ def train(
     raised to train longer, ``lr`` lowered after a divergence).  ``callbacks`` are extra trainer callbacks.
     """
     extra = list(callbacks)
-    if options.get("tensorboard") and out is not None and resume is None and distributed.is_main():
+    run_dir = Path(resume) if resume is not None else Path(out) if out is not None else None
+    tensorboard = options.get("tensorboard")
+    if tensorboard is None and resume is not None:  # a resumed run goes on logging where it logged
+        tensorboard = _recorded_option(Path(resume), "tensorboard")
+    if tensorboard and run_dir is not None and distributed.is_main():
         from .viz.tblog import LOG_DIR, TensorBoardLog
 
-        extra.append(TensorBoardLog(Path(out) / LOG_DIR))  # checks the package before anything is written
+        extra.append(TensorBoardLog(run_dir / LOG_DIR))  # checks the package before anything is written
     with contextlib.ExitStack() as lock:  # the run directory's lock, held until the marker is written
         run, dataset = train_run(model, data, out, resume=resume, overwrite=overwrite, callbacks=extra, hold=lock,
                                  **options)
