@@ -84,3 +84,20 @@ def test_env_detection(monkeypatch):
     monkeypatch.setenv("RANK", "3")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert env_world() == (3, 4, 1)
+
+
+def test_synced_batchnorm_gives_the_callers_layers_back_with_their_trained_statistics():
+    # DDP on CUDA trains SyncBatchNorm layers; the caller's model must come back with its own BatchNorm layers
+    import torch.nn as nn
+
+    from aekit.train.distributed import synced_batchnorm
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2)))
+    bn1, bn2, weight = model[1], model[2][1], model[1].weight
+    with synced_batchnorm(model):
+        assert isinstance(model[1], nn.SyncBatchNorm) and isinstance(model[2][1], nn.SyncBatchNorm)
+        assert model[1].weight is weight  # the optimiser's parameters are the layer's
+        model[1].running_mean.add_(1.5)  # what training does to the statistics
+        model[2][1].num_batches_tracked += 3
+    assert model[1] is bn1 and model[2][1] is bn2 and type(model[1]) is nn.BatchNorm1d
+    assert torch.equal(bn1.running_mean, torch.full((4,), 1.5)) and int(bn2.num_batches_tracked) == 3

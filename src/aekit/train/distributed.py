@@ -30,6 +30,7 @@ The rules, so that N processes train the same model a single process would:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -147,15 +148,20 @@ class Context:
             yield x, y, idx
 
     # ------------------------------------------------------------------------------------------- model
+    def sync_batchnorm(self, model: nn.Module) -> contextlib.AbstractContextManager[None]:
+        """DDP on CUDA: ``model``'s BatchNorm layers as SyncBatchNorm (statistics over the global batch, as one
+        process computes them) while the context lasts, then the caller's layers again; otherwise nothing."""
+        if self.distributed and self.device.type == "cuda":
+            return synced_batchnorm(model)
+        return contextlib.nullcontext()
+
     def wrap(self, model: nn.Module, several_steps: bool = False) -> Any:
         """What the trainer calls ``.loss(...)`` (and ``.call(method, ...)`` for a model's other loss methods)
         on: the model's own loss (``call(fn, ...)``: ``fn(...)``), or them through DDP's forward.  ``several_steps``: the model takes one optimiser
         step per parameter group, each from its own loss (DDP then finds the parameters a loss leaves unused)."""
         if not self.distributed:
             return _Local(model)
-        if self.device.type == "cuda":  # BatchNorm statistics over the global batch, as one process computes them
-            nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        elif any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)) for m in model.modules()):
+        if self.device.type != "cuda" and any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)) for m in model.modules()):
             log.info("DDP on %s (gloo): BatchNorm statistics are computed per process over its shard of the batch "
                      "(SyncBatchNorm needs CUDA); gradients are still those of the global batch", self.device.type)
         return _DDPLoss(model, self.device, find_unused=several_steps)
@@ -208,6 +214,27 @@ class _LossForward(nn.Module):
 
     def forward(self, *args: Any, fn: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
         return (fn or cast("Autoencoder", self.model).loss)(*args, **kwargs)
+
+
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+@contextlib.contextmanager
+def synced_batchnorm(model: nn.Module) -> Iterator[None]:
+    """``model``'s BatchNorm layers replaced in place by SyncBatchNorm ones (same parameters and buffers) for the
+    context, and the original layers put back afterwards with the state they reached, so the caller's model
+    keeps its own classes (a SyncBatchNorm layer cannot run outside a process group)."""
+    originals = [(name, m) for name, m in model.named_modules() if isinstance(m, _BATCHNORMS)]
+    converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    assert converted is model or not originals, "the model itself is a BatchNorm layer"  # children convert in place
+    try:
+        yield
+    finally:
+        for name, original in originals:
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            original.load_state_dict(getattr(parent, child).state_dict())  # the statistics trained meanwhile
+            setattr(parent, child, original)
 
 
 class _Local:

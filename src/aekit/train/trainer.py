@@ -230,19 +230,23 @@ class Trainer:
         self.model, self.data = model, data
         with preserved_global_state(ctx.device):
             model.to(ctx.device)
-            try:
-                if model.closed_form:
-                    self._fit_closed_form(model, data, ctx.device)
-                else:
-                    self._fit_gradient(model, data, ctx, resume_from)
-            except BaseException as e:
-                for c in self.callbacks:  # every callback releases what it holds, even if one of them fails
-                    try:
-                        c.on_exception(self, e)
-                    except Exception:  # noqa: BLE001 - the training error is the one to report
-                        log.exception("%s.on_exception failed", type(c).__name__)
-                raise
+            with ctx.sync_batchnorm(model):  # DDP on CUDA: SyncBatchNorm while training, the caller's layers after
+                self._fit(model, data, ctx, resume_from)
         return self.history
+
+    def _fit(self, model: Autoencoder, data: Dataset, ctx: distributed.Context, resume_from: Path | None) -> None:
+        try:
+            if model.closed_form:
+                self._fit_closed_form(model, data, ctx.device)
+            else:
+                self._fit_gradient(model, data, ctx, resume_from)
+        except BaseException as e:
+            for c in self.callbacks:  # every callback releases what it holds, even if one of them fails
+                try:
+                    c.on_exception(self, e)
+                except Exception:  # noqa: BLE001 - the training error is the one to report
+                    log.exception("%s.on_exception failed", type(c).__name__)
+            raise
 
     def _epoch_row(self, model: Autoencoder, data: Dataset, row: dict[str, Any]) -> dict[str, Any]:
         if len(data.val):
