@@ -56,6 +56,22 @@ def laplace_nll(mean: torch.Tensor, x: torch.Tensor, log_scale: torch.Tensor | f
     return _flat(per.expand_as(mean)).sum(1)
 
 
+MIN_LOG_SCALE = -7.0  # a learned scale's floor (σ ≥ e^-7): the likelihood cannot run to +inf on constant pixels
+
+
+def likelihood_nll(likelihood: str, out: torch.Tensor, x: torch.Tensor,
+                   log_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """−log p(x|z) per sample (B,), nats, of a VAE-family decoder output ``out``: logits for ``"bernoulli"``,
+    means for ``"gaussian"`` / ``"laplace"`` with the (floored) ``log_scale``."""
+    if likelihood == "bernoulli":
+        return bernoulli_nll(out, x)
+    assert log_scale is not None, "a gaussian or laplace likelihood needs its log_scale"
+    log_scale = log_scale.clamp(min=MIN_LOG_SCALE)
+    if likelihood == "gaussian":
+        return gaussian_nll(out, x, log_scale)
+    return laplace_nll(out, x, log_scale)
+
+
 def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, diag(exp(logvar))) ‖ N(0, I)) in closed form, summed over latent dims, shape (B,).
 

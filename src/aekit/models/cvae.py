@@ -193,12 +193,7 @@ class CVAE(Autoencoder):
 
     def nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """−log p(x|z,y) per sample (B,), nats; ``out`` are decoder logits (bernoulli) or means."""
-        if self.likelihood == "bernoulli":
-            return L.bernoulli_nll(out, x)
-        log_scale = self.log_scale.clamp(min=-7.0)
-        if self.likelihood == "gaussian":
-            return L.gaussian_nll(out, x, log_scale)
-        return L.laplace_nll(out, x, log_scale)
+        return L.likelihood_nll(self.likelihood, out, x, None if self.likelihood == "bernoulli" else self.log_scale)
 
     def loss(self, batch: Batch) -> Losses:
         """−ELBO(x|y) with the KL weighted by β·anneal; one draw z ~ q(z|x,y) from the global generator."""

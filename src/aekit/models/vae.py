@@ -192,12 +192,7 @@ class VAE(Autoencoder):
 
     def nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """−log p(x|z) per sample (B,), nats; ``out`` are decoder logits (bernoulli) or means."""
-        if self.likelihood == "bernoulli":
-            return L.bernoulli_nll(out, x)
-        log_scale = self.log_scale.clamp(min=-7.0)
-        if self.likelihood == "gaussian":
-            return L.gaussian_nll(out, x, log_scale)
-        return L.laplace_nll(out, x, log_scale)
+        return L.likelihood_nll(self.likelihood, out, x, None if self.likelihood == "bernoulli" else self.log_scale)
 
     @torch.no_grad()
     def linear_gaussian(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -211,7 +206,7 @@ class VAE(Autoencoder):
         (lin,) = [m for m in self.decoder.modules() if isinstance(m, nn.Linear)]
         w = lin.weight.detach().double().cpu()
         b = lin.bias.detach().double().cpu()
-        var = torch.exp(2.0 * self.log_scale.detach().clamp(min=-7.0).double().cpu()).reshape(-1)
+        var = torch.exp(2.0 * self.log_scale.detach().clamp(min=L.MIN_LOG_SCALE).double().cpu()).reshape(-1)
         return w, b, var.expand(w.shape[0]).clone()
 
     def loss(self, batch: Batch) -> Losses:
