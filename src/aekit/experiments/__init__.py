@@ -89,6 +89,26 @@ def epoch_fields(cls: Any) -> list[str]:
             and (f.name == "epochs" or f.name.replace("epochs", "min_steps") not in names)]
 
 
+def judged_images(ctx: ExperimentContext, cfg: Any, data_cfg: Any, name: str, *,
+                  unit: bool = False) -> tuple[Any, Any]:
+    """The experiment's labelled image data (``data_cfg``; in [0, 1] with ``unit``) and the
+    domain classifier that judges its generated images (trained once per output folder, ``cfg.classifier_epochs``
+    / ``cfg.classifier_min_steps``); a one-line DataError for other data."""
+    from ..data import load_data
+    from ..errors import DataError
+    from ..evaluate.classifier import FILE, load_or_train
+
+    data = load_data(data_cfg)
+    if (data.kind != "image" or data.train.y is None or data.train.y.ndim != 1 or data.test.y is None
+            or (unit and not data.in_unit_interval)):
+        what = "labelled images in [0, 1]" if unit else "labelled images"
+        raise DataError(f"{name} needs {what} (its classifier learns the classes); {data.name!r} is not: use e.g. "
+                        "--data fashion-mnist or digits")
+    clf = load_or_train(ctx.out / FILE, data, epochs=cfg.classifier_epochs, min_steps=cfg.classifier_min_steps,
+                        seed=ctx.seed)
+    return data, clf
+
+
 def enough_steps(cfg: Any, ctx: ExperimentContext, n_train: int) -> Any:
     """``cfg`` with its default epoch counts raised so that each training run takes at least ``cfg.min_steps``
     optimiser steps: 20 epochs are 8,600 steps on Fashion-MNIST but 220 on the 8×8 digits, far from converged.

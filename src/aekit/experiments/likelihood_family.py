@@ -42,7 +42,7 @@ import torch
 from ..config import check
 from ..data import DataConfig, load_data, to_float
 from ..errors import DataError
-from . import ExperimentContext, ExperimentResult, finding, register, steps_of, too_short
+from . import ExperimentContext, ExperimentResult, finding, judged_images, register, steps_of, too_short
 from .vae_geometry import compare, decode_all, train_or_reuse
 
 if TYPE_CHECKING:
@@ -275,18 +275,13 @@ def reconstruct_all(model: Any, x: torch.Tensor, batch_size: int = 1000) -> torc
 def wae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     """WAE-MMD vs VAE, the same network: domain FID of prior samples and reconstructions, test error."""
     from ..evaluate import reconstruction_errors
-    from ..evaluate.classifier import FILE, classify_all, gaussian_stats, load_or_train
+    from ..evaluate.classifier import classify_all, gaussian_stats
     from ..viz.plots import save_image_grid
 
     t0 = time.perf_counter()
     cfg = ctx.config(WaeVsVaeConfig, WAE_VS_VAE_QUICK, "wae-vs-vae")
     data_cfg = DataConfig(spec=ctx.data, data_dir=cfg.data_dir, subsample=cfg.subsample)
-    data = load_data(data_cfg)
-    if data.kind != "image" or data.train.y is None or data.test.y is None:
-        raise DataError(f"wae-vs-vae needs labelled images (its FID classifier learns the classes); {data.name!r} "
-                        "is not: use e.g. --data fashion-mnist or digits")
-    clf = load_or_train(ctx.out / FILE, data, epochs=cfg.classifier_epochs, min_steps=cfg.classifier_min_steps,
-                        seed=ctx.seed)
+    data, clf = judged_images(ctx, cfg, data_cfg, "wae-vs-vae")
     real_feats, real_probs = classify_all(clf, data.test.x)
     real = gaussian_stats(real_feats)
     clf_acc = float((real_probs.argmax(1) == data.test.y.numpy()).mean())

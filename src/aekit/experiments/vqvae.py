@@ -38,9 +38,8 @@ import numpy as np
 import torch
 
 from ..config import check
-from ..data import DataConfig, load_data, to_float
-from ..errors import DataError
-from . import ExperimentContext, ExperimentResult, finding, register, steps_of, too_short
+from ..data import DataConfig, to_float
+from . import ExperimentContext, ExperimentResult, finding, judged_images, register, steps_of, too_short
 from .likelihood_family import fid_with_se
 from .vae_geometry import compare, train_or_reuse
 
@@ -147,19 +146,14 @@ def vqvae_summary(ctx: ExperimentContext, cfg: VqvaeExperimentConfig, name: str,
 def vqvae_experiment(ctx: ExperimentContext) -> ExperimentResult:
     """VQ-VAE vs the conv VAE: test error, codebook use, prior NLL and the domain FID of prior samples."""
     from ..evaluate import evaluate, reconstruction_errors
-    from ..evaluate.classifier import FILE, classify_all, gaussian_stats, load_or_train
+    from ..evaluate.classifier import classify_all, gaussian_stats
     from ..evaluate.codebook import codebook_metrics
     from ..viz.plots import save_image_grid
 
     t0 = time.perf_counter()
     cfg = ctx.config(VqvaeExperimentConfig, VQVAE_QUICK, "vqvae")
     data_cfg = DataConfig(spec=ctx.data, data_dir=cfg.data_dir, subsample=cfg.subsample)
-    data = load_data(data_cfg)
-    if data.kind != "image" or data.train.y is None or data.test.y is None or not data.in_unit_interval:
-        raise DataError(f"vqvae needs labelled images in [0, 1] (its FID classifier learns the classes); "
-                        f"{data.name!r} is not: use e.g. --data fashion-mnist or digits")
-    clf = load_or_train(ctx.out / FILE, data, epochs=cfg.classifier_epochs, min_steps=cfg.classifier_min_steps,
-                        seed=ctx.seed)
+    data, clf = judged_images(ctx, cfg, data_cfg, "vqvae", unit=True)
     real_feats, real_probs = classify_all(clf, data.test.x)
     real = gaussian_stats(real_feats)
     clf_acc = float((real_probs.argmax(1) == data.test.y.numpy()).mean())
