@@ -153,7 +153,7 @@ def test_one_class_experiment_quick(tmp_path):
     assert (f"{label} detects best:" in summary) != ("too short to tell" in summary)
 
 
-def test_conditional_scores_use_the_given_labels_or_the_best_class():
+def test_conditional_scores_use_the_given_labels_or_combine_the_classes():
     import torch
 
     from aekit.models import MODELS
@@ -169,5 +169,6 @@ def test_conditional_scores_use_the_given_labels_or_the_best_class():
         per_class = np.stack([anomaly_scores(model, x, score, labels=torch.full((5,), k)) for k in range(3)])
         given = anomaly_scores(model, x, score, labels=labels)
         assert np.allclose(given, per_class[labels.numpy(), np.arange(5)])  # each row with its own label
-        best = anomaly_scores(model, x, score)  # no labels: the class that explains the row best
-        assert np.allclose(best, per_class.min(0)) and not np.allclose(per_class[0], per_class[1])
+        best = anomaly_scores(model, x, score)  # no labels: recon the best class, elbo (nats) the uniform marginal
+        want = per_class.min(0) if score == "recon" else -np.log(np.exp(-per_class).mean(0))
+        assert np.allclose(best, want) and not np.allclose(per_class[0], per_class[1])

@@ -7,6 +7,17 @@ A score is *higher for more anomalous* samples:
 - ``elbo``: −ELBO per sample in nats (VAEs): −log p(x|z) + KL(q(z|x) ‖ p(z)), averaged over ``samples``
   posterior draws from a fixed seed, so scores are reproducible.
 
+A ``conditional`` model (a cVAE) scores a row with its label when ``labels=`` are given.  Without labels (``aekit
+anomaly`` never needs an anomaly's label) the K per-class scores s_c(x) are combined by what the score is
+(:func:`combine_class_scores`):
+
+- a score in nats (a negative log-likelihood or its bound: ``elbo``) is marginalised over the classes,
+  −log Σ_c p(c)·exp(−s_c(x)) = −logsumexp_c(−s_c(x) + log p(c)), with p(c) the class frequencies of the training
+  split (:func:`score_run`) or uniform when they are not known: the score of p(x) = Σ_c p(c) p(x|c)
+  (with the ELBO an upper bound on −log p(x), as each −ELBO_c bounds −log p(x|c));
+- any other score (``recon``, squared error: no likelihood to add up) takes the lowest over the classes, the
+  class that explains the row best.
+
 Detection metrics take "anomalous" as the positive class: AUROC and AUPRC (average precision) from
 scikit-learn, and :func:`threshold_at_fpr` picks the threshold whose false-positive rate on a set of *normal*
 scores is at most the target (flag = score > threshold).
@@ -28,8 +39,8 @@ from ..registry import Registry
 from .metrics import sse_per_sample
 
 __all__ = [
-    "SCORES", "anomaly_scores", "detection_metrics", "neg_elbo_scores", "parse_labels", "rates_at_threshold",
-    "recon_scores", "score_run", "threshold_at_fpr", "write_scores_csv",
+    "SCORES", "anomaly_scores", "class_frequencies", "combine_class_scores", "detection_metrics", "neg_elbo_scores",
+    "parse_labels", "rates_at_threshold", "recon_scores", "score_run", "threshold_at_fpr", "write_scores_csv",
 ]
 
 
@@ -80,31 +91,71 @@ class ScoreSpec:
     fn: Callable[..., torch.Tensor]
     help: str
     unit: str
+    nats: bool = False  # a negative log-likelihood (or its bound) in nats: label-free conditional scores marginalise
 
 
 SCORES: Registry[ScoreSpec] = Registry("anomaly score")
-SCORES.register("recon", ScoreSpec(recon_scores, "reconstruction error (sum of squared errors per sample)",
+SCORES.register("recon", ScoreSpec(recon_scores, "reconstruction error (sum of squared errors per sample; a "
+                                   "conditional run without labels: the lowest over its classes)",
                                    "sum of squared errors per sample"))
-SCORES.register("elbo", ScoreSpec(neg_elbo_scores, "−ELBO per sample in nats (VAE)", "−ELBO per sample (nats)"))
+SCORES.register("elbo", ScoreSpec(neg_elbo_scores, "−ELBO per sample in nats (VAE; a conditional run: marginal over "
+                                  "its classes, −log Σ_c p(c)·exp(−ELBO score of class c), p(c) the training class "
+                                  "frequencies)", "−ELBO per sample (nats)", nats=True))
 
 
 def get_score(name: str) -> ScoreSpec:
     return SCORES.get_entry(name)
 
 
+def class_frequencies(y: Any, num_classes: int) -> np.ndarray | None:
+    """p(c): the share of each class 0 … K−1 among the (training) labels ``y``; None without labels."""
+    if y is None or len(y) == 0:
+        return None
+    ids = np.asarray(y, dtype=np.int64).reshape(-1)
+    ids = ids[(ids >= 0) & (ids < num_classes)]
+    if len(ids) == 0:
+        return None
+    return np.bincount(ids, minlength=num_classes)[:num_classes] / len(ids)
+
+
+def combine_class_scores(per_class: Any, nats: bool, class_prior: Any = None) -> np.ndarray:
+    """One label-free score per row from the scores of every class, ``per_class`` (K, N), float64 (N,).
+
+    ``nats``: the scores are negative log-likelihoods (or bounds) in nats, combined as the marginal
+    −log Σ_c p(c)·exp(−s_c) = −logsumexp_c(−s_c + log p(c)), ``class_prior`` p(c) (K,) the class frequencies
+    (counts are normalised; a class with p(c) = 0 drops out) or uniform when None.  Otherwise (squared errors) the
+    lowest score over the classes."""
+    s = torch.as_tensor(np.asarray(per_class, dtype=np.float64))
+    if s.ndim != 2:
+        raise ValueError(f"per-class scores must be (K, N), got shape {tuple(s.shape)}")
+    k = s.shape[0]
+    if not nats:
+        return s.min(0).values.numpy()
+    if class_prior is None:
+        prior = torch.full((k,), 1.0 / k, dtype=torch.float64)
+    else:
+        prior = torch.as_tensor(np.asarray(class_prior, dtype=np.float64)).reshape(-1)
+        if len(prior) != k or not bool(torch.isfinite(prior).all()) or bool((prior < 0).any()) or prior.sum() <= 0:
+            raise ConfigError(f"class prior {prior.tolist()}: give {k} non-negative class frequencies, not all 0")
+        prior = prior / prior.sum()
+    return (-torch.logsumexp(-s + prior.log()[:, None], 0)).numpy()
+
+
 def anomaly_scores(model: Autoencoder, x: torch.Tensor, score: str = "recon", batch_size: int = 1000,
-                   **kwargs: Any) -> np.ndarray:
+                   class_prior: Any = None, **kwargs: Any) -> np.ndarray:
     """Scores (higher = more anomalous) of every row of ``x`` (uint8 images or float tables), float64 (N,).
 
-    A ``conditional`` model scores with ``labels=`` (N,) when given; without them each row gets the lowest
-    score over the model's classes (the class that explains it best), so an anomaly's label is never needed."""
-    fn = get_score(score).fn
+    A ``conditional`` model scores with ``labels=`` (N,) when given; without them every class is scored and
+    :func:`combine_class_scores` makes one score of them (a score in nats: the marginal over the classes with
+    ``class_prior`` p(c), uniform when None; other scores: the lowest over the classes), so an anomaly's label is
+    never needed."""
+    spec = get_score(score)
     if model.conditional and kwargs.get("labels") is None:
         kwargs.pop("labels", None)
-        per_class = [fn(model, x, batch_size=batch_size, labels=torch.full((len(x),), k, dtype=torch.long),
-                        **kwargs) for k in range(len(model.label_names))]
-        return torch.stack(per_class).min(0).values.numpy()
-    return fn(model, x, batch_size=batch_size, **kwargs).numpy()
+        per_class = [spec.fn(model, x, batch_size=batch_size, labels=torch.full((len(x),), k, dtype=torch.long),
+                             **kwargs) for k in range(len(model.label_names))]
+        return combine_class_scores(torch.stack(per_class).numpy(), spec.nats, class_prior)
+    return spec.fn(model, x, batch_size=batch_size, **kwargs).numpy()
 
 
 def parse_labels(text: str, classes: Sequence[str] | None = None) -> list[int]:
@@ -177,15 +228,30 @@ def score_run(run: Any, data: Any, *, split: str = "test", score: str = "recon",
     and that is not the scored split) and applied to the scored split; when the validation split has no normal
     samples (or is the scored split itself) it falls back to the scored split's normal samples, and says so in
     ``info["threshold_from"]``.
+
+    A ``conditional`` run's rows are scored without their labels (:func:`anomaly_scores`); a score in nats is the
+    marginal over the classes with p(c) = the class frequencies of ``data``'s training split (``info["class_prior"]``;
+    uniform without training labels), any other the lowest over the classes; ``info["conditional"]`` says which.
     """
     import logging
 
     spec = get_score(score)
     s = data.split(split)
-    scores = anomaly_scores(run.model, s.x, score, batch_size)
+    prior, how = None, None
+    if run.model.conditional:  # rows are scored without their labels (see combine_class_scores)
+        k = len(run.model.label_names)
+        prior = class_frequencies(None if data.train.y is None else data.train.y.numpy(), k) if spec.nats else None
+        how = (("marginal over the classes, −log Σ_c p(c)·exp(−score_c), p(c) = "
+                + ("the training split's class frequencies" if prior is not None else "uniform (no training labels)"))
+               if spec.nats else "lowest score over the classes (not a likelihood: no marginal)")
+    scores = anomaly_scores(run.model, s.x, score, batch_size, class_prior=prior)
     labels = None if s.y is None else s.y.numpy()
     info: dict[str, Any] = {"score": score, "unit": spec.unit, "split": split, "n": len(scores),
                             "data": data.name}
+    if how is not None:
+        info["conditional"] = how
+    if prior is not None:
+        info["class_prior"] = [round(float(p), 6) for p in prior]
     if normal_labels is None:
         return scores, labels, info
     if labels is None:
@@ -197,7 +263,7 @@ def score_run(run: Any, data: Any, *, split: str = "test", score: str = "recon",
         val_normal = np.isin(data.val.y.numpy(), normal_labels)
         if val_normal.any():
             cal = anomaly_scores(run.model, data.val.x[torch.from_numpy(np.flatnonzero(val_normal))], score,
-                                 batch_size)
+                                 batch_size, class_prior=prior)
             cal_source = f"val split, {int(val_normal.sum())} normal samples"
     if cal_source is None:
         cal = scores[~is_anom]

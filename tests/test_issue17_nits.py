@@ -1,0 +1,98 @@
+"""Review items of issue 17 on the conditional plumbing: the label-free conditional anomaly score (N2), numeric
+class names vs class ids (N3), and one interpolation rule for the CLI and the explorer (N4)."""
+
+from __future__ import annotations
+
+import math
+import types
+
+import numpy as np
+import pytest
+import torch
+
+import aekit
+from aekit.data import DataConfig, DataShape
+from aekit.data.base import make_dataset
+from aekit.errors import ConfigError
+from aekit.evaluate.anomaly import (
+    anomaly_scores,
+    class_frequencies,
+    combine_class_scores,
+    get_score,
+    score_run,
+)
+
+
+def tiny_cvae(k: int = 3, names: tuple[str, ...] = ()) -> aekit.Autoencoder:
+    from aekit.models import MODELS
+
+    cfg = MODELS["cvae"].make_config({"hidden": (8,), "latent_dim": 2, **({"class_names": names} if names else {})},
+                                     name="cvae").resolve(DataShape((1, 4, 4), num_classes=k))
+    torch.manual_seed(0)
+    return aekit.build_model("cvae", cfg).eval()
+
+
+# ------------------------------------------------------------------------------------------------------------ N2
+
+
+def test_label_free_score_in_nats_is_the_marginal_over_classes_by_hand():
+    per_class = [[1.0, 10.0], [2.0, 10.0], [3.0, 10.0]]  # (K = 3, N = 2)
+    e1, e2, e3 = math.exp(-1), math.exp(-2), math.exp(-3)
+    # uniform p(c): −log((e^-1 + e^-2 + e^-3) / 3) = 1.691006; equal scores s give s back
+    uniform = combine_class_scores(per_class, nats=True)
+    assert uniform[0] == pytest.approx(-math.log((e1 + e2 + e3) / 3), abs=1e-12)
+    assert uniform[0] == pytest.approx(1.691006, abs=1e-6) and uniform[1] == pytest.approx(10.0, abs=1e-12)
+    # p(c) = counts (2, 1, 1) / 4: −log(0.5 e^-1 + 0.25 e^-2 + 0.25 e^-3) = 1.468719
+    weighted = combine_class_scores(per_class, nats=True, class_prior=[2, 1, 1])
+    assert weighted[0] == pytest.approx(-math.log(0.5 * e1 + 0.25 * e2 + 0.25 * e3), abs=1e-12)
+    assert weighted[0] == pytest.approx(1.468719, abs=1e-6)
+    # a class the training data never had drops out: p = (0, 1, 0) gives class 1's score
+    assert combine_class_scores(per_class, nats=True, class_prior=[0, 5, 0])[0] == pytest.approx(2.0, abs=1e-12)
+    # the marginal is never below the best class and at most log K above it; min is kept for squared errors
+    assert 1.0 < uniform[0] < 1.0 + math.log(3)
+    assert combine_class_scores(per_class, nats=False).tolist() == [1.0, 10.0]
+    # very large scores (hundreds of nats) do not underflow to inf
+    assert combine_class_scores([[900.0], [901.0]], nats=True)[0] == pytest.approx(
+        900.0 - math.log((1 + math.exp(-1)) / 2), abs=1e-9)
+    with pytest.raises(ConfigError, match="3 non-negative class frequencies"):
+        combine_class_scores(per_class, nats=True, class_prior=[1, 1])
+    with pytest.raises(ConfigError, match="not all 0"):
+        combine_class_scores(per_class, nats=True, class_prior=[0, 0, 0])
+
+
+def test_which_scores_are_nats():
+    assert get_score("elbo").nats and not get_score("recon").nats
+
+
+def test_class_frequencies():
+    assert class_frequencies(np.array([0, 0, 2, 1]), 3).tolist() == [0.5, 0.25, 0.25]
+    assert class_frequencies(np.array([1, 1]), 3).tolist() == [0.0, 1.0, 0.0]
+    assert class_frequencies(None, 3) is None and class_frequencies(np.zeros(0), 3) is None
+
+
+def test_conditional_elbo_score_of_a_model_is_the_marginal_and_recon_the_minimum():
+    model = tiny_cvae()
+    x = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    for score, nats in (("elbo", True), ("recon", False)):
+        per_class = np.stack([anomaly_scores(model, x, score, labels=torch.full((5,), k)) for k in range(3)])
+        p = np.array([0.6, 0.3, 0.1])
+        marginal = -np.log((p[:, None] * np.exp(-per_class)).sum(0))  # written out, no logsumexp
+        got = anomaly_scores(model, x, score, class_prior=p)
+        assert np.allclose(got, marginal if nats else per_class.min(0), rtol=0, atol=1e-9)
+        assert not np.allclose(marginal, per_class.min(0))  # the two rules differ on these numbers
+
+
+def test_score_run_uses_the_training_class_frequencies():
+    model = tiny_cvae()
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 30 + [1] * 20 + [2] * 10)
+    data = make_dataset("toy", "image", DataConfig(spec="toy"), rng.integers(0, 256, (60, 1, 4, 4), dtype=np.uint8),
+                        y, classes=("a", "b", "c"))
+    run = types.SimpleNamespace(model=model)
+    freq = np.bincount(data.train.y.numpy(), minlength=3) / len(data.train)
+    scores, _, info = score_run(run, data, score="elbo")
+    assert info["class_prior"] == pytest.approx(freq.tolist(), abs=1e-6) and "marginal" in info["conditional"]
+    assert np.allclose(scores, anomaly_scores(model, data.test.x, "elbo", class_prior=freq), rtol=0, atol=1e-12)
+    assert not np.allclose(scores, anomaly_scores(model, data.test.x, "elbo"))  # not the uniform marginal
+    _, _, info = score_run(run, data, score="recon")
+    assert "class_prior" not in info and info["conditional"].startswith("lowest")
