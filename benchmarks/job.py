@@ -18,6 +18,8 @@ the summary) is "other".
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import json
 import os
 import shlex
@@ -39,31 +41,60 @@ def aekit_argv(epochs: int, out: str, extra: str = "") -> list[str]:
             *shlex.split(extra)]
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str]) -> tuple[float, str]:
+    """Wall seconds of ``cmd`` from before its start to its exit, and its stdout."""
     t = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True)
     dt = time.monotonic() - t
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()[-1500:]}")
-    return dt
+    return dt, r.stdout
+
+
+def plain_epochs(stdout: str) -> float:
+    """The plain loop's training-epoch seconds (its ``epoch_s`` lines; validation excluded, as aekit's ``time_s``)."""
+    total = 0.0
+    for line in stdout.splitlines():
+        with contextlib.suppress(ValueError):
+            total += float(json.loads(line).get("epoch_s", 0.0))
+    return total
+
+
+def aekit_epochs(run_dir: str) -> float:
+    """aekit's training-epoch seconds: the ``time_s`` column of the run's metrics.csv."""
+    with open(Path(run_dir) / "metrics.csv", newline="") as f:
+        return sum(float(r["time_s"]) for r in csv.DictReader(f))
 
 
 def compare(args: argparse.Namespace) -> dict[str, Any]:
-    aekit_s, plain_s = [], []
+    aekit_s: list[float] = []
+    plain_s: list[float] = []
+    aekit_ep: list[float] = []
+    plain_ep: list[float] = []
     with tempfile.TemporaryDirectory(prefix="aekit-job-") as d:
         for rep in range(args.repeats):
             order = ("aekit", "plain") if rep % 2 == 0 else ("plain", "aekit")
             for which in order:
                 if which == "aekit":
-                    aekit_s.append(timed([sys.executable, *aekit_argv(args.epochs, f"{d}/run{rep}",
-                                                                      args.aekit_args)]))
+                    dt, _ = timed([sys.executable, *aekit_argv(args.epochs, f"{d}/run{rep}", args.aekit_args)])
+                    aekit_s.append(dt)
+                    aekit_ep.append(aekit_epochs(f"{d}/run{rep}"))
                 else:
-                    plain_s.append(timed([sys.executable, str(HERE / "plain_loop.py"), "--epochs", str(args.epochs)]))
-                print(f"  repeat {rep + 1} {which}: {(aekit_s if which == 'aekit' else plain_s)[-1]:.1f} s",
-                      file=sys.stderr, flush=True)
+                    dt, out = timed([sys.executable, str(HERE / "plain_loop.py"), "--epochs", str(args.epochs)])
+                    plain_s.append(dt)
+                    plain_ep.append(plain_epochs(out))
+                print(f"  repeat {rep + 1} {which}: {dt:.1f} s (training epochs "
+                      f"{(aekit_ep if which == 'aekit' else plain_ep)[-1]:.1f} s)", file=sys.stderr, flush=True)
     a, p = statistics.median(aekit_s), statistics.median(plain_s)
+    ae, pe = statistics.median(aekit_ep), statistics.median(plain_ep)
     return {"epochs": args.epochs, "aekit_s": aekit_s, "plain_s": plain_s, "aekit_median_s": a, "plain_median_s": p,
-            "ratio": p / a, "aekit_args": args.aekit_args, "load_avg": os.getloadavg()[0]}
+            "ratio": p / a, "aekit_epochs_s": aekit_ep, "plain_epochs_s": plain_ep, "aekit_epochs_median_s": ae,
+            "plain_epochs_median_s": pe, "epochs_ratio": pe / ae if ae else float("nan"),
+            # the rest of each process: start, imports, data, validation, evaluation, report, saving
+            "aekit_rest_s": a - ae, "plain_rest_s": p - pe,
+            # what aekit's whole job may take for 1.8x, and what is left of it after its own training epochs
+            "budget_1_8x_s": p / 1.8, "budget_rest_1_8x_s": p / 1.8 - ae,
+            "aekit_args": args.aekit_args, "load_avg": os.getloadavg()[0]}
 
 
 def _since_process_start() -> float:
@@ -106,6 +137,9 @@ def _breakdown_child(epochs: int, out: str, extra: str) -> None:
 
     wrap(run_mod, "load_data", "data load")
     wrap(run_mod, "build_model", "model build")
+    # torch's first optimiser imports torch._dynamo (Optimizer.add_param_group is wrapped by torch._disable_dynamo):
+    # about a second that the plain loop pays too
+    wrap(tr, "make_optimizers", "optimiser (torch imports torch._dynamo)")
     wrap(tr.Trainer, "_epoch_row", "validation")
     wrap(cb, "save_checkpoint", "checkpoint")
     wrap(run_mod, "atomic_save_tensors", "final weights")
@@ -155,6 +189,11 @@ def main() -> int:
         print(f"`{cmd}` (load average {res['load_avg']:.2f}): aekit train {res['aekit_median_s']:.1f} s "
               f"({', '.join(f'{v:.1f}' for v in res['aekit_s'])}), plain_loop.py {res['plain_median_s']:.1f} s "
               f"({', '.join(f'{v:.1f}' for v in res['plain_s'])}): {res['ratio']:.2f}x")
+        print(f"training epochs alone (medians): aekit {res['aekit_epochs_median_s']:.1f} s, plain "
+              f"{res['plain_epochs_median_s']:.1f} s ({res['epochs_ratio']:.2f}x); the rest of each process: aekit "
+              f"{res['aekit_rest_s']:.1f} s, plain {res['plain_rest_s']:.1f} s. For 1.8x aekit's whole job may take "
+              f"{res['budget_1_8x_s']:.1f} s, which leaves {res['budget_rest_1_8x_s']:.1f} s beside its training "
+              "epochs.")
     else:
         print(f"`{cmd}` (load average {res['load_avg']:.2f}; wall {res['wall_s']:.1f} s)")
         print("| phase | seconds |\n|---|---|")

@@ -272,3 +272,14 @@ def test_a_deliberately_collapsed_run_warns_and_says_so_in_evaluation_json(tmp_p
     assert field["collapsed"] is True and field == run.evaluation["posterior_collapse"]
     train_warnings = [r for r in caplog.records if r.name == "aekit.train" and "posterior collapse" in r.getMessage()]
     assert len(train_warnings) == 1 and "training ended" in train_warnings[0].getMessage()
+
+
+def test_elbo_draws_follow_the_sample_draw_target():
+    from aekit.evaluate import elbo_draws
+
+    assert elbo_draws(359, 64) == 10  # the digits' test split: the ELBO_DRAWS cap
+    assert elbo_draws(5_000, 784) == 6  # ceil(30,000 / 5,000)
+    assert elbo_draws(10_000, 784) == 3  # Fashion-MNIST's test split
+    assert elbo_draws(1_000_000, 10) == 3  # never below MIN_DRAWS while the budget allows it
+    assert elbo_draws(20_000, 64 * 64) == 3  # the memory / time budget: 2**28 // (20,000 · 4,096)
+    assert elbo_draws(100_000, 64 * 64) == 2  # the budget allows 0, a standard error needs 2
