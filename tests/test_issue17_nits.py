@@ -19,6 +19,7 @@ from aekit.evaluate.anomaly import (
     class_frequencies,
     combine_class_scores,
     get_score,
+    parse_labels,
     score_run,
 )
 
@@ -26,8 +27,9 @@ from aekit.evaluate.anomaly import (
 def tiny_cvae(k: int = 3, names: tuple[str, ...] = ()) -> aekit.Autoencoder:
     from aekit.models import MODELS
 
-    cfg = MODELS["cvae"].make_config({"hidden": (8,), "latent_dim": 2, **({"class_names": names} if names else {})},
-                                     name="cvae").resolve(DataShape((1, 4, 4), num_classes=k))
+    extra = {"class_names": names, "num_classes": k} if names else {}
+    cfg = MODELS["cvae"].make_config({"hidden": (8,), "latent_dim": 2, **extra}, name="cvae").resolve(
+        DataShape((1, 4, 4), num_classes=k))
     torch.manual_seed(0)
     return aekit.build_model("cvae", cfg).eval()
 
@@ -96,3 +98,36 @@ def test_score_run_uses_the_training_class_frequencies():
     assert not np.allclose(scores, anomaly_scores(model, data.test.x, "elbo"))  # not the uniform marginal
     _, _, info = score_run(run, data, score="recon")
     assert "class_prior" not in info and info["conditional"].startswith("lowest")
+
+
+# ------------------------------------------------------------------------------------------------------------ N3
+
+
+def test_numeric_class_names_win_over_ids_and_id_colon_is_explicit():
+    m = tiny_cvae(3, ("1", "3", "5"))  # e.g. a table's label values 1, 3, 5 named in sorted order
+    assert m.label_index("1") == 0  # the class named "1", though id 1 exists too: the name wins
+    assert m.label_index("3") == 1 and m.label_index(" 5 ") == 2
+    assert m.label_index("2") == 2 and m.label_index("0") == 0  # a bare integer that names no class is an id
+    assert m.label_index("id:1") == 1 and m.label_index("id: 0") == 0  # explicit id form
+    assert m.label_index(1) == 1  # a Python int (the explorer's JSON numbers) is always an id
+    assert m.label_ids(["1", 1, "id:2"], 3).tolist() == [0, 1, 2]
+    for bad in ("7", "id:3", 3, "id:x"):
+        with pytest.raises(ConfigError, match=r"valid labels are 0 \(1\), 1 \(3\), 2 \(5\).*id:N for class id N"):
+            m.label_index(bad)
+
+
+def test_class_names_equal_to_their_ids_keep_working():
+    m = tiny_cvae(4)  # names "0" … "3"
+    assert [m.label_index(t) for t in ("2", 2, "id:2")] == [2, 2, 2]
+    with pytest.raises(ConfigError, match="valid labels are 0, 1, 2, 3$"):  # no id:N hint: names are the ids
+        m.label_index("4")
+    named = tiny_cvae(2, ("cat", "dog"))
+    assert named.label_index("dog") == 1 and named.label_index("1") == 1 and named.label_index("id:0") == 0
+
+
+def test_normal_labels_follow_the_same_rule():
+    assert parse_labels("1,id:1,2", ("1", "3", "5")) == [0, 1, 2]
+    assert parse_labels("3,7", None) == [3, 7] and parse_labels("3", tuple("0123")) == [3]
+    assert parse_labels("Trouser,0", ("T-shirt/top", "Trouser")) == [0, 1]
+    with pytest.raises(ConfigError, match="not a label"):
+        parse_labels("id:", ("a",))

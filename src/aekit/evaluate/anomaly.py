@@ -26,6 +26,7 @@ scores is at most the target (flag = score > threshold).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -159,15 +160,20 @@ def anomaly_scores(model: Autoencoder, x: torch.Tensor, score: str = "recon", ba
 
 
 def parse_labels(text: str, classes: Sequence[str] | None = None) -> list[int]:
-    """``"0,1"`` (or class names, ``"T-shirt/top,Trouser"``) → label ids; bad tokens raise ConfigError."""
+    """``"0,1"`` (or class names, ``"T-shirt/top,Trouser"``) → label ids; bad tokens raise ConfigError.
+
+    The rule of :meth:`Autoencoder.label_index <aekit.models.base.Autoencoder.label_index>`: a token equal to a
+    class name is that class (also an integer naming a class of another id, as a table's label values −1, 3, 7
+    are ids 0, 1, 2), ``id:N`` is id N, and any other integer is an id."""
     out: list[int] = []
     for tok in (t.strip() for t in text.split(",")):
         if not tok:
             continue
-        if tok.lstrip("-").isdigit():
-            out.append(int(tok))
-        elif classes is not None and tok in classes:
+        m = re.fullmatch(r"id:\s*(-?\d+)", tok)
+        if classes is not None and tok in classes:
             out.append(list(classes).index(tok))
+        elif m or re.fullmatch(r"-?\d+", tok):
+            out.append(int(m.group(1) if m else tok))
         else:
             names = f" or class names ({', '.join(classes)})" if classes else ""
             raise ConfigError(f"--normal-labels: {tok!r} is not a label: give integers{names}, e.g. --normal-labels 0,1")

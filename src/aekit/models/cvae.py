@@ -126,7 +126,9 @@ class CVAE(Autoencoder):
         try:
             return super().label_index(label, what)
         except ConfigError:
-            folded = [i for i, n in enumerate(self.label_names) if n.casefold() == str(label).strip().casefold()]
+            if not isinstance(label, str):  # an int is an id, never a name
+                raise
+            folded = [i for i, n in enumerate(self.label_names) if n.casefold() == label.strip().casefold()]
             if len(folded) == 1:
                 return folded[0]
             raise
