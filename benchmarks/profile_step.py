@@ -80,11 +80,14 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of the first variant")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+    ap.add_argument("--subsample", type=int, default=None,
+                    help="train on a deterministic subset of N samples (dsprites-vae: e.g. 20000)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     case = get_case(args.case)
-    data = load_data(DataConfig(case.data, val_fraction=0.0, **case.data_options))
+    sub = {"subsample": args.subsample} if args.subsample else {}
+    data = load_data(DataConfig(case.data, val_fraction=0.0, **case.data_options, **sub))
     n, b = len(data.train), case.batch_size
     variants = [v.strip() for v in args.variants.split(",")]
     steps = {v: make_step(case, data, set(v.split("+"))) for v in variants}
