@@ -131,3 +131,72 @@ def test_normal_labels_follow_the_same_rule():
     assert parse_labels("Trouser,0", ("T-shirt/top", "Trouser")) == [0, 1]
     with pytest.raises(ConfigError, match="not a label"):
         parse_labels("id:", ("a",))
+
+
+# ------------------------------------------------------------------------------------------------------------ N4
+
+
+def test_interpolation_label_rule():
+    from aekit.latent import interpolation_labels
+
+    assert interpolation_labels((2, 7), None) == ((2, 7), 2)  # own labels; the path in a's class
+    assert interpolation_labels((2, 7), 5) == ((2, 7), 5)  # still encoded with their own labels, drawn as 5
+    assert interpolation_labels(None, 5) == ((5, 5), 5)  # an unlabelled split: the class for both
+    with pytest.raises(ConfigError, match="needs the inputs' class labels"):
+        interpolation_labels(None, None)
+
+
+def _toy_explorer():
+    from aekit.serve.explorer import Explorer
+
+    model = tiny_cvae(3, ("a", "b", "c"))
+    rng = np.random.default_rng(0)
+    data = make_dataset("toy", "image", DataConfig(spec="toy"), rng.integers(0, 256, (40, 1, 4, 4), dtype=np.uint8),
+                        np.arange(40) % 3, classes=("a", "b", "c"))
+    return model, data, Explorer(model, data)
+
+
+def test_explorer_interpolation_is_latent_interpolate_with_the_rule(monkeypatch):
+    from aekit.data import to_float
+    from aekit.latent import interpolation_path
+
+    model, data, ex = _toy_explorer()
+    seen: list[torch.Tensor] = []
+    monkeypatch.setattr(ex, "render", lambda x: seen.append(x.detach().clone()) or ["img"] * len(x))
+    s = data.test
+    a = 0
+    b = int(np.flatnonzero(s.y.numpy() != int(s.y[0]))[0])  # a row of another class
+    ya, yb = int(s.y[a]), int(s.y[b])
+    other = ({0, 1, 2} - {ya, yb}).pop()
+    for label, want in ((None, ((ya, yb), ya)), (other, ((ya, yb), other)), ("c", ((ya, yb), 2))):
+        out = ex.interpolate(a, b, 5, False, label)
+        z, x = interpolation_path(model, to_float(s.x[a]), to_float(s.x[b]), 5, labels=want[0], path_label=want[1])
+        assert torch.equal(seen[-1], x) and np.allclose(out["codes"], z.numpy(), rtol=0, atol=0)
+    # the class of the path matters, the inputs' encoding does not follow it
+    assert not torch.equal(seen[0], seen[1])
+    enc_both = interpolation_path(model, to_float(s.x[a]), to_float(s.x[b]), 5, labels=other)[0]
+    assert not np.allclose(ex.interpolate(a, b, 5, False, other)["codes"], enc_both.numpy())
+
+
+@pytest.mark.slow  # trains a 1-epoch digits run
+def test_cli_and_explorer_interpolate_the_same_path(tmp_path, monkeypatch):
+    import aekit.viz.plots as plots
+    from aekit.cli import main
+    from aekit.serve.app import explorer_for_run
+
+    run = tmp_path / "cvae"
+    aekit.train("cvae", "digits", run, hidden="16", latent_dim=2, epochs=1, batch_size=256, progress=False,
+                report=False, evaluate=False)
+    strips: list[torch.Tensor] = []
+    monkeypatch.setattr(plots, "plot_interpolation", lambda strip, path, **kw: strips.append(strip.detach().clone()))
+    ex = explorer_for_run(run)
+    seen: list[torch.Tensor] = []
+    monkeypatch.setattr(ex, "render", lambda x: seen.append(x.detach().clone()) or ["img"] * len(x))
+    y = ex.y
+    assert y is not None and int(y[0]) != int(y[3])
+    for label in (None, "5", "id:8"):
+        args = ["interpolate", str(run), "--a", "0", "--b", "3", "--steps", "6", "--out", str(tmp_path / "p.png")]
+        assert main(args + ([] if label is None else ["--label", label])) == 0
+        ex.interpolate(0, 3, 6, False, None if label is None else int(label.removeprefix("id:")))
+        assert torch.allclose(strips[-1], seen[-1], rtol=0, atol=1e-6), label
+    assert not torch.allclose(strips[0], strips[1]) and not torch.allclose(strips[1], strips[2])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .data import iterate_batches, to_float
+from .errors import ConfigError
 from .models.base import Autoencoder
 
 
@@ -37,13 +38,31 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return wa[:, None] * a[None] + wb[:, None] * b[None]
 
 
+def interpolation_labels(own: tuple[int, int] | None, label: int | None) -> tuple[tuple[int, int], int]:
+    """The classes a ``conditional`` model interpolates with, one rule for ``aekit interpolate --label`` and the
+    explorer's ``/api/interpolate`` ``label``: each input is encoded with its **own** label (``own`` = the labels
+    of a and b: q(z|x, y) is trained with an input's true class, so the code is its style), and the path is
+    decoded with ``label`` (default: a's own label) — "a's and b's style, drawn as class ``label``".  Without
+    own labels (an unlabelled split) ``label`` encodes both inputs too, and is then required.
+    Returns ((class a is encoded with, class b is encoded with), class the path is decoded with)."""
+    if own is None:
+        if label is None:
+            raise ConfigError("interpolating with a conditional model needs the inputs' class labels: the split "
+                              "has none, so give a label (--label CLASS)")
+        return (label, label), label
+    return (int(own[0]), int(own[1])), int(own[0]) if label is None else label
+
+
 @torch.no_grad()
-def interpolate(model: Autoencoder, xa: torch.Tensor, xb: torch.Tensor, steps: int = 10,
-                spherical: bool = False, labels: tuple[int, int] | int | None = None) -> torch.Tensor:
-    """Decode ``steps`` points on the path between the codes of two inputs (float, shape like one sample).
+def interpolation_path(model: Autoencoder, xa: torch.Tensor, xb: torch.Tensor, steps: int = 10,
+                       spherical: bool = False, labels: tuple[int, int] | int | None = None,
+                       path_label: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The codes (steps, latent_dim) on the path between the codes of two inputs (float, shape like one sample)
+    and their decodings (steps, *input_shape).
 
     ``labels`` (``conditional`` models): the class ids (a, b) the two inputs are encoded with, or one id for
-    both; the path is decoded with the class of ``a`` (one class along the whole path)."""
+    both; the path is decoded with ``path_label`` (default: the class of ``a``; one class along the whole path).
+    :func:`interpolation_labels` gives both from the inputs' own labels and a requested class."""
     model.require("latent_vectors", "interpolation")
     model.eval()
     la, lb = labels if isinstance(labels, tuple) else (labels, labels)
@@ -51,7 +70,18 @@ def interpolate(model: Autoencoder, xa: torch.Tensor, xb: torch.Tensor, steps: i
     zb = model.embed(xb[None].to(model.device), **model.label_kwargs(lb))[0]
     t = torch.linspace(0, 1, steps, device=za.device)
     z = slerp(za, zb, t) if spherical else lerp(za, zb, t)
-    return model.decode(z, **model.label_kwargs(la))
+    return z, model.decode(z, **model.label_kwargs(la if path_label is None else path_label))
+
+
+def interpolate(model: Autoencoder, xa: torch.Tensor, xb: torch.Tensor, steps: int = 10,
+                spherical: bool = False, labels: tuple[int, int] | int | None = None,
+                path_label: int | None = None) -> torch.Tensor:
+    """Decode ``steps`` points on the path between the codes of two inputs (float, shape like one sample):
+    :func:`interpolation_path`'s images.
+
+    ``labels`` (``conditional`` models): the class ids (a, b) the two inputs are encoded with, or one id for
+    both; the path is decoded with ``path_label``, default the class of ``a`` (one class along the whole path)."""
+    return interpolation_path(model, xa, xb, steps, spherical, labels, path_label)[1]
 
 
 @torch.no_grad()

@@ -20,14 +20,16 @@ def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.add_argument("--steps", type=int, default=10, help="images along the path (default 10)")
     p.add_argument("--spherical", action="store_true", help="slerp instead of a straight line")
     p.add_argument("--label", default=None, metavar="CLASS",
-                   help="conditional models (--model cvae): the class (id or name) both samples are encoded and the "
-                        "path decoded with (default: each sample's own label; the path in the class of --a)")
+                   help="conditional models (--model cvae): the class the path is decoded with; each sample is "
+                        "encoded with its own label (its style), so the path shows both in this class (default: "
+                        "the class of --a; an unlabelled split encodes with it too). A class name, or its id; a "
+                        "name wins over an id when names are numbers, id:N is always id N")
     p.add_argument("--out", required=True, help="PNG file")
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
     from ..data import to_float
-    from ..latent import interpolate
+    from ..latent import interpolate, interpolation_labels
     from ..train import load_run
     from ..viz.plots import plot_interpolation
 
@@ -39,13 +41,13 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     for name, i in (("--a", args.a), ("--b", args.b)):
         if not 0 <= i < len(s):
             raise AekitError(f"{name} {i} is out of range: the {args.split} split has {len(s)} samples (0..{len(s) - 1})")
-    labels: tuple[int, int] | int | None = label
-    if run.model.conditional and label is None:  # each sample's own class
-        if s.y is None or s.y.ndim != 1:
-            raise AekitError(f"the {args.split} split has no class labels to condition on: give --label CLASS")
-        labels = (int(s.y[args.a]), int(s.y[args.b]))
+    labels: tuple[int, int] | None = None
+    path: int | None = None
+    if run.model.conditional:  # the one rule of latent.interpolation_labels (the explorer's too)
+        own = (int(s.y[args.a]), int(s.y[args.b])) if s.y is not None and s.y.ndim == 1 else None
+        labels, path = interpolation_labels(own, label)
     strip = interpolate(run.model, to_float(s.x[args.a]), to_float(s.x[args.b]), max(2, args.steps), args.spherical,
-                        labels=labels)
+                        labels=labels, path_label=path)
     plot_interpolation(strip, check_png(args.out))
     log.info("wrote %s", args.out)
     return 0

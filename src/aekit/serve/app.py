@@ -113,8 +113,10 @@ class InterpolateRequest(BaseModel):
     b: int = Field(ge=0, description="index of the end sample")
     steps: int = Field(10, ge=2, le=32)
     spherical: bool = False
-    label: int | str | None = Field(None, description="conditional models: the class the path is decoded with; "
-                                                      "default: the label of sample a")
+    label: int | str | None = Field(None, description="conditional models: the class the path is decoded with "
+                                                      "(a number is an id, a string a name, else id:N); each sample "
+                                                      "is encoded with its own label; default: the label of sample a "
+                                                      "(the rule of aekit interpolate --label)")
 
 
 class InterpolateResponse(BaseModel):

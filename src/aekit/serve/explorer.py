@@ -36,7 +36,7 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 from ..data import Dataset, to_float
 from ..errors import AekitError
 from ..infer import predict_tiled
-from ..latent import encode_all, lerp, slerp
+from ..latent import encode_all, interpolation_labels, interpolation_path
 from ..models.base import Autoencoder
 
 log = logging.getLogger(__name__)
@@ -338,22 +338,23 @@ class Explorer:
     @torch.no_grad()
     def interpolate(self, a: int, b: int, steps: int = 10, spherical: bool = False,
                     label: int | str | None = None) -> dict[str, Any]:
-        """The decoded path between the codes of samples ``a`` and ``b`` (a conditional model: each encoded with
-        its own label, the path decoded with ``label``, default the label of ``a``)."""
+        """The decoded path between the codes of samples ``a`` and ``b``; a conditional model follows
+        :func:`aekit.latent.interpolation_labels` (the rule of ``aekit interpolate --label``): each sample encoded
+        with its own label, the path decoded with ``label``, default the label of ``a``."""
         self.require_latent()
-        xa = to_float(self._rows()[self._check_index(a)][None])
-        xb = to_float(self._rows()[self._check_index(b)][None])
+        xa = to_float(self._rows()[self._check_index(a)])
+        xb = to_float(self._rows()[self._check_index(b)])
         c = self._class(label)
-        own = self._row_labels([a, b], None)
-        la, lb = (None, None) if own is None else (own[:1], own[1:])
-        path = None if own is None else torch.full((steps,), int(own[0]) if c is None else c, dtype=torch.long)
-        t = torch.linspace(0, 1, steps)
+        labels: tuple[int, int] | None = None
+        path: int | None = None
+        if self.conditional:
+            own = None if self.y is None else (int(self.y[a]), int(self.y[b]))
+            if own is None and c is None:
+                raise RequestError("the served split has no labels: send label (a class id or name)", 422)
+            labels, path = interpolation_labels(own, c)
         with self.lock:
-            za = self.model.embed(xa.to(self.device), **self.model.label_kwargs(la))[0].cpu()
-            zb = self.model.embed(xb.to(self.device), **self.model.label_kwargs(lb))[0].cpu()
-            z = slerp(za, zb, t) if spherical else lerp(za, zb, t)
-            x = self.model.decode(z.to(self.device), **self.model.label_kwargs(path))
-        return {"codes": z.tolist(), "images": self.render(x), "strip": self.grid(x, nrow=steps)}
+            z, x = interpolation_path(self.model, xa, xb, steps, spherical, labels=labels, path_label=path)
+        return {"codes": z.cpu().tolist(), "images": self.render(x), "strip": self.grid(x, nrow=steps)}
 
     # ---- uploads
 
