@@ -200,3 +200,26 @@ def test_cli_and_explorer_interpolate_the_same_path(tmp_path, monkeypatch):
         ex.interpolate(0, 3, 6, False, None if label is None else int(label.removeprefix("id:")))
         assert torch.allclose(strips[-1], seen[-1], rtol=0, atol=1e-6), label
     assert not torch.allclose(strips[0], strips[1]) and not torch.allclose(strips[1], strips[2])
+
+
+# ------------------------------------------------------------------------------------------------------------ R1
+
+
+@pytest.mark.parametrize("name", ["cvae", "ae-vs-vae"])
+def test_experiments_judge_images_through_judged_images(name, tmp_path, capsys, monkeypatch):
+    import aekit.experiments.cvae as cvae_exp
+    import aekit.experiments.vae_geometry as geometry
+    from aekit.cli import main
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "t.npz", x=rng.normal(size=(40, 3)), y=np.arange(40) % 2)  # a labelled table, not images
+    assert main(["experiment", name, "--quick", "--data", f"npz:{tmp_path / 't.npz'}", "--out", str(tmp_path / "o")]) == 2
+    assert f"{name} needs labelled images (its classifier learns the classes)" in capsys.readouterr().err
+    calls: list[str] = []
+
+    def fake(ctx, cfg, data_cfg, what, **kw):
+        calls.append(what)
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(cvae_exp if name == "cvae" else geometry, "judged_images", fake)
+    assert main(["experiment", name, "--quick", "--out", str(tmp_path / "o2")]) == 2 and calls == [name]

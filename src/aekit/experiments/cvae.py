@@ -26,9 +26,17 @@ import numpy as np
 import torch
 
 from ..config import check
-from ..data import DataConfig, load_data
-from ..errors import DataError
-from . import ExperimentContext, ExperimentResult, enough_steps, finding, register, steps_of, too_short
+from ..data import DataConfig
+from . import (
+    ExperimentContext,
+    ExperimentResult,
+    enough_steps,
+    finding,
+    judged_images,
+    register,
+    steps_of,
+    too_short,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,20 +119,15 @@ def class_findings(names: list[str], rates: np.ndarray, real_acc: np.ndarray, n_
 def cvae_experiment(ctx: ExperimentContext) -> ExperimentResult:
     """Conditional VAE: share of prior draws per class that a classifier assigns to the requested class."""
     from ..evaluate import evaluate
-    from ..evaluate.classifier import FILE, classify_all, load_or_train
+    from ..evaluate.classifier import classify_all
     from ..viz.plots import save_image_grid
     from .vae_geometry import train_or_reuse
 
     cfg = ctx.config(CVAEExperimentConfig, QUICK, "cvae")
     data_cfg = DataConfig(spec=ctx.data, data_dir=cfg.data_dir, subsample=cfg.subsample)
-    data = load_data(data_cfg)
-    if data.kind != "image" or data.train.y is None or data.train.y.ndim != 1 or data.test.y is None:
-        raise DataError(f"experiment cvae needs labelled images (the classifier learns the classes); {data.name!r} "
-                        "is not: use e.g. --data fashion-mnist or digits")
-    cfg = enough_steps(cfg, ctx, len(data.train))
     t0 = time.perf_counter()
-    clf = load_or_train(ctx.out / FILE, data, epochs=cfg.classifier_epochs, min_steps=cfg.classifier_min_steps,
-                        seed=ctx.seed)
+    data, clf = judged_images(ctx, cfg, data_cfg, "cvae")
+    cfg = enough_steps(cfg, ctx, len(data.train))  # not classifier_epochs: it has its own floor
     _, real_probs = classify_all(clf, data.test.x)
     y_test = data.test.y.numpy()
     k = int(max(int(data.train.y.max()), int(y_test.max())) + 1)

@@ -57,7 +57,15 @@ from ..pipeline import train
 from ..train import Run, load_run, read_config
 from ..train.run import WEIGHTS
 from ..train.trainer import CHECKPOINT
-from . import MIN_STEPS, ExperimentContext, ExperimentResult, enough_steps, markdown_table, register
+from . import (
+    MIN_STEPS,
+    ExperimentContext,
+    ExperimentResult,
+    enough_steps,
+    judged_images,
+    markdown_table,
+    register,
+)
 
 log = logging.getLogger(__name__)
 
@@ -195,21 +203,16 @@ def path_metrics(model: Autoencoder, clf: Any, x: torch.Tensor, pairs: np.ndarra
 @register("ae-vs-vae")
 def ae_vs_vae(ctx: ExperimentContext) -> ExperimentResult:
     """The same encoder/decoder as AE and VAE: prior samples (completeness) and paths (continuity)."""
-    from ..evaluate.classifier import FILE, classify_all, frechet_distance, gaussian_stats, load_or_train
+    from ..evaluate.classifier import classify_all, frechet_distance, gaussian_stats
     from ..evaluate.continuity import aggregate_code_sd, perturbation_continuity, reference_distances
     from ..viz.plots import save_image_grid
     from ..viz.traversal import plot_traversal
 
     cfg = ctx.config(AeVsVaeConfig, AE_VS_VAE_QUICK, "ae-vs-vae")
     data_cfg = DataConfig(spec=ctx.data, data_dir=cfg.data_dir, subsample=cfg.subsample)
-    data = load_data(data_cfg)
-    cfg = enough_steps(cfg, ctx, len(data.train))  # not classifier_epochs: it has its own floor
-    if data.kind != "image" or data.train.y is None or data.test.y is None:
-        raise DataError(f"ae-vs-vae needs labelled images (its classifier learns the classes); {data.name!r} "
-                        "is not: use e.g. --data fashion-mnist or digits")
     t0 = time.perf_counter()
-    clf = load_or_train(ctx.out / FILE, data, epochs=cfg.classifier_epochs, min_steps=cfg.classifier_min_steps,
-                        seed=ctx.seed)
+    data, clf = judged_images(ctx, cfg, data_cfg, "ae-vs-vae")
+    cfg = enough_steps(cfg, ctx, len(data.train))  # not classifier_epochs: it has its own floor
     real_feats, real_probs = classify_all(clf, data.test.x)
     real = gaussian_stats(real_feats)
     clf_acc = float((real_probs.argmax(1) == data.test.y.numpy()).mean())
