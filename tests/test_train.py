@@ -643,3 +643,24 @@ def test_divergence_names_the_epoch_of_the_checkpoint_on_disk_not_the_one_before
     trainer = types.SimpleNamespace(cfg=types.SimpleNamespace(lr=1e-3))
     with pytest.raises(TrainingDiverged, match=r"at epoch 5 .*last good checkpoint \(epoch 2\)"):
         DivergenceGuard(ckpt)._fail(trainer, 5, "loss is nan")  # type: ignore[arg-type]
+
+
+def test_precision_auto_keeps_a_measured_entry_to_its_measured_range(monkeypatch):
+    from aekit.models import MODELS
+
+    P = _precision_module()
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(P, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
+
+    def cfg(**o):
+        return MODELS["vae"].make_config(o, name="vae")
+
+    mnist = (1, 28, 28)
+    assert P.choose_precision("auto", "vae", cpu, cfg(input_shape=mnist))[0] == "bf16"  # MLP
+    assert P.choose_precision("auto", "vae", cpu, cfg(input_shape=mnist, arch="conv", channels="32,64"))[0] == "bf16"
+    chosen, why = P.choose_precision("auto", "vae", cpu, cfg(input_shape=(1, 64, 64), arch="conv",
+                                                           channels="32,32,64,64", conv_hidden="256"))
+    assert chosen == "fp32" and "4-level conv VAE on 4,096-pixel inputs" in why and "failed parity" in why
+    assert P.choose_precision("auto", "vae", cpu, cfg(input_shape=(1, 64, 64), arch="conv", channels="32,64"))[0] == "fp32"
+    assert P.choose_precision("bf16", "vae", cpu, cfg(input_shape=(1, 64, 64), arch="conv",
+                                                      channels="32,32,64,64"))[0] == "bf16"  # forced

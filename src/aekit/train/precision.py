@@ -8,7 +8,9 @@
    says ``AVX512`` for CPUs with and without BF16).  Elsewhere autocast emulates bf16 and is slower than fp32.
 2. the model's bf16 parity was measured: its test loss after the same epochs, same seed, is within 0.5 nat
    of fp32 (U-Net: 0.02 per pixel) — ``python benchmarks/parity.py``, table in BENCHMARKS.md.  Only the
-   registry entries in :data:`BF16_PARITY` were measured; every other model stays fp32 under ``auto``.
+   registry entries in :data:`BF16_PARITY` were measured; every other model stays fp32 under ``auto``, and so
+   does a measured entry's config outside the measured range (:data:`BF16_LIMITS`: a ``vae`` conv stack deeper
+   than 2 levels or on images larger than 28×28, such as the dSprites recipe's network, which failed parity).
 
 The choice is resolved once, before the run directory's ``config.json`` is written (it records the concrete
 ``fp32`` or ``bf16``, so a resumed run keeps it, on any machine), and logged with its reason.  ``--precision
@@ -20,9 +22,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import platform
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -31,16 +35,36 @@ from .config import TrainConfig
 
 log = logging.getLogger("aekit.train")
 
-__all__ = ["BF16_PARITY", "bf16_native", "choose_precision", "resolve_precision"]
+__all__ = ["BF16_LIMITS", "BF16_PARITY", "bf16_native", "choose_precision", "resolve_precision"]
 
 # Registry entries whose bf16 test loss was measured within the tolerance of fp32: bf16 − fp32 test loss after
 # the same epochs, same seed (`python benchmarks/parity.py --threads 1`, 2026-12-02, AMD EPYC with AVX-512
 # BF16; BENCHMARKS.md "bf16 parity", benchmarks/results/parity-issue20.md).
 BF16_PARITY: dict[str, str] = {
-    "vae": "MLP VAE 784-400-20, 10 epochs: +0.011 nat; conv VAE 32-64, 3 epochs: -0.027 nat (Fashion-MNIST)",
+    "vae": "MLP VAE 784-400-20, 10 epochs: +0.011 nat; conv VAE 32-64, 3 epochs: -0.027 nat (Fashion-MNIST); "
+           "not deeper conv stacks or larger images (BF16_LIMITS)",
     "ae": "deep AE 784-1000-500-250-30, 5 epochs: -0.235 nat (Fashion-MNIST)",
     "unet": "U-Net depth 3 on 128x128 cells, 3 epochs: +0.003 per pixel",
 }
+
+
+
+
+def _vae_outside_measured(cfg: Any) -> str | None:
+    """Why a ``vae`` config lies outside what its parity covers (None: inside): MLPs, and conv stacks of at most
+    two levels on inputs of at most 28×28.  The dSprites recipe's 4-level conv VAE on 64×64 failed it."""
+    if cfg.arch != "conv":  # a VAEConfig (the "vae" entry's)
+        return None
+    levels, pixels = len(cfg.channels), math.prod(cfg.input_shape[1:])
+    if levels <= 2 and pixels <= 28 * 28:
+        return None
+    return (f"a {levels}-level conv VAE on {pixels:,}-pixel inputs is outside the measured conv VAE (2 levels, 28×28); "
+            "the dSprites recipe's 4-level 64×64 network failed parity (bf16 − fp32 test ELBO −2.7 and −15.4 nats "
+            "after 1,350 steps, seeds 0 and 1)")
+
+
+# Where an entry's parity does not reach: (registry name) → config → the reason, or None inside the measured range.
+BF16_LIMITS: dict[str, Callable[[Any], str | None]] = {"vae": _vae_outside_measured}
 
 
 @functools.lru_cache(maxsize=1)
@@ -76,9 +100,10 @@ Precision = Literal["auto", "fp32", "bf16"]
 
 
 def choose_precision(precision: Precision, model_name: str | None,
-                     device: torch.device) -> tuple[Literal["fp32", "bf16"], str]:
+                     device: torch.device, config: Any = None) -> tuple[Literal["fp32", "bf16"], str]:
     """(``"fp32"`` or ``"bf16"``, the reason) for ``precision`` on ``device`` for the registry entry
-    ``model_name`` (None: a model built outside the registry, never measured)."""
+    ``model_name`` (None: a model built outside the registry, never measured) with model ``config`` (checked
+    against :data:`BF16_LIMITS` when given)."""
     if precision != "auto":
         return precision, f"--precision {precision}"
     native, why = bf16_native(device)
@@ -86,6 +111,10 @@ def choose_precision(precision: Precision, model_name: str | None,
         return "fp32", f"auto: {why}"
     if model_name not in BF16_PARITY:
         return "fp32", f"auto: {why}, but bf16 parity was not measured for --model {model_name or '(unregistered)'}"
+    limit = BF16_LIMITS.get(model_name)
+    outside = limit(config) if limit is not None and config is not None else None
+    if outside:
+        return "fp32", f"auto: {why}, but {outside}"
     return "bf16", f"auto: {why}, bf16 parity measured for --model {model_name}"
 
 
@@ -94,6 +123,6 @@ def resolve_precision(cfg: TrainConfig, model: Autoencoder, device: torch.device
     ``registry_name``) on ``device``; logs the choice when it was ``auto``."""
     if cfg.precision != "auto":
         return cfg
-    chosen, why = choose_precision("auto", model.registry_name, device)
+    chosen, why = choose_precision("auto", model.registry_name, device, model.config)
     log.info("precision %s (%s; --precision fp32 forces fp32)", chosen, why)
     return dataclasses.replace(cfg, precision=chosen)
