@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 
 from ..errors import AekitError
-from ._common import add_data_flags, check_out_file, check_outputs, check_png, dataset_for
+from ._common import LABEL_HELP, add_data_flags, check_out_file, check_outputs, check_png, dataset_for
 
 log = logging.getLogger("aekit")
 
@@ -22,8 +22,7 @@ def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.add_argument("--label", default=None, metavar="CLASS",
                    help="conditional models (--model cvae): the class the path is decoded with; each sample is "
                         "encoded with its own label (its style), so the path shows both in this class (default: "
-                        "the class of --a; an unlabelled split encodes with it too). A class name, or its id; a "
-                        "name wins over an id when names are numbers, id:N is always id N")
+                        f"the class of --a; an unlabelled split encodes with it too). {LABEL_HELP}")
     p.add_argument("--out", required=True, help="PNG file")
 
 

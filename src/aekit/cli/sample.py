@@ -1,7 +1,8 @@
 """``aekit sample RUN -n 64 --out samples.png``: decoded draws from the prior of a generative model.
 
-A conditional model (``--model cvae``) draws every sample of ``--label`` (a class id or name, e.g. ``--label 3`` or
-``--label Sneaker``); without it the draws go through the run's classes in turn (0, 1, …, K−1, 0, …).
+A conditional model (``--model cvae``) draws every sample of ``--label`` (a class name or its id, e.g. ``--label
+Sneaker`` or ``--label 7``; a name wins when names are numbers, ``id:N`` is always id N); without it the draws go
+through the run's classes in turn (0, 1, …, K−1, 0, …).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 from collections.abc import Sequence
 
 from ..errors import AekitError
-from ._common import check_out_file, check_outputs, write_npy
+from ._common import LABEL_HELP, check_out_file, check_outputs, write_npy
 
 log = logging.getLogger("aekit")
 
@@ -21,8 +22,8 @@ def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     p.add_argument("--label", default=None, metavar="CLASS",
-                   help="conditional models (--model cvae): the class to draw, an id or a name such as Sneaker "
-                        "(default: the classes in turn)")
+                   help="conditional models (--model cvae): the class to draw, e.g. Sneaker (default: the classes "
+                        f"in turn). {LABEL_HELP}")
     p.add_argument("--out", required=True, help="PNG file (or .npy for raw arrays)")
 
 
