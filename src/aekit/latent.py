@@ -84,11 +84,26 @@ def interpolate(model: Autoencoder, xa: torch.Tensor, xb: torch.Tensor, steps: i
     return interpolation_path(model, xa, xb, steps, spherical, labels, path_label)[1]
 
 
+def traversal_labels(own: int | None, label: int | None) -> tuple[int, int]:
+    """The classes a ``conditional`` model traverses a datum's code with, one rule for ``aekit traverse --label``
+    and the explorer's sliders (that of :func:`interpolation_labels`): the datum is encoded with its **own**
+    label ``own`` (its code is its style), the traversal decoded with ``label`` (default: ``own``).  Without an
+    own label (an unlabelled split) ``label`` encodes the datum too, and is then required.
+    Returns (class the datum is encoded with, class the traversal is decoded with)."""
+    if own is None:
+        if label is None:
+            raise ConfigError("a traversal with a conditional model needs the datum's class label: the split has "
+                              "none, so give a label (--label CLASS)")
+        return label, label
+    return int(own), int(own) if label is None else label
+
+
 @torch.no_grad()
 def traverse(model: Autoencoder, x: torch.Tensor, dims: list[int] | None = None, steps: int = 9,
-             span: float = 3.0, label: int | None = None) -> torch.Tensor:
+             span: float = 3.0, label: int | None = None, path_label: int | None = None) -> torch.Tensor:
     """Sweep each latent dim from −span to +span around the code of ``x``: (len(dims)·steps, *input_shape);
-    ``label``: the class id a ``conditional`` model encodes and decodes with."""
+    ``label``: the class id a ``conditional`` model encodes ``x`` with, ``path_label`` the one it decodes the
+    traversal with (default ``label``); :func:`traversal_labels` gives both."""
     model.require("latent_vectors", "a latent traversal")
     model.eval()
     z0 = model.embed(x[None].to(model.device), **model.label_kwargs(label))[0]
@@ -97,7 +112,7 @@ def traverse(model: Autoencoder, x: torch.Tensor, dims: list[int] | None = None,
     z = z0.repeat(len(dims) * steps, 1)
     for r, d in enumerate(dims):
         z[r * steps:(r + 1) * steps, d] = values
-    return model.decode(z, **model.label_kwargs(label))
+    return model.decode(z, **model.label_kwargs(label if path_label is None else path_label))
 
 
 @torch.no_grad()

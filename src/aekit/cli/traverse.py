@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from ..errors import AekitError
-from ._common import MAX_FIGURE_IMAGES, add_data_flags, check_out_file, check_outputs, check_png, dataset_for
-
-if TYPE_CHECKING:
-    from ..data import Split
+from ._common import (
+    LABEL_HELP,
+    MAX_FIGURE_IMAGES,
+    add_data_flags,
+    check_out_file,
+    check_outputs,
+    check_png,
+    dataset_for,
+)
 
 log = logging.getLogger("aekit")
 
@@ -26,13 +30,17 @@ def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.add_argument("--steps", type=int, default=9, help="images per row (default 9)")
     p.add_argument("--span", type=float, default=3.0, help="sweep each unit over [-span, span] (default 3)")
     p.add_argument("--label", default=None, metavar="CLASS",
-                   help="conditional models (--model cvae): the class (id or name) the sample is encoded and "
-                        "decoded with (default: the sample's own label)")
+                   help="conditional models (--model cvae): the class the traversal is decoded with; the sample "
+                        "is encoded with its own label (its style), so the rows show it in this class (default: "
+                        f"its own class; an unlabelled split encodes with it too). {LABEL_HELP}")
     p.add_argument("--out", required=True, help="PNG file")
 
 
 def cmd_traverse(args: argparse.Namespace) -> int:
+    import torch
+
     from ..data import to_float
+    from ..latent import traversal_labels
     from ..train import load_run
     from ..viz.traversal import traversal_figure
 
@@ -60,18 +68,15 @@ def cmd_traverse(args: argparse.Namespace) -> int:
         raise AekitError(f"--span must be > 0, got {args.span}")
     out = check_png(args.out)
     x = to_float(s.x[args.index : args.index + 1])[0]
-    if run.model.conditional and label is None:  # the datum's own class
-        label = _own_label(s, args.index, args.split)
-    path, dims = traversal_figure(run.model, x, s.x[:REFERENCE_ROWS], out, n_dims=args.dims, steps=args.steps,
-                                  span=args.span, label=label, reference_labels=s.y[:REFERENCE_ROWS] if run.model.conditional else None, title=f"{args.split} #{args.index}: traversals "
-                                                        f"{-args.span:g} … {args.span:g}")
+    reference = s.x[:REFERENCE_ROWS]
+    enc = dec = None
+    ref_labels = None
+    if run.model.conditional:  # the one rule of latent.traversal_labels (the explorer's sliders too)
+        y = s.y if s.y is not None and s.y.ndim == 1 else None  # an unlabelled split: None
+        enc, dec = traversal_labels(None if y is None else int(y[args.index]), label)
+        ref_labels = y[:REFERENCE_ROWS] if y is not None else torch.full((len(reference),), enc, dtype=torch.long)
+    path, dims = traversal_figure(run.model, x, reference, out, n_dims=args.dims, steps=args.steps,
+                                  span=args.span, label=enc, path_label=dec, reference_labels=ref_labels,
+                                  title=f"{args.split} #{args.index}: traversals {-args.span:g} … {args.span:g}")
     log.info("wrote %s (units %s, most used first)", path, ", ".join(map(str, dims)))
     return 0
-
-
-def _own_label(split: Split, index: int, name: str) -> int:
-    """The class id of sample ``index`` of a labelled ``split``; a one-line error when the split has no labels."""
-    y = split.y
-    if y is None or y.ndim != 1:
-        raise AekitError(f"the {name} split has no class labels to condition on: give --label CLASS")
-    return int(y[index])

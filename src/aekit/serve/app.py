@@ -315,8 +315,8 @@ def create_app(explorer: Explorer, *, host: str = "127.0.0.1", allowed_hosts: tu
 
     @app.get("/api/item/{index}", response_model=ItemResponse, responses=ERRORS,
              summary="one sample: its input, code and reconstruction")
-    def item(index: int) -> dict[str, Any]:
-        return infer(explorer.item, index)
+    def item(index: int, label: str | None = None) -> dict[str, Any]:
+        return infer(explorer.item, index, label)
 
     @app.post("/api/encode", response_model=EncodeResponse, responses=ERRORS, summary="codes of samples")
     def encode(req: EncodeRequest) -> dict[str, Any]:

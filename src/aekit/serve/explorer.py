@@ -36,7 +36,7 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 from ..data import Dataset, to_float
 from ..errors import AekitError
 from ..infer import predict_tiled
-from ..latent import encode_all, interpolation_labels, interpolation_path
+from ..latent import encode_all, interpolation_labels, interpolation_path, traversal_labels
 from ..models.base import Autoencoder
 
 log = logging.getLogger(__name__)
@@ -275,11 +275,22 @@ class Explorer:
                 "classes": list(self.classes) if self.classes else None}
 
     @torch.no_grad()
-    def item(self, i: int) -> dict[str, Any]:
+    def item(self, i: int, label: int | str | None = None) -> dict[str, Any]:
+        """Sample ``i``: its input, code and reconstruction.  A conditional model follows
+        :func:`aekit.latent.traversal_labels` (the rule of ``aekit traverse --label``): the sample is encoded (and
+        reconstructed) with its own label; the sliders then decode its code with the page's class (``decode``'s
+        ``label``), which the page sets to the sample's own class.  ``label`` encodes a sample of an unlabelled
+        split (required there), and is ignored when the sample has a label."""
         self.require_latent()
         i = self._check_index(i)
         x = to_float(self._rows()[i : i + 1]).to(self.device)
-        kw = self.model.label_kwargs(self._row_labels([i], None))  # a conditional model: the datum's own label
+        c = self._class(label)
+        enc: int | None = None
+        if self.conditional:
+            if self.y is None and c is None:
+                raise RequestError("the served split has no labels: send label (a class id or name)", 422)
+            enc = traversal_labels(None if self.y is None else int(self.y[i]), c)[0]
+        kw = self.model.label_kwargs(None if enc is None else torch.tensor([enc]))
         with self.lock:
             z = self.model.embed(x, **kw)
             recon = self.model.decode(z, **kw)

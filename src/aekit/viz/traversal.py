@@ -53,18 +53,21 @@ def plot_traversal(images: Any, steps: int, path: str | os.PathLike, *, row_labe
 def traversal_figure(model: Autoencoder, x: torch.Tensor, reference: torch.Tensor, path: str | os.PathLike, *,
                      n_dims: int | None = None, steps: int = 9, span: float = 3.0,
                      title: str | None = None, unit_notes: list[str] | None = None, label: int | None = None,
-                     reference_labels: torch.Tensor | None = None) -> tuple[Path, list[int]]:
+                     reference_labels: torch.Tensor | None = None,
+                     path_label: int | None = None) -> tuple[Path, list[int]]:
     """Sweep the ``n_dims`` most used units (usage measured on ``reference`` rows) around the code of the
     float sample ``x`` (one sample, shaped like the input).  ``unit_notes`` (one string per latent unit, e.g.
-    the factors a unit carries) are added to the row labels.  A ``conditional`` model encodes and decodes ``x``
-    with the class id ``label`` and ranks its units on ``reference`` with ``reference_labels``.  Returns the PNG
-    path and the units shown, in row order."""
+    the factors a unit carries) are added to the row labels.  A ``conditional`` model encodes ``x`` with the
+    class id ``label`` and decodes the traversal with ``path_label`` (default ``label``; the rule of
+    :func:`aekit.latent.traversal_labels` gives both), and ranks its units on ``reference`` with
+    ``reference_labels``.  Returns the PNG path and the units shown, in row order."""
     if len(model.input_shape) not in (2, 3):
         raise ValueError(f"traversals are drawn as images; the model's input shape is {model.input_shape}")
     usage, what = unit_usage(model, reference, reference_labels)
     order = [int(j) for j in np.argsort(-usage, kind="stable")]
     dims = order[: n_dims or len(order)]
-    imgs = latent.traverse(model, x.to(model.device), dims=dims, steps=steps, span=span, label=label).float().cpu()
+    imgs = latent.traverse(model, x.to(model.device), dims=dims, steps=steps, span=span, label=label,
+                           path_label=path_label).float().cpu()
     labels = [f"z{j}  {what} {usage[j]:.3g}" + (f"\n{unit_notes[j]}" if unit_notes and unit_notes[j] else "")
               for j in dims]
     title = title or f"traversals {-span:g} … {span:g} ({steps} steps), rows by {what}"
