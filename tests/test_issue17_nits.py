@@ -107,10 +107,15 @@ def test_numeric_class_names_win_over_ids_and_id_colon_is_explicit():
     m = tiny_cvae(3, ("1", "3", "5"))  # e.g. a table's label values 1, 3, 5 named in sorted order
     assert m.label_index("1") == 0  # the class named "1", though id 1 exists too: the name wins
     assert m.label_index("3") == 1 and m.label_index(" 5 ") == 2
-    assert m.label_index("2") == 2 and m.label_index("0") == 0  # a bare integer that names no class is an id
+    for ambiguous in ("2", "0"):  # a bare integer naming no class, while the names are other numbers: an error
+        with pytest.raises(ConfigError, match=r"id:N for class id N"):
+            m.label_index(ambiguous)
     assert m.label_index("id:1") == 1 and m.label_index("id: 0") == 0  # explicit id form
     assert m.label_index(1) == 1  # a Python int (the explorer's JSON numbers) is always an id
     assert m.label_ids(["1", 1, "id:2"], 3).tolist() == [0, 1, 2]
+    assert m.label_index(np.int64(1)) == 1  # NumPy integers are ids too, as Python ints
+    assert m.label_ids(np.array([1, 2]), 2).tolist() == [1, 2] == m.label_ids(torch.tensor([1, 2]), 2).tolist()
+    assert m.label_ids(np.int64(2), 3).tolist() == [2, 2, 2]
     for bad in ("7", "id:3", 3, "id:x"):
         with pytest.raises(ConfigError, match=r"valid labels are 0 \(1\), 1 \(3\), 2 \(5\).*id:N for class id N"):
             m.label_index(bad)
@@ -126,7 +131,9 @@ def test_class_names_equal_to_their_ids_keep_working():
 
 
 def test_normal_labels_follow_the_same_rule():
-    assert parse_labels("1,id:1,2", ("1", "3", "5")) == [0, 1, 2]
+    assert parse_labels("1,id:1,id:2", ("1", "3", "5")) == [0, 1, 2]
+    with pytest.raises(ConfigError, match=r"'2' names no class.*id:N for class id N"):
+        parse_labels("1,2", ("1", "3", "5"))  # numeric names: a bare integer naming none is ambiguous
     assert parse_labels("3,7", None) == [3, 7] and parse_labels("3", tuple("0123")) == [3]
     assert parse_labels("Trouser,0", ("T-shirt/top", "Trouser")) == [0, 1]
     with pytest.raises(ConfigError, match="not a label"):

@@ -451,8 +451,8 @@ def test_precision_auto_is_bf16_only_where_native_and_measured(monkeypatch):
     P = _precision_module()
     cpu = torch.device("cpu")
     monkeypatch.setattr(P, "_cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
-    assert P.choose_precision("auto", "vae", cpu) == ("bf16", "auto: CPU with AVX-512 BF16, bf16 parity measured "
-                                                              "for --model vae")
+    assert P.choose_precision("auto", "ae", cpu) == ("bf16", "auto: CPU with AVX-512 BF16, bf16 parity measured "
+                                                             "for --model ae")
     monkeypatch.setattr(P, "_cpu_flags", lambda: frozenset({"amx_bf16", "amx_tile"}))
     assert P.choose_precision("auto", "unet", cpu)[0] == "bf16"
     chosen, why = P.choose_precision("auto", "wae", cpu)
@@ -660,7 +660,11 @@ def test_precision_auto_keeps_a_measured_entry_to_its_measured_range(monkeypatch
     assert P.choose_precision("auto", "vae", cpu, cfg(input_shape=mnist, arch="conv", channels="32,64"))[0] == "bf16"
     chosen, why = P.choose_precision("auto", "vae", cpu, cfg(input_shape=(1, 64, 64), arch="conv",
                                                            channels="32,32,64,64", conv_hidden="256"))
-    assert chosen == "fp32" and "4-level conv VAE on 4,096-pixel inputs" in why and "failed parity" in why
+    assert chosen == "fp32" and "4-level conv VAE on 4,096-element inputs" in why and "failed parity" in why
     assert P.choose_precision("auto", "vae", cpu, cfg(input_shape=(1, 64, 64), arch="conv", channels="32,64"))[0] == "fp32"
+    chosen, why = P.choose_precision("auto", "vae", cpu, cfg(input_shape=(1, 64, 64)))  # an MLP: not measured either
+    assert chosen == "fp32" and "an MLP VAE on 4,096-element inputs" in why
+    assert P.choose_precision("auto", "vae", cpu, cfg(input_shape=(3, 28, 28), arch="conv", channels="32,64"))[0] == "fp32"
+    assert P.choose_precision("auto", "vae", cpu)[0] == "fp32"  # no config to check against the limits
     assert P.choose_precision("bf16", "vae", cpu, cfg(input_shape=(1, 64, 64), arch="conv",
                                                       channels="32,32,64,64"))[0] == "bf16"  # forced

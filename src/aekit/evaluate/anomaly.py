@@ -164,19 +164,25 @@ def parse_labels(text: str, classes: Sequence[str] | None = None) -> list[int]:
 
     The rule of :meth:`Autoencoder.label_index <aekit.models.base.Autoencoder.label_index>`: a token equal to a
     class name is that class (also an integer naming a class of another id, as a table's label values −1, 3, 7
-    are ids 0, 1, 2), ``id:N`` is id N, and any other integer is an id."""
+    are ids 0, 1, 2), ``id:N`` is id N, and any other integer is an id — unless some class names are integers
+    other than their ids, where a bare integer naming no class is an error (write ``id:N``)."""
     out: list[int] = []
+    numeric = classes is not None and any(re.fullmatch(r"-?\d+", n) and n != str(i) for i, n in enumerate(classes))
     for tok in (t.strip() for t in text.split(",")):
         if not tok:
             continue
         m = re.fullmatch(r"id:\s*(-?\d+)", tok)
         if classes is not None and tok in classes:
             out.append(list(classes).index(tok))
-        elif m or re.fullmatch(r"-?\d+", tok):
+        elif m or (re.fullmatch(r"-?\d+", tok) and not numeric):
             out.append(int(m.group(1) if m else tok))
+        elif numeric and re.fullmatch(r"-?\d+", tok):
+            raise ConfigError(f"--normal-labels: {tok!r} names no class, and the class names are numbers "
+                              f"({', '.join(classes or ())}): give a name, or id:N for class id N")
         else:
             names = f" or class names ({', '.join(classes)})" if classes else ""
-            raise ConfigError(f"--normal-labels: {tok!r} is not a label: give integers{names}, e.g. --normal-labels 0,1")
+            raise ConfigError(f"--normal-labels: {tok!r} is not a label: give integers{names} (id:N is always class "
+                              "id N), e.g. --normal-labels 0,1")
     if not out:
         raise ConfigError("--normal-labels is empty: give the labels of normal samples, e.g. --normal-labels 0,1")
     return sorted(set(out))

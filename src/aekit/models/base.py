@@ -41,6 +41,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+import numbers
 import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, TypeVar
@@ -333,28 +334,30 @@ class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
         """The class id of ``label`` for a ``conditional`` model, by one rule (class names may be numbers, e.g. a
         table's label column with values −1, 3, 7 gives ids 0, 1, 2 named "-1", "3", "7"):
 
-        1. a Python ``int`` is a class id (the explorer's JSON numbers);
+        1. an integer (a Python or NumPy int, the explorer's JSON numbers) is a class id;
         2. a string equal to a class name is that class — also when it is an integer naming a class with a
            different id ("3" above is id 1, the class named "3");
         3. ``id:N`` is class id N whatever the names (``--label id:0`` above is the class named "-1");
-        4. a bare integer string that names no class is an id ("0" above is id 0).
+        4. a bare integer string that names no class is an id — unless some class names are integers other
+           than their ids (above, "0" is an error: it could mean id 0 or a value; write ``id:0``).
 
         Anything else, or an id outside 0 … K−1, is a one-line error naming the valid labels (also for a model
         that is not conditional)."""
         self.require("conditional", what)
         names = self.label_names
         text = str(label).strip()
-        if isinstance(label, int) and not isinstance(label, bool):
-            as_id: str | None = text
+        numeric = any(re.fullmatch(r"-?\d+", n) and n != str(i) for i, n in enumerate(names))
+        if isinstance(label, numbers.Integral) and not isinstance(label, bool):
+            as_id: str | None = str(int(label))
         elif text in names:
             return names.index(text)
         else:
             m = re.fullmatch(r"id:\s*(-?\d+)", text)
-            as_id = m.group(1) if m else (text if re.fullmatch(r"-?\d+", text) else None)
+            bare = re.fullmatch(r"-?\d+", text) and not numeric
+            as_id = m.group(1) if m else (text if bare else None)
         if as_id is not None and 0 <= int(as_id) < len(names):
             return int(as_id)
         shown = ", ".join(f"{i} ({n})" if n != str(i) else n for i, n in enumerate(names))
-        numeric = any(re.fullmatch(r"-?\d+", n) and n != str(i) for i, n in enumerate(names))
         hint = " (a class name, or its id; the names are numbers, so write id:N for class id N)" if numeric else ""
         raise ConfigError(f"{what} {text!r} is not a class of this run: valid labels are {shown}{hint}")
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
-from typing import Literal
+import numbers
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn as nn
@@ -33,6 +34,11 @@ from ..errors import ConfigError
 from .base import Autoencoder, Losses, NetConfig
 from .blocks import Activation, ConvDecoder, ConvEncoder, mlp
 from .vae import DiagonalGaussian
+
+
+def _is_int(v: Any) -> bool:
+    """An integer label (Python or NumPy int, not bool): a class id."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 LabelsLike = torch.Tensor | int | str | Sequence[int] | Sequence[str] | None
 
@@ -145,8 +151,9 @@ class CVAE(Autoencoder):
         if isinstance(labels, torch.Tensor):
             ids = labels.to(self.device).long().flatten()
         else:  # ints are ids, strings are class names (or ids written out)
-            items: list[int | str] = [labels] if isinstance(labels, (int, str)) else list(labels)
-            ids = torch.tensor([v if isinstance(v, int) else self.label_index(v, "label") for v in items],
+            single = isinstance(labels, str) or _is_int(labels)
+            items: list[Any] = [labels] if single else list(cast(Iterable[Any], labels))
+            ids = torch.tensor([int(v) if _is_int(v) else self.label_index(v, "label") for v in items],
                                dtype=torch.long, device=self.device)
         if ids.numel() == 1 and n != 1:
             ids = ids.expand(n)

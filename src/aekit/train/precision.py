@@ -9,8 +9,9 @@
 2. the model's bf16 parity was measured: its test loss after the same epochs, same seed, is within 0.5 nat
    of fp32 (U-Net: 0.02 per pixel) — ``python benchmarks/parity.py``, table in BENCHMARKS.md.  Only the
    registry entries in :data:`BF16_PARITY` were measured; every other model stays fp32 under ``auto``, and so
-   does a measured entry's config outside the measured range (:data:`BF16_LIMITS`: a ``vae`` conv stack deeper
-   than 2 levels or on images larger than 28×28, such as the dSprites recipe's network, which failed parity).
+   does a measured entry's config outside the measured range (:data:`BF16_LIMITS`: a ``vae`` on inputs of more
+   than 784 elements or with a conv stack deeper than 2 levels, such as the dSprites recipe's network, which
+   failed parity).
 
 The choice is resolved once, before the run directory's ``config.json`` is written (it records the concrete
 ``fp32`` or ``bf16``, so a resumed run keeps it, on any machine), and logged with its reason.  ``--precision
@@ -48,19 +49,18 @@ BF16_PARITY: dict[str, str] = {
 }
 
 
-
-
 def _vae_outside_measured(cfg: Any) -> str | None:
-    """Why a ``vae`` config lies outside what its parity covers (None: inside): MLPs, and conv stacks of at most
-    two levels on inputs of at most 28×28.  The dSprites recipe's 4-level conv VAE on 64×64 failed it."""
-    if cfg.arch != "conv":  # a VAEConfig (the "vae" entry's)
+    """Why a ``vae`` config (a VAEConfig) lies outside what its parity covers, None inside: inputs of at most
+    784 elements (one 28×28 channel), as an MLP or as a conv stack of at most two levels.  The dSprites recipe's
+    4-level conv VAE on 64×64 failed parity."""
+    elements = math.prod(cfg.input_shape)
+    levels = len(cfg.channels) if cfg.arch == "conv" else 0
+    if elements <= 28 * 28 and levels <= 2:
         return None
-    levels, pixels = len(cfg.channels), math.prod(cfg.input_shape[1:])
-    if levels <= 2 and pixels <= 28 * 28:
-        return None
-    return (f"a {levels}-level conv VAE on {pixels:,}-pixel inputs is outside the measured conv VAE (2 levels, 28×28); "
-            "the dSprites recipe's 4-level 64×64 network failed parity (bf16 − fp32 test ELBO −2.7 and −15.4 nats "
-            "after 1,350 steps, seeds 0 and 1)")
+    what = f"a {levels}-level conv VAE" if cfg.arch == "conv" else "an MLP VAE"
+    return (f"{what} on {elements:,}-element inputs is outside the measured VAEs (784-element inputs: an MLP, and a "
+            "2-level conv stack); the dSprites recipe's 4-level 64×64 network failed parity (bf16 − fp32 test "
+            "ELBO −2.7 and −15.4 nats after 1,350 steps, seeds 0 and 1)")
 
 
 # Where an entry's parity does not reach: (registry name) → config → the reason, or None inside the measured range.
@@ -112,7 +112,7 @@ def choose_precision(precision: Precision, model_name: str | None,
     if model_name not in BF16_PARITY:
         return "fp32", f"auto: {why}, but bf16 parity was not measured for --model {model_name or '(unregistered)'}"
     limit = BF16_LIMITS.get(model_name)
-    outside = limit(config) if limit is not None and config is not None else None
+    outside = None if limit is None else "its config was not given" if config is None else limit(config)
     if outside:
         return "fp32", f"auto: {why}, but {outside}"
     return "bf16", f"auto: {why}, bf16 parity measured for --model {model_name}"
