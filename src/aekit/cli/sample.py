@@ -1,8 +1,8 @@
 """``aekit sample RUN -n 64 --out samples.png``: decoded draws from the prior of a generative model.
 
 A conditional model (``--model cvae``) draws every sample of ``--label`` (a class name or its id, e.g. ``--label
-Sneaker`` or ``--label 7``; a name wins when names are numbers, ``id:N`` is always id N); without it the draws go
-through the run's classes in turn (0, 1, …, K−1, 0, …).
+Sneaker`` or ``--label 7``; when class names are numbers a bare number is a name, ``id:N`` is always id N);
+without it the draws go through the run's classes in turn (0, 1, …, K−1, 0, …).
 """
 
 from __future__ import annotations
