@@ -98,6 +98,14 @@ def test_score_run_uses_the_training_class_frequencies():
     assert not np.allclose(scores, anomaly_scores(model, data.test.x, "elbo"))  # not the uniform marginal
     _, _, info = score_run(run, data, score="recon")
     assert "class_prior" not in info and info["conditional"].startswith("lowest")
+    # scoring other data: p(c) is the run's own training labels, given explicitly, not the scored data's
+    own = np.array([2, 2, 2, 1])
+    scores, _, info = score_run(run, data, score="elbo", train_labels=own)
+    assert info["class_prior"] == pytest.approx([0.0, 0.25, 0.75])
+    assert np.allclose(scores, anomaly_scores(model, data.test.x, "elbo", class_prior=[0, 0.25, 0.75]), atol=1e-12)
+    scores, _, info = score_run(run, data, score="elbo", train_labels=None)  # unknown: uniform
+    assert "class_prior" not in info and "uniform" in info["conditional"]
+    assert np.allclose(scores, anomaly_scores(model, data.test.x, "elbo"), rtol=0, atol=1e-12)
 
 
 # ------------------------------------------------------------------------------------------------------------ N3
@@ -230,3 +238,24 @@ def test_experiments_judge_images_through_judged_images(name, tmp_path, capsys, 
 
     monkeypatch.setattr(cvae_exp if name == "cvae" else geometry, "judged_images", fake)
     assert main(["experiment", name, "--quick", "--out", str(tmp_path / "o2")]) == 2 and calls == [name]
+
+
+@pytest.mark.slow
+def test_anomaly_cli_keeps_the_runs_class_prior_when_scoring_other_data(tmp_path):
+    import json
+
+    from aekit.cli import main
+    from aekit.models import MODELS
+
+    run = tmp_path / "run"
+    aekit.train("cvae", "digits", run, **{**MODELS["cvae"].tiny, "epochs": 1, "batch_size": 64, "progress": False})
+    own = aekit.load_run(run).dataset().train.y.numpy()
+    # --data: other images of the model's shape, with two classes in other proportions than the run's ten
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "other.npz", x=rng.integers(0, 256, (200, 8, 8), dtype=np.uint8),
+             y=np.array([0] * 150 + [1] * 50))
+    rc = main(["-q", "anomaly", str(run), "--data", f"npz:{tmp_path / 'other.npz'}", "--score", "elbo",
+               "--normal-labels", "0", "--out", str(tmp_path / "s.csv")])
+    assert rc == 0
+    info = json.loads((tmp_path / "s.json").read_text())
+    assert info["class_prior"] == pytest.approx((np.bincount(own, minlength=10) / len(own)).tolist(), abs=1e-6)

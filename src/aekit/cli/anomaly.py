@@ -13,12 +13,12 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from ..errors import ConfigError
+from ..errors import AekitError, ConfigError
 from ._common import add_data_flags, check_out_file, dataset_for
 
 log = logging.getLogger("aekit")
-
 
 
 def _score_help(argv: Sequence[str]) -> str:
@@ -44,6 +44,17 @@ def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
+def _run_train_labels(run: Any) -> Any:
+    """The training labels of the run's own data (scoring other ``--data``: p(c) stays the run's), or None
+    (a uniform p(c)) when that data cannot be read here."""
+    try:
+        y = run.dataset().train.y
+    except AekitError as e:
+        log.warning("the run's own training data could not be read (%s): p(c) of the marginal score is uniform", e)
+        return None
+    return None if y is None else y.numpy()
+
+
 def cmd_anomaly(args: argparse.Namespace) -> int:
     from ..evaluate.anomaly import get_score, parse_labels, score_run, write_scores_csv
     from ..train import load_run
@@ -57,8 +68,11 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     data = dataset_for(run, args)
     normal = parse_labels(args.normal_labels, data.classes) if args.normal_labels else None
+    train_labels: Any = "data"  # p(c) of a conditional run's label-free score: its own training labels
+    if run.model.conditional and args.data and get_score(args.score).nats:
+        train_labels = _run_train_labels(run)
     scores, labels, info = score_run(run, data, split=args.split, score=args.score, normal_labels=normal,
-                                     fpr=args.fpr, batch_size=args.batch_size)
+                                     fpr=args.fpr, batch_size=args.batch_size, train_labels=train_labels)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_scores_csv(out, scores, labels, info)
     png = out.with_suffix(".png")

@@ -233,7 +233,7 @@ def rates_at_threshold(scores: Any, is_anomaly: Any, threshold: float) -> dict[s
 
 def score_run(run: Any, data: Any, *, split: str = "test", score: str = "recon",
               normal_labels: Sequence[int] | None = None, fpr: float = 0.05,
-              batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+              batch_size: int = 1000, train_labels: Any = "data") -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
     """Scores of ``split`` (and, with ``normal_labels``, the metrics dict; the threshold from val normals).
 
     The threshold is computed on the **validation split's normal samples** (data the model was not fitted on
@@ -242,8 +242,10 @@ def score_run(run: Any, data: Any, *, split: str = "test", score: str = "recon",
     ``info["threshold_from"]``.
 
     A ``conditional`` run's rows are scored without their labels (:func:`anomaly_scores`); a score in nats is the
-    marginal over the classes with p(c) = the class frequencies of ``data``'s training split (``info["class_prior"]``;
-    uniform without training labels), any other the lowest over the classes; ``info["conditional"]`` says which.
+    marginal over the classes with p(c) = the class frequencies of the run's training labels (``info["class_prior"]``),
+    any other the lowest over the classes; ``info["conditional"]`` says which.  ``train_labels``: those labels
+    (an array of class ids), ``"data"`` (the default) for ``data``'s training split — right when ``data`` is the
+    run's own data — or None for a uniform p(c).
     """
     import logging
 
@@ -252,9 +254,11 @@ def score_run(run: Any, data: Any, *, split: str = "test", score: str = "recon",
     prior, how = None, None
     if run.model.conditional:  # rows are scored without their labels (see combine_class_scores)
         k = len(run.model.label_names)
-        prior = class_frequencies(None if data.train.y is None else data.train.y.numpy(), k) if spec.nats else None
+        if isinstance(train_labels, str) and train_labels == "data":
+            train_labels = None if data.train.y is None else data.train.y.numpy()
+        prior = class_frequencies(train_labels, k) if spec.nats else None
         how = (("marginal over the classes, −log Σ_c p(c)·exp(−score_c), p(c) = "
-                + ("the training split's class frequencies" if prior is not None else "uniform (no training labels)"))
+                + ("the training labels' class frequencies" if prior is not None else "uniform (no training labels)"))
                if spec.nats else "lowest score over the classes (not a likelihood: no marginal)")
     scores = anomaly_scores(run.model, s.x, score, batch_size, class_prior=prior)
     labels = None if s.y is None else s.y.numpy()
