@@ -56,7 +56,9 @@ def plain_epochs(stdout: str) -> float:
     total = 0.0
     for line in stdout.splitlines():
         with contextlib.suppress(ValueError):
-            total += float(json.loads(line).get("epoch_s", 0.0))
+            row = json.loads(line)
+            if isinstance(row, dict):
+                total += float(row.get("epoch_s", 0.0))
     return total
 
 

@@ -3,9 +3,11 @@
 Units: ``sse_per_image`` is the sum of squared errors over a sample's elements (inputs in [0, 1] for images;
 standardised units for tables) averaged over samples — the unit of Hinton & Salakhutdinov (2006); ``mse`` is
 per element.  For VAEs ``elbo`` / ``recon`` / ``kl`` (and the model's other loss terms) are nats per sample,
-averaged over ``elbo_draws`` posterior draws per datum (:data:`ELBO_DRAWS`, fewer on large splits; seeded, so
-deterministic); ``elbo_stderr`` is the Monte-Carlo standard error of that average — the standard deviation of the
-draws' split means over √draws — not the test-set sampling error (``--iwae-samples``' ``nll_stderr`` is that).
+averaged over ``elbo_draws`` posterior draws per datum (:func:`elbo_draws`: 10 on small splits, enough for
+:data:`SAMPLE_DRAWS` sample-draws on larger ones but at least :data:`MIN_DRAWS`, within a memory budget; seeded,
+so deterministic); ``elbo_stderr`` is the Monte-Carlo standard error of that average — the standard deviation of
+the draws' split means over √draws, itself a rough estimate with few draws (±50 % with 3) — not the test-set
+sampling error (``--iwae-samples``' ``nll_stderr`` is that).
 ``elbo`` is a log-likelihood bound and therefore negative for Bernoulli likelihoods.  ``posterior_collapse``
 (models with a posterior) says whether the code is ignored: :func:`aekit.evaluate.likelihood.posterior_collapse`.
 """

@@ -96,7 +96,8 @@ def train_or_reuse(ctx: ExperimentContext, name: str, model: str, data: DataConf
             stored = {**saved["model_config"], **saved["train"]}
             if all(k in stored and _same(v, stored[k]) for k, v in opts.items()):
                 if (out / WEIGHTS).exists():
-                    log.info("reusing the finished run %s", out)
+                    # precision is not matched unless given: `auto` may choose otherwise now than it did then
+                    log.info("reusing the finished run %s (trained in %s)", out, stored.get("precision", "fp32"))
                     return load_run(out)
                 if (out / CHECKPOINT).exists():
                     log.info("resuming the interrupted run %s", out)

@@ -59,13 +59,18 @@ class ErrorResponse(BaseModel):
     error: str = Field(description="what is wrong and how to fix it, in one line")
 
 
+# how a request's ``label`` is read (models.base.Autoencoder.label_index)
+LABEL_RULE = ("a JSON number is a class id; a string is a class name, or id:N, always id N; a bare integer string "
+              "naming no class is an id, an error when the class names are other numbers")
+
+
 class EncodeRequest(BaseModel):
     """Either ``indices`` of samples of the served split, or ``inputs``: flattened samples (images in [0, 1])."""
 
     indices: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=1, max_length=MAX_ROWS)
     inputs: list[list[FiniteFloat]] | None = Field(None, min_length=1, max_length=MAX_ROWS)
-    label: int | str | None = Field(None, description="conditional models: the class (id or name) to encode with; "
-                                                      "default: each sample's own label (indices)")
+    label: int | str | None = Field(None, description="conditional models: the class to encode with ("
+                                                      + LABEL_RULE + "); default: each sample's own label (indices)")
 
     @model_validator(mode="after")
     def _one_of(self) -> EncodeRequest:
@@ -88,7 +93,7 @@ class ImageEncodeResponse(BaseModel):
 class DecodeRequest(BaseModel):
     z: list[list[FiniteFloat]] = Field(min_length=1, max_length=MAX_ROWS, description="codes, latent_dim each")
     values: bool = Field(False, description="also return the decoded values")
-    label: int | str | None = Field(None, description="conditional models: the class (id or name) to decode with")
+    label: int | str | None = Field(None, description="conditional models: the class to decode with (" + LABEL_RULE + ")")
 
 
 class DecodeResponse(BaseModel):
@@ -99,7 +104,7 @@ class DecodeResponse(BaseModel):
 class SampleRequest(BaseModel):
     n: int = Field(16, ge=1, le=MAX_ROWS)
     seed: int = Field(0, ge=0, le=2**31 - 1)
-    label: int | str | None = Field(None, description="conditional models: the class (id or name) of every draw; "
+    label: int | str | None = Field(None, description="conditional models: the class of every draw (" + LABEL_RULE + "); "
                                                       "default: the classes in turn")
 
 
@@ -113,8 +118,8 @@ class InterpolateRequest(BaseModel):
     b: int = Field(ge=0, description="index of the end sample")
     steps: int = Field(10, ge=2, le=32)
     spherical: bool = False
-    label: int | str | None = Field(None, description="conditional models: the class the path is decoded with "
-                                                      "(a number is an id, a string a name, else id:N); each sample "
+    label: int | str | None = Field(None, description="conditional models: the class the path is decoded with ("
+                                                      + LABEL_RULE + "); each sample "
                                                       "is encoded with its own label; default: the label of sample a "
                                                       "(the rule of aekit interpolate --label)")
 
