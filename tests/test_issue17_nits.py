@@ -259,3 +259,18 @@ def test_anomaly_cli_keeps_the_runs_class_prior_when_scoring_other_data(tmp_path
     assert rc == 0
     info = json.loads((tmp_path / "s.json").read_text())
     assert info["class_prior"] == pytest.approx((np.bincount(own, minlength=10) / len(own)).tolist(), abs=1e-6)
+
+
+def test_label_values_of_every_integer_kind_are_ids_and_bools_floats_are_not():
+    m = tiny_cvae(3, ("1", "3", "5"))  # names are other numbers: a misread id would pick the wrong class
+    for v in (1, np.int64(1), np.array(1), torch.tensor(1)):
+        assert m.label_index(v) == 1
+    assert m.label_ids(np.array(1), 2).tolist() == [1, 1]  # what split.y[i].numpy() gives
+    assert m.label_ids([np.array(1), torch.tensor(2)], 2).tolist() == [1, 2]
+    assert m.label_ids(np.array(["3", "5"]), 2).tolist() == [1, 2]  # strings are names
+    for bad in (True, np.bool_(True)):
+        with pytest.raises(ConfigError, match="not a class of this run"):
+            m.label_ids(bad, 1)
+    for bad in (torch.tensor([1.7]), torch.tensor([True])):
+        with pytest.raises(ConfigError, match="must be integer class ids"):
+            m.label_ids(bad, 1)

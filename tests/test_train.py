@@ -653,7 +653,7 @@ def test_precision_auto_keeps_a_measured_entry_to_its_measured_range(monkeypatch
     monkeypatch.setattr(P, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
 
     def cfg(**o):
-        return MODELS["vae"].make_config(o, name="vae")
+        return MODELS["vae"].make_config({"likelihood": "bernoulli", **o}, name="vae")
 
     mnist = (1, 28, 28)
     assert P.choose_precision("auto", "vae", cpu, cfg(input_shape=mnist))[0] == "bf16"  # MLP
@@ -666,5 +666,7 @@ def test_precision_auto_keeps_a_measured_entry_to_its_measured_range(monkeypatch
     assert chosen == "fp32" and "an MLP VAE on 4,096-element inputs" in why
     assert P.choose_precision("auto", "vae", cpu, cfg(input_shape=(3, 28, 28), arch="conv", channels="32,64"))[0] == "fp32"
     assert P.choose_precision("auto", "vae", cpu)[0] == "fp32"  # no config to check against the limits
+    chosen, why = P.choose_precision("auto", "vae", cpu, cfg(input_shape=(20,), likelihood="gaussian"))  # a table
+    assert chosen == "fp32" and "gaussian likelihood is outside the measured VAEs" in why
     assert P.choose_precision("bf16", "vae", cpu, cfg(input_shape=(1, 64, 64), arch="conv",
                                                       channels="32,32,64,64"))[0] == "bf16"  # forced

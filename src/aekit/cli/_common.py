@@ -117,7 +117,7 @@ def write_npy(path: Path, array: Any) -> None:
 
 
 # the rule of Autoencoder.label_index, for every --label CLASS help line
-LABEL_HELP = "A class name, or its id; when class names are numbers a bare number is a name; id:N is always id N"
+LABEL_HELP = ("A class name, or its id; when class names are numbers a bare number is a name (one naming no class is an error); id:N is always id N")
 
 MAX_FIGURE_IMAGES = 10_000  # images in one PNG figure (a grid of 100 × 100); more cannot be looked at or drawn
 

@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.add_argument("--score", default="recon", metavar="NAME", help=_score_help(argv))
     p.add_argument("--out", required=True, help="scores.csv (the histogram goes to scores.png, metrics to scores.json)")
     p.add_argument("--normal-labels", default=None, metavar="L1,L2",
-                   help="labels (or class names) of normal samples: enables AUROC, AUPRC and a threshold")
+                   help="labels (class names, or ids; id:N is always id N) of normal samples: enables AUROC, AUPRC "
+                        "and a threshold")
     p.add_argument("--fpr", type=float, default=0.05,
                    help="target false-positive rate of the threshold, picked on the validation split's normal "
                         "samples (default 0.05)")

@@ -41,11 +41,12 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
-import numbers
+import operator
 import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, TypeVar
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -205,6 +206,20 @@ class NetConfig(ModelConfig):
 # ------------------------------------------------------------------------------------------------ the contract
 
 
+
+def integer_label(v: Any) -> int | None:
+    """``v`` as a class id when it is an integer — a Python or NumPy int, or a 0-d integer array / tensor (what
+    ``split.y[i]`` gives) — else None (strings, floats, bools: a bool is not a class id)."""
+    if isinstance(v, (bool, np.bool_, str, bytes)):
+        return None
+    if isinstance(v, (torch.Tensor, np.ndarray)) and v.dtype in (torch.bool, np.bool_):
+        return None
+    try:
+        return operator.index(v)
+    except TypeError:
+        return None
+
+
 class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
     """Base of every model: one frozen config as the only constructor argument, the verbs and the capabilities.
 
@@ -334,7 +349,8 @@ class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
         """The class id of ``label`` for a ``conditional`` model, by one rule (class names may be numbers, e.g. a
         table's label column with values −1, 3, 7 gives ids 0, 1, 2 named "-1", "3", "7"):
 
-        1. an integer (a Python or NumPy int, the explorer's JSON numbers) is a class id;
+        1. an integer (a Python or NumPy int, a 0-d integer array or tensor, the explorer's JSON numbers) is a
+           class id (:func:`integer_label`; a bool is not);
         2. a string equal to a class name is that class — also when it is an integer naming a class with a
            different id ("3" above is id 1, the class named "3");
         3. ``id:N`` is class id N whatever the names (``--label id:0`` above is the class named "-1");
@@ -347,8 +363,9 @@ class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
         names = self.label_names
         text = str(label).strip()
         numeric = any(re.fullmatch(r"-?\d+", n) and n != str(i) for i, n in enumerate(names))
-        if isinstance(label, numbers.Integral) and not isinstance(label, bool):
-            as_id: str | None = str(int(label))
+        as_int = integer_label(label)
+        if as_int is not None:
+            as_id: str | None = str(as_int)
         elif text in names:
             return names.index(text)
         else:

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal, cast
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -31,14 +31,9 @@ from .. import losses as L
 from ..config import check, opt
 from ..data import Batch, Dataset, DataShape
 from ..errors import ConfigError
-from .base import Autoencoder, Losses, NetConfig
+from .base import Autoencoder, Losses, NetConfig, integer_label
 from .blocks import Activation, ConvDecoder, ConvEncoder, mlp
 from .vae import DiagonalGaussian
-
-
-def _is_int(v: Any) -> bool:
-    """An integer label (Python or NumPy int, not bool): a class id."""
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 LabelsLike = torch.Tensor | int | str | Sequence[int] | Sequence[str] | None
 
@@ -147,13 +142,17 @@ class CVAE(Autoencoder):
             return labels.long().flatten()  # an exported graph's labels input: no data-dependent checks
         if labels is None:
             raise ConfigError(f"{what} with a conditional model needs labels= (class ids 0 … {k - 1}; on the "
-                              "command line --label ID or NAME)")
+                              "command line --label NAME, or id:N)")
         if isinstance(labels, torch.Tensor):
+            if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+                raise ConfigError(f"labels must be integer class ids, not a {labels.dtype} tensor: e.g. "
+                                  "torch.tensor([0, 3])")
             ids = labels.to(self.device).long().flatten()
-        else:  # ints are ids, strings are class names (or ids written out)
-            single = isinstance(labels, str) or _is_int(labels)
+        else:  # integers are ids, strings are class names (or ids written out): label_index's rule
+            single = isinstance(labels, str) or np.ndim(labels) == 0
             items: list[Any] = [labels] if single else list(cast(Iterable[Any], labels))
-            ids = torch.tensor([int(v) if _is_int(v) else self.label_index(v, "label") for v in items],
+            as_ints = [integer_label(v) for v in items]
+            ids = torch.tensor([i if i is not None else self.label_index(v, "label") for i, v in zip(as_ints, items)],
                                dtype=torch.long, device=self.device)
         if ids.numel() == 1 and n != 1:
             ids = ids.expand(n)
