@@ -451,8 +451,8 @@ def test_precision_auto_is_bf16_only_where_native_and_measured(monkeypatch):
     P = _precision_module()
     cpu = torch.device("cpu")
     monkeypatch.setattr(P, "_cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
-    assert P.choose_precision("auto", "ae", cpu) == ("bf16", "auto: CPU with AVX-512 BF16, bf16 parity measured "
-                                                             "for --model ae")
+    assert P.choose_precision("auto", "unet", cpu) == ("bf16", "auto: CPU with AVX-512 BF16, bf16 parity measured "
+                                                               "for --model unet")
     monkeypatch.setattr(P, "_cpu_flags", lambda: frozenset({"amx_bf16", "amx_tile"}))
     assert P.choose_precision("auto", "unet", cpu)[0] == "bf16"
     chosen, why = P.choose_precision("auto", "wae", cpu)
@@ -668,5 +668,9 @@ def test_precision_auto_keeps_a_measured_entry_to_its_measured_range(monkeypatch
     assert P.choose_precision("auto", "vae", cpu)[0] == "fp32"  # no config to check against the limits
     chosen, why = P.choose_precision("auto", "vae", cpu, cfg(input_shape=(20,), likelihood="gaussian"))  # a table
     assert chosen == "fp32" and "gaussian likelihood is outside the measured VAEs" in why
+    ae = MODELS["ae"].make_config({"input_shape": mnist}, name="ae")
+    assert P.choose_precision("auto", "ae", cpu, ae)[0] == "bf16"
+    chosen, why = P.choose_precision("auto", "ae", cpu, MODELS["ae"].make_config({"input_shape": (3, 32, 32)}, name="ae"))
+    assert chosen == "fp32" and "an MLP AE on 3,072-element inputs" in why
     assert P.choose_precision("bf16", "vae", cpu, cfg(input_shape=(1, 64, 64), arch="conv",
                                                       channels="32,32,64,64"))[0] == "bf16"  # forced

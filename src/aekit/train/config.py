@@ -31,8 +31,8 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = opt(
         "auto", "arithmetic of the forward pass: bf16 autocast, fp32, or auto: bf16 where the device runs it "
                 "natively (CUDA with bf16, CPUs with AMX or AVX-512 BF16) and the model's bf16 parity was measured "
-                "(vae, ae, unet), for vae only Bernoulli on inputs of ≤ 784 elements and conv stacks of ≤ 2 levels, "
-                "else fp32; "
+                "(vae, ae, unet), for vae and ae only on inputs of ≤ 784 elements and conv stacks of ≤ 2 levels (vae: "
+                "Bernoulli), else fp32; "
                 "config.json records the choice")
     bf16: bool = opt(False, "alias: --bf16 is --precision bf16, --no-bf16 is --precision fp32")
     compile: bool = opt(False, "torch.compile the model's loss (forward + loss terms); off by default: on 2 CPU "

@@ -9,9 +9,9 @@
 2. the model's bf16 parity was measured: its test loss after the same epochs, same seed, is within 0.5 nat
    of fp32 (U-Net: 0.02 per pixel) — ``python benchmarks/parity.py``, table in BENCHMARKS.md.  Only the
    registry entries in :data:`BF16_PARITY` were measured; every other model stays fp32 under ``auto``, and so
-   does a measured entry's config outside the measured range (:data:`BF16_LIMITS`: a ``vae`` with another
-   likelihood than Bernoulli, on inputs of more than 784 elements or with a conv stack deeper than 2 levels,
-   such as the dSprites recipe's network, which failed parity).
+   does a measured entry's config outside the measured range (:data:`BF16_LIMITS`: an ``ae`` or ``vae`` on
+   inputs of more than 784 elements or with a conv stack deeper than 2 levels, such as the dSprites recipe's
+   network, which failed parity, and a ``vae`` with another likelihood than Bernoulli).
 
 The choice is resolved once, before the run directory's ``config.json`` is written (it records the concrete
 ``fp32`` or ``bf16``, so a resumed run keeps it, on any machine), and logged with its reason.  ``--precision
@@ -49,25 +49,34 @@ BF16_PARITY: dict[str, str] = {
 }
 
 
-def _vae_outside_measured(cfg: Any) -> str | None:
-    """Why a ``vae`` config (a VAEConfig) lies outside what its parity covers, None inside: a Bernoulli
-    likelihood on inputs of at most 784 elements (one 28×28 channel), as an MLP or a conv stack of at most two
-    levels.  The dSprites recipe's
-    4-level conv VAE on 64×64 failed parity."""
+def _size_outside_measured(cfg: Any, kind: str) -> str | None:
+    """Why an ``ae`` / ``vae`` config lies outside the measured networks by its shape, None inside: inputs of at
+    most 784 elements (one 28×28 channel), as an MLP or a conv stack of at most two levels."""
     elements = math.prod(cfg.input_shape)
     levels = len(cfg.channels) if cfg.arch == "conv" else 0
-    if cfg.likelihood != "bernoulli":
-        return f"a {cfg.likelihood} likelihood is outside the measured VAEs (both Bernoulli)"
     if elements <= 28 * 28 and levels <= 2:
         return None
-    what = f"a {levels}-level conv VAE" if cfg.arch == "conv" else "an MLP VAE"
-    return (f"{what} on {elements:,}-element inputs is outside the measured VAEs (784-element inputs: an MLP, and a "
-            "2-level conv stack); the dSprites recipe's 4-level 64×64 network failed parity (bf16 − fp32 test "
-            "ELBO −2.7 and −15.4 nats after 1,350 steps, seeds 0 and 1)")
+    what = f"a {levels}-level conv {kind}" if cfg.arch == "conv" else f"an MLP {kind}"
+    return (f"{what} on {elements:,}-element inputs is outside the measured networks (784-element inputs: an MLP, "
+            "and for the VAE a 2-level conv stack); the dSprites recipe's 4-level 64×64 VAE failed parity (bf16 − "
+            "fp32 test ELBO −2.7 and −15.4 nats after 1,350 steps, seeds 0 and 1)")
+
+
+def _vae_outside_measured(cfg: Any) -> str | None:
+    """Why a ``vae`` config (a VAEConfig) lies outside what its parity covers, None inside: a Bernoulli
+    likelihood on inputs of at most 784 elements, as an MLP or a conv stack of at most two levels."""
+    if cfg.likelihood != "bernoulli":
+        return f"a {cfg.likelihood} likelihood is outside the measured VAEs (both Bernoulli)"
+    return _size_outside_measured(cfg, "VAE")
+
+
+def _ae_outside_measured(cfg: Any) -> str | None:
+    """Why an ``ae`` config (an AEConfig) lies outside what its parity covers (the deep AE 784-1000-500-250-30)."""
+    return _size_outside_measured(cfg, "AE")
 
 
 # Where an entry's parity does not reach: (registry name) → config → the reason, or None inside the measured range.
-BF16_LIMITS: dict[str, Callable[[Any], str | None]] = {"vae": _vae_outside_measured}
+BF16_LIMITS: dict[str, Callable[[Any], str | None]] = {"vae": _vae_outside_measured, "ae": _ae_outside_measured}
 
 
 @functools.lru_cache(maxsize=1)
