@@ -26,7 +26,6 @@ scores is at most the target (flag = score > threshold).
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,7 +34,7 @@ import torch
 
 from ..data import iterate_batches, to_float
 from ..errors import ConfigError, DataError
-from ..models.base import Autoencoder
+from ..models.base import ID_FORM, INTEGER, Autoencoder, names_are_other_numbers
 from ..registry import Registry
 from .metrics import sse_per_sample
 
@@ -167,16 +166,16 @@ def parse_labels(text: str, classes: Sequence[str] | None = None) -> list[int]:
     are ids 0, 1, 2), ``id:N`` is id N, and any other integer is an id — unless some class names are integers
     other than their ids, where a bare integer naming no class is an error (write ``id:N``)."""
     out: list[int] = []
-    numeric = classes is not None and any(re.fullmatch(r"-?\d+", n) and n != str(i) for i, n in enumerate(classes))
+    numeric = classes is not None and names_are_other_numbers(classes)
     for tok in (t.strip() for t in text.split(",")):
         if not tok:
             continue
-        m = re.fullmatch(r"id:\s*(-?\d+)", tok)
+        m = ID_FORM.fullmatch(tok)
         if classes is not None and tok in classes:
             out.append(list(classes).index(tok))
-        elif m or (re.fullmatch(r"-?\d+", tok) and not numeric):
+        elif m or (INTEGER.fullmatch(tok) and not numeric):
             out.append(int(m.group(1) if m else tok))
-        elif numeric and re.fullmatch(r"-?\d+", tok):
+        elif numeric and INTEGER.fullmatch(tok):
             raise ConfigError(f"--normal-labels: {tok!r} names no class, and the class names are numbers "
                               f"({', '.join(classes or ())}): give a name, or id:N for class id N")
         else:

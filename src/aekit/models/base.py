@@ -43,7 +43,7 @@ import dataclasses
 import math
 import operator
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, TypeVar
 
 import numpy as np
@@ -206,6 +206,15 @@ class NetConfig(ModelConfig):
 # ------------------------------------------------------------------------------------------------ the contract
 
 
+ID_FORM = re.compile(r"id:\s*(-?\d+)")  # "id:N": always class id N
+INTEGER = re.compile(r"-?\d+")
+
+
+def names_are_other_numbers(names: Sequence[str]) -> bool:
+    """Whether some class names are integers other than their ids ("-1", "3", "7" for ids 0, 1, 2): then a bare
+    integer that names no class is ambiguous (an id, or a value?) and is refused; ``id:N`` says which."""
+    return any(INTEGER.fullmatch(n) and n != str(i) for i, n in enumerate(names))
+
 
 def integer_label(v: Any) -> int | None:
     """``v`` as a class id when it is an integer — a Python or NumPy int, or a 0-d integer array / tensor (what
@@ -362,15 +371,15 @@ class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
         self.require("conditional", what)
         names = self.label_names
         text = str(label).strip()
-        numeric = any(re.fullmatch(r"-?\d+", n) and n != str(i) for i, n in enumerate(names))
+        numeric = names_are_other_numbers(names)
         as_int = integer_label(label)
         if as_int is not None:
             as_id: str | None = str(as_int)
         elif text in names:
             return names.index(text)
         else:
-            m = re.fullmatch(r"id:\s*(-?\d+)", text)
-            bare = re.fullmatch(r"-?\d+", text) and not numeric
+            m = ID_FORM.fullmatch(text)
+            bare = INTEGER.fullmatch(text) and not numeric
             as_id = m.group(1) if m else (text if bare else None)
         if as_id is not None and 0 <= int(as_id) < len(names):
             return int(as_id)
