@@ -9,9 +9,10 @@ import types
 import numpy as np
 import pytest
 import torch
+from model_stubs import tiny_cvae
 
 import aekit
-from aekit.data import DataConfig, DataShape
+from aekit.data import DataConfig
 from aekit.data.base import make_dataset
 from aekit.errors import ConfigError
 from aekit.evaluate.anomaly import (
@@ -22,17 +23,6 @@ from aekit.evaluate.anomaly import (
     parse_labels,
     score_run,
 )
-
-
-def tiny_cvae(k: int = 3, names: tuple[str, ...] = ()) -> aekit.Autoencoder:
-    from aekit.models import MODELS
-
-    extra = {"class_names": names, "num_classes": k} if names else {}
-    cfg = MODELS["cvae"].make_config({"hidden": (8,), "latent_dim": 2, **extra}, name="cvae").resolve(
-        DataShape((1, 4, 4), num_classes=k))
-    torch.manual_seed(0)
-    return aekit.build_model("cvae", cfg).eval()
-
 
 # ------------------------------------------------------------------------------------------------------------ N2
 

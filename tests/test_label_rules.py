@@ -9,24 +9,15 @@ import re
 import numpy as np
 import pytest
 import torch
+from model_stubs import tiny_cvae
 
 import aekit
-from aekit.data import DataConfig, DataShape, to_float
+from aekit.data import DataConfig, to_float
 from aekit.data.base import make_dataset
 from aekit.errors import ConfigError
 from aekit.latent import traversal_labels, traverse
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def tiny_cvae(k: int = 3, names: tuple[str, ...] = ()) -> aekit.Autoencoder:
-    from aekit.models import MODELS
-
-    extra = {"class_names": names, "num_classes": k} if names else {}
-    cfg = MODELS["cvae"].make_config({"hidden": (8,), "latent_dim": 2, **extra}, name="cvae").resolve(
-        DataShape((1, 4, 4), num_classes=k))
-    torch.manual_seed(0)
-    return aekit.build_model("cvae", cfg).eval()
 
 
 def toy_explorer(names: tuple[str, ...] = ("a", "b", "c")):
