@@ -96,6 +96,34 @@ def test_score_run_uses_the_training_class_frequencies():
     scores, _, info = score_run(run, data, score="elbo", train_labels=None)  # unknown: uniform
     assert "class_prior" not in info and "uniform" in info["conditional"]
     assert np.allclose(scores, anomaly_scores(model, data.test.x, "elbo"), rtol=0, atol=1e-12)
+    _, _, info = score_run(run, data, score="elbo", train_labels=None, no_labels_reason="data gone: x.npz")
+    assert info["conditional"].endswith("p(c) = uniform (data gone: x.npz)")  # the cause is in scores.json too
+
+
+def test_anomaly_cli_says_why_the_class_prior_is_uniform(caplog):
+    from aekit.cli.anomaly import _run_train_labels
+    from aekit.errors import DataError
+
+    def unreadable():
+        raise DataError("npz:/gone.npz does not exist")
+
+    labels, why = _run_train_labels(types.SimpleNamespace(dataset=unreadable))
+    assert labels is None and why == "the run's own training data could not be read: npz:/gone.npz does not exist"
+    assert "could not be read" in caplog.text
+    unlabelled = types.SimpleNamespace(train=types.SimpleNamespace(y=None))
+    assert _run_train_labels(types.SimpleNamespace(dataset=lambda: unlabelled)) == (None, "the run's own data has no labels")
+
+
+def test_score_run_warns_of_normal_labels_no_sample_has(caplog):
+    run = types.SimpleNamespace(model=tiny_cvae())
+    rng = np.random.default_rng(0)
+    data = make_dataset("toy", "image", DataConfig(spec="toy"), rng.integers(0, 256, (60, 1, 4, 4), dtype=np.uint8),
+                        np.array([0, 1] * 30), classes=("a", "b", "c"))
+    _, _, info = score_run(run, data, score="recon", normal_labels=[0, 2])
+    assert info["normal_labels"] == [0, 2] and "normal label id(s) 2 occur in no sample of the test split" in caplog.text
+    caplog.clear()
+    score_run(run, data, score="recon", normal_labels=[0])
+    assert "occur in no sample" not in caplog.text
 
 
 # ------------------------------------------------------------------------------------------------------------ N3
@@ -136,6 +164,15 @@ def test_normal_labels_follow_the_same_rule():
     assert parse_labels("Trouser,0", ("T-shirt/top", "Trouser")) == [0, 1]
     with pytest.raises(ConfigError, match="not a label"):
         parse_labels("id:", ("a",))
+    # names in any letter case when one class matches so (the rule of label_index); ids outside the classes
+    assert parse_labels("trouser, T-SHIRT/TOP", ("T-shirt/top", "Trouser")) == [0, 1]
+    assert parse_labels("cat", ("Cat", "cat")) == [1]  # an exact match first
+    with pytest.raises(ConfigError, match="not a label"):
+        parse_labels("CAT", ("Cat", "cat"))  # two classes match without case: ambiguous
+    for bad in ("id:2", "2", "-1"):
+        with pytest.raises(ConfigError, match=r"is not a class of this data: valid labels are 0 \(a\), 1 \(b\)$"):
+            parse_labels(bad, ("a", "b"))
+    assert parse_labels("5", None) == [5]  # no class names known: not checked here (score_run warns)
 
 
 # ------------------------------------------------------------------------------------------------------------ N4
@@ -264,3 +301,22 @@ def test_label_values_of_every_integer_kind_are_ids_and_bools_floats_are_not():
     for bad in (torch.tensor([1.7]), torch.tensor([True])):
         with pytest.raises(ConfigError, match="must be integer class ids"):
             m.label_ids(bad, 1)
+
+
+def test_every_experiment_gets_one_wall_time_with_its_data_load(tmp_path, monkeypatch):
+    import json
+    import time
+
+    from aekit.experiments import EXPERIMENTS, ExperimentContext, ExperimentResult, run_experiment
+
+    def slow_load(ctx):  # stands for an experiment whose data load takes most of its time
+        time.sleep(0.3)
+        return ExperimentResult("toy-timing", [{"a": 1}], "A finding.")
+
+    monkeypatch.setitem(EXPERIMENTS._entries, "toy-timing", slow_load)
+    threads = torch.get_num_threads()
+    result = run_experiment("toy-timing", ExperimentContext(data="toy", out=tmp_path, quick=True))
+    extra = json.loads((tmp_path / "extra.json").read_text())
+    assert extra == result.extra and 0.3 <= extra["wall_seconds"] < 30 and extra["threads"] == 1  # --quick: 1 thread
+    assert "Wall time of the whole experiment: 0 s (data load included; torch threads: 1)." in (tmp_path / "summary.md").read_text()
+    assert torch.get_num_threads() == threads

@@ -34,7 +34,7 @@ import torch
 
 from ..data import iterate_batches, to_float
 from ..errors import ConfigError, DataError
-from ..models.base import ID_FORM, INTEGER, Autoencoder, names_are_other_numbers
+from ..models.base import ID_FORM, INTEGER, Autoencoder, class_named, names_are_other_numbers
 from ..registry import Registry
 from .metrics import sse_per_sample
 
@@ -164,23 +164,31 @@ def parse_labels(text: str, classes: Sequence[str] | None = None) -> list[int]:
     The rule of :meth:`Autoencoder.label_index <aekit.models.base.Autoencoder.label_index>`: a token equal to a
     class name is that class (also an integer naming a class of another id, as a table's label values −1, 3, 7
     are ids 0, 1, 2), ``id:N`` is id N, and any other integer is an id — unless some class names are integers
-    other than their ids, where a bare integer naming no class is an error (write ``id:N``)."""
+    other than their ids, where a bare integer naming no class is an error (write ``id:N``).  A name matches in
+    any letter case when only one class matches it so (:func:`~aekit.models.base.class_named`); with ``classes``
+    given, an id outside 0 … K−1 is an error naming the valid labels."""
     out: list[int] = []
-    numeric = classes is not None and names_are_other_numbers(classes)
+    names = None if classes is None else tuple(classes)
+    numeric = names is not None and names_are_other_numbers(names)
     for tok in (t.strip() for t in text.split(",")):
         if not tok:
             continue
         m = ID_FORM.fullmatch(tok)
-        if classes is not None and tok in classes:
-            out.append(list(classes).index(tok))
+        named = None if names is None else class_named(tok, names)
+        if named is not None:
+            out.append(named)
         elif m or (INTEGER.fullmatch(tok) and not numeric):
-            out.append(int(m.group(1) if m else tok))
+            i = int(m.group(1) if m else tok)
+            if names is not None and not 0 <= i < len(names):
+                shown = ", ".join(f"{j} ({n})" if n != str(j) else n for j, n in enumerate(names))
+                raise ConfigError(f"--normal-labels: {tok!r} is not a class of this data: valid labels are {shown}")
+            out.append(i)
         elif numeric and INTEGER.fullmatch(tok):
             raise ConfigError(f"--normal-labels: {tok!r} names no class, and the class names are numbers "
-                              f"({', '.join(classes or ())}): give a name, or id:N for class id N")
+                              f"({', '.join(names or ())}): give a name, or id:N for class id N")
         else:
-            names = f" or class names ({', '.join(classes)})" if classes else ""
-            raise ConfigError(f"--normal-labels: {tok!r} is not a label: give integers{names} (id:N is always class "
+            listed = f" or class names ({', '.join(names)})" if names else ""
+            raise ConfigError(f"--normal-labels: {tok!r} is not a label: give integers{listed} (id:N is always class "
                               "id N), e.g. --normal-labels 0,1")
     if not out:
         raise ConfigError("--normal-labels is empty: give the labels of normal samples, e.g. --normal-labels 0,1")
@@ -232,7 +240,8 @@ def rates_at_threshold(scores: Any, is_anomaly: Any, threshold: float) -> dict[s
 
 def score_run(run: Any, data: Any, *, split: str = "test", score: str = "recon",
               normal_labels: Sequence[int] | None = None, fpr: float = 0.05,
-              batch_size: int = 1000, train_labels: Any = "data") -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+              batch_size: int = 1000, train_labels: Any = "data",
+              no_labels_reason: str = "no training labels") -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
     """Scores of ``split`` (and, with ``normal_labels``, the metrics dict; the threshold from val normals).
 
     The threshold is computed on the **validation split's normal samples** (data the model was not fitted on
@@ -244,7 +253,8 @@ def score_run(run: Any, data: Any, *, split: str = "test", score: str = "recon",
     marginal over the classes with p(c) = the class frequencies of the run's training labels (``info["class_prior"]``),
     any other the lowest over the classes; ``info["conditional"]`` says which.  ``train_labels``: those labels
     (an array of class ids), ``"data"`` (the default) for ``data``'s training split — right when ``data`` is the
-    run's own data — or None for a uniform p(c).
+    run's own data — or None for a uniform p(c); ``no_labels_reason`` says why in ``info["conditional"]`` when
+    there are none (e.g. the run's data could not be read).
     """
     import logging
 
@@ -257,7 +267,7 @@ def score_run(run: Any, data: Any, *, split: str = "test", score: str = "recon",
             train_labels = None if data.train.y is None else data.train.y.numpy()
         prior = class_frequencies(train_labels, k) if spec.nats else None
         how = (("marginal over the classes, −log Σ_c p(c)·exp(−score_c), p(c) = "
-                + ("the training labels' class frequencies" if prior is not None else "uniform (no training labels)"))
+                + ("the training labels' class frequencies" if prior is not None else f"uniform ({no_labels_reason})"))
                if spec.nats else "lowest score over the classes (not a likelihood: no marginal)")
     scores = anomaly_scores(run.model, s.x, score, batch_size, class_prior=prior)
     labels = None if s.y is None else s.y.numpy()
@@ -271,6 +281,10 @@ def score_run(run: Any, data: Any, *, split: str = "test", score: str = "recon",
         return scores, labels, info
     if labels is None:
         raise DataError(f"--normal-labels needs labelled data, but {data.name!r} has none: drop --normal-labels")
+    absent = sorted(set(normal_labels) - {int(v) for v in np.unique(labels)})
+    if absent:
+        logging.getLogger(__name__).warning("normal label id(s) %s occur in no sample of the %s split",
+                                            ", ".join(map(str, absent)), split)
     is_anom = ~np.isin(labels, normal_labels)
     info.update({"normal_labels": list(normal_labels), **detection_metrics(scores, is_anom)})
     cal_source = None

@@ -216,6 +216,16 @@ def names_are_other_numbers(names: Sequence[str]) -> bool:
     return any(INTEGER.fullmatch(n) and n != str(i) for i, n in enumerate(names))
 
 
+def class_named(text: str, names: Sequence[str]) -> int | None:
+    """The id of the class named ``text`` (stripped): an exact match first, else the one name equal to it in any
+    letter case (``sandal`` for "Sandal"); None when no name matches, or several match only without case."""
+    text = text.strip()
+    if text in names:
+        return list(names).index(text)
+    folded = [i for i, n in enumerate(names) if n.casefold() == text.casefold()]
+    return folded[0] if len(folded) == 1 else None
+
+
 def integer_label(v: Any) -> int | None:
     """``v`` as a class id when it is an integer — a Python or NumPy int, or a 0-d integer array / tensor (what
     ``split.y[i]`` gives) — else None (strings, floats, bools: a bool is not a class id)."""
@@ -361,7 +371,8 @@ class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
         1. an integer (a Python or NumPy int, a 0-d integer array or tensor, the explorer's JSON numbers) is a
            class id (:func:`integer_label`; a bool is not);
         2. a string equal to a class name is that class — also when it is an integer naming a class with a
-           different id ("3" above is id 1, the class named "3");
+           different id ("3" above is id 1, the class named "3"); a name in another letter case is that class
+           when exactly one name matches it so (``--label sandal`` for "Sandal": :func:`class_named`);
         3. ``id:N`` is class id N whatever the names (``--label id:0`` above is the class named "-1");
         4. a bare integer string that names no class is an id — unless some class names are integers other
            than their ids (above, "0" is an error: it could mean id 0 or a value; write ``id:0``).
@@ -375,8 +386,8 @@ class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
         as_int = integer_label(label)
         if as_int is not None:
             as_id: str | None = str(as_int)
-        elif text in names:
-            return names.index(text)
+        elif (named := class_named(text, names)) is not None:
+            return named
         else:
             m = ID_FORM.fullmatch(text)
             bare = INTEGER.fullmatch(text) and not numeric

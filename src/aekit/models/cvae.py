@@ -121,19 +121,6 @@ class CVAE(Autoencoder):
         """The run's classes in id order (``class_names`` of the config; the ids themselves when unnamed)."""
         return tuple(self.config.class_names) or tuple(str(i) for i in range(self.config.num_classes))
 
-    def label_index(self, label: str | int, what: str = "--label") -> int:
-        """:meth:`Autoencoder.label_index`, and a class name in any letter case when exactly one class matches
-        it that way (``--label sandal`` for "Sandal")."""
-        try:
-            return super().label_index(label, what)
-        except ConfigError:
-            if not isinstance(label, str):  # an int is an id, never a name
-                raise
-            folded = [i for i, n in enumerate(self.label_names) if n.casefold() == label.strip().casefold()]
-            if len(folded) == 1:
-                return folded[0]
-            raise
-
     def label_ids(self, labels: LabelsLike, n: int, what: str = "this model") -> torch.Tensor:
         """``labels`` as (n,) int64 class ids on the model's device: a tensor / sequence of ids or class names,
         or one id / name for all n; a one-line ConfigError when missing or outside the run's classes."""
