@@ -69,6 +69,10 @@ def test_page_info_points_and_openapi(client):
     for p in ("/api/encode", "/api/decode", "/api/sample", "/api/interpolate", "/api/segment", "/api/points",
               "/api/info", "/api/encode/image", "/api/item/{index}"):
         assert p in paths
+    # the query-string label of the two routes that take one is documented in the schema, with its rule
+    for p, verb, needed in (("/api/item/{index}", "get", "unlabelled split"), ("/api/encode/image", "post", "upload")):
+        (param,) = [q for q in paths[p][verb]["parameters"] if q["name"] == "label"]
+        assert param["in"] == "query" and needed in param["description"] and "id:N" in param["description"]
 
 
 def test_item_encode_decode_roundtrip(client):

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, model_validator
@@ -62,6 +62,12 @@ class ErrorResponse(BaseModel):
 # how a request's ``label`` is read (models.base.Autoencoder.label_index)
 LABEL_RULE = ("a JSON number is a class id; a string is a class name, or id:N, always id N; a bare integer string "
               "naming no class is an id, an error when the class names are other numbers")
+# the two routes that take ``label`` in the query string (?label=Sandal): always a string, read as --label is
+QUERY_RULE = ("a class name (any letter case when one class matches), or id:N, always id N; a bare integer "
+              "naming no class is an id")
+ITEM_LABEL = ("conditional runs: the class to encode a sample of an unlabelled split with (required there; "
+              "ignored when the sample has its own label): " + QUERY_RULE)
+UPLOAD_LABEL = "conditional runs: the class to encode the upload with (required): " + QUERY_RULE
 
 
 class EncodeRequest(BaseModel):
@@ -320,7 +326,7 @@ def create_app(explorer: Explorer, *, host: str = "127.0.0.1", allowed_hosts: tu
 
     @app.get("/api/item/{index}", response_model=ItemResponse, responses=ERRORS,
              summary="one sample: its input, code and reconstruction")
-    def item(index: int, label: str | None = None) -> dict[str, Any]:
+    def item(index: int, label: Annotated[str | None, Query(description=ITEM_LABEL)] = None) -> dict[str, Any]:
         return infer(explorer.item, index, label)
 
     @app.post("/api/encode", response_model=EncodeResponse, responses=ERRORS, summary="codes of samples")
@@ -329,7 +335,8 @@ def create_app(explorer: Explorer, *, host: str = "127.0.0.1", allowed_hosts: tu
 
     @app.post("/api/encode/image", response_model=ImageEncodeResponse, responses=ERRORS,
               summary="code and reconstruction of an uploaded PNG/JPEG image")
-    def encode_image(file: UploadFile = File(...), label: str | None = None) -> dict[str, Any]:
+    def encode_image(file: UploadFile = File(...),
+                     label: Annotated[str | None, Query(description=UPLOAD_LABEL)] = None) -> dict[str, Any]:
         return infer(explorer.encode_image, _read(file, explorer), file.content_type, label)
 
     @app.post("/api/decode", response_model=DecodeResponse, responses=ERRORS, summary="decode codes")
