@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,11 @@ class ExperimentResult:
         atomic_write_text(out / "results.csv", buf.getvalue())
         atomic_write_text(out / "results.md", markdown_table(self.rows, keys))
         figs = "".join(f"\n![{f}]({f})\n" for f in self.figures)
-        atomic_write_text(out / "summary.md", f"# {self.name}\n\n{self.summary.strip()}\n\n"
+        wall = self.extra.get("wall_seconds")
+        threads = self.extra.get("threads")
+        timing = (f"\n\nWall time of the whole experiment: {wall:.0f} s (data load included; torch threads: "
+                  f"{threads})." if wall is not None else "")
+        atomic_write_text(out / "summary.md", f"# {self.name}\n\n{self.summary.strip()}{timing}\n\n"
                                               f"{markdown_table(self.rows, keys)}{figs}")
         if self.extra:
             atomic_write_text(out / "extra.json", json.dumps(self.extra, indent=2, default=str))
@@ -201,10 +206,11 @@ def run_experiment(name: str, ctx: ExperimentContext) -> ExperimentResult:
     _load_all()
     experiment = EXPERIMENTS.get_entry(name)
     ctx.out.mkdir(parents=True, exist_ok=True)
-    if ctx.quick:  # tiny models: one thread is many times faster than two contending ones (a loaded 2-core CPU)
-        import torch
+    import torch
 
-        threads = torch.get_num_threads()
+    t0 = time.perf_counter()
+    threads = torch.get_num_threads()
+    if ctx.quick:  # tiny models: one thread is many times faster than two contending ones (a loaded 2-core CPU)
         torch.set_num_threads(1)
         try:
             result = experiment(ctx)
@@ -212,6 +218,10 @@ def run_experiment(name: str, ctx: ExperimentContext) -> ExperimentResult:
             torch.set_num_threads(threads)
     else:
         result = experiment(ctx)
+    # one wall time for every experiment, measured the same way: the whole call, data load and figures included
+    wall = time.perf_counter() - t0
+    result.extra = {**result.extra, "wall_seconds": round(wall, 1), "threads": 1 if ctx.quick else threads}
+    log.info("experiment %s took %.0f s (data load included, %d threads)", name, wall, result.extra["threads"])
     result.write(ctx.out)
     return result
 

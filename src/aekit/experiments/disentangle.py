@@ -150,6 +150,7 @@ def disentangle(ctx: ExperimentContext) -> ExperimentResult:
     from ..evaluate.disentanglement import disentanglement_metrics
     from ..evaluate.likelihood import active_units, posterior_stats
 
+    t_all = time.perf_counter()  # the whole experiment, data load included
     cfg = ctx.config(DisentangleConfig, QUICK, "disentangle")
     data_cfg = DataConfig(spec=ctx.data, data_dir=cfg.data_dir, subsample=cfg.subsample)
     data = load_data(data_cfg)
@@ -160,7 +161,6 @@ def disentangle(ctx: ExperimentContext) -> ExperimentResult:
     pool = torch.from_numpy(np.sort(np.random.default_rng(ctx.seed).permutation(len(data.test))[: cfg.metric_rows]))
     x_pool, f_pool = data.test.x[pool], data.test.factors[pool].numpy()
     rows: list[dict[str, Any]] = []
-    t_all = time.perf_counter()
     for seed in seeds:
         for name in cfg.models:
             run_name = name + (f"_seed{seed}" if seed else "")

@@ -620,6 +620,7 @@ def beta_sweep(ctx: ExperimentContext) -> ExperimentResult:
     from ..evaluate.likelihood import ACTIVE_THRESHOLD, active_units, kl_per_dim, posterior_stats
     from ..viz.traversal import traversal_figure
 
+    t_all = time.perf_counter()  # the whole experiment, data load included
     cfg = ctx.config(BetaSweepConfig, BETA_SWEEP_QUICK, "beta-sweep")
     data_cfg = DataConfig(spec=ctx.data, data_dir=cfg.data_dir, subsample=cfg.subsample)
     data = load_data(data_cfg)
@@ -637,7 +638,6 @@ def beta_sweep(ctx: ExperimentContext) -> ExperimentResult:
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {"config": dataclasses.asdict(cfg), "per_beta": {}}
     figures: list[str] = []
-    t_all = time.perf_counter()
     seeds = cfg.seeds or (ctx.seed,)
     for beta, seed in itertools.product(cfg.betas, seeds):  # β-major: rows ordered by β, then seed
         key = _run_key(beta, seed)
