@@ -320,3 +320,30 @@ def test_every_experiment_gets_one_wall_time_with_its_data_load(tmp_path, monkey
     assert extra == result.extra and 0.3 <= extra["wall_seconds"] < 30 and extra["threads"] == 1  # --quick: 1 thread
     assert "Wall time of the whole experiment: 0 s (data load included; torch threads: 1)." in (tmp_path / "summary.md").read_text()
     assert torch.get_num_threads() == threads
+
+
+def test_reused_runs_are_matched_on_precision(tmp_path, monkeypatch):
+    import importlib
+
+    import aekit.experiments.vae_geometry as vg
+    from aekit.experiments import ExperimentContext
+    from aekit.models import MODELS
+
+    prec = importlib.import_module("aekit.train.precision")  # (aekit.train is also the function aekit.train)
+    ctx = ExperimentContext(data="digits", out=tmp_path, progress=False)
+    data_cfg = DataConfig(spec="digits", subsample=300)
+    opts = {**MODELS["vae"].tiny, "epochs": 1, "batch_size": 64}
+    first = vg.train_or_reuse(ctx, "r", "vae", data_cfg, {**opts, "bf16": True})
+    assert first.train_config.precision == "bf16"
+    trained = []
+    monkeypatch.setattr(vg, "train", lambda *a, **k: trained.append(k) or "retrained")
+    # the alias given again: the bf16 run is reused (config.json stores precision "bf16" and bf16 false)
+    assert vg.train_or_reuse(ctx, "r", "vae", data_cfg, {**opts, "bf16": True}).path == first.path and not trained
+    assert vg.train_or_reuse(ctx, "r", "vae", data_cfg, {**opts, "precision": "bf16"}).path == first.path
+    assert vg.train_or_reuse(ctx, "r", "vae", data_cfg, {**opts, "precision": "fp32"}) == "retrained"
+    # auto: what it picks on this machine now decides (a native-bf16 machine reuses, one without retrains)
+    for picked, reused in (("bf16", True), ("fp32", False)):
+        trained.clear()
+        monkeypatch.setattr(prec, "choose_precision", lambda *a, picked=picked: (picked, "test"))
+        got = vg.train_or_reuse(ctx, "r", "vae", data_cfg, opts)
+        assert (got != "retrained") == reused and len(trained) == (0 if reused else 1)

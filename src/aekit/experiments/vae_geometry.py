@@ -81,12 +81,28 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _wanted_precision(opts: dict[str, Any], run: Run) -> str:
+    """The precision ``opts`` would train ``run``'s model in here: ``bf16`` (the alias) or ``precision`` when given,
+    else what ``auto`` picks for this model on this run's training device now (it differs between machines)."""
+    from ..train.precision import choose_precision
+    from ..train.trainer import resolve_device
+
+    if opts.get("bf16"):
+        return "bf16"
+    if opts.get("precision", "auto") != "auto":
+        return str(opts["precision"])
+    device = resolve_device(str(opts.get("device", run.train_config.device)))
+    return choose_precision("auto", run.model.registry_name, device, run.model.config)[0]
+
+
 def train_or_reuse(ctx: ExperimentContext, name: str, model: str, data: DataConfig, options: dict[str, Any]) -> Run:
     """Train ``model`` into ``ctx.run_dir(name)``, or reuse / resume the run there when its saved
     configuration (model, data and every given option) matches.  The seed is ``--seed`` unless ``options``
-    gives one."""
+    gives one.  The precision is matched too: ``bf16`` / ``precision`` when given, else what ``auto`` picks here
+    (a run trained in bf16 on a machine with native bf16 is retrained in fp32 on one without)."""
     out = ctx.run_dir(name)
     opts = {"seed": ctx.seed, **options}
+    generic = {k: v for k, v in opts.items() if k not in ("bf16", "precision")}  # config.json: precision alone
     if (out / "config.json").exists():
         try:
             saved = read_config(out)
@@ -94,12 +110,16 @@ def train_or_reuse(ctx: ExperimentContext, name: str, model: str, data: DataConf
             saved = None
         if saved is not None and saved["model"] == model and saved["data"] == to_dict(data):
             stored = {**saved["model_config"], **saved["train"]}
-            if all(k in stored and _same(v, stored[k]) for k, v in opts.items()):
+            if all(k in stored and _same(v, stored[k]) for k, v in generic.items()):
                 if (out / WEIGHTS).exists():
-                    # precision is not matched unless given: `auto` may choose otherwise now than it did then
-                    log.info("reusing the finished run %s (trained in %s)", out, stored.get("precision", "fp32"))
-                    return load_run(out)
-                if (out / CHECKPOINT).exists():
+                    run = load_run(out)
+                    have, want = stored.get("precision", "fp32"), _wanted_precision(opts, run)
+                    if have == want:
+                        log.info("reusing the finished run %s (trained in %s)", out, have)
+                        return run
+                    log.info("not reusing %s: it was trained in %s, and this would train in %s (retraining)",
+                             out, have, want)
+                elif (out / CHECKPOINT).exists():
                     log.info("resuming the interrupted run %s", out)
                     return train(resume=out, report=False, progress=ctx.progress)
     return train(model, data, out, overwrite=True, report=False, progress=ctx.progress, **opts)
