@@ -139,3 +139,16 @@ def test_plain_loop_runs_on_idx_files(tmp_path):
     assert (tmp_path / "w.pt").exists()
     src = (ROOT / "benchmarks" / "plain_loop.py").read_text()
     assert "import aekit" not in src and "from aekit" not in src
+
+
+@pytest.mark.slow
+def test_bf16_step_script_times_both_precisions():
+    import re
+
+    r = subprocess.run([sys.executable, "benchmarks/bf16_step.py", "--steps", "1"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert re.match(r"bf16 native: (True|False) \(", lines[0])
+    timed = [ln for ln in lines if re.search(r"fp32 [\d.]+ ms/step, bf16 [\d.]+ ms/step, bf16/fp32 [\d.]+×$", ln)]
+    assert [ln.split(":")[0] for ln in timed] == ["mlp-vae 784-400-20", "dsprites conv vae"]

@@ -466,6 +466,27 @@ def test_precision_auto_is_bf16_only_where_native_and_measured(monkeypatch):
     assert P.choose_precision("auto", "vae", torch.device("mps"))[0] == "fp32"
 
 
+def test_bf16_on_a_device_without_native_bf16_is_honoured_with_one_warning(tmp_path, monkeypatch, caplog):
+    import logging
+
+    P = _precision_module()
+    with caplog.at_level(logging.INFO, logger="aekit"):
+        for flags, runs in ((frozenset({"avx2"}), "ab"), (frozenset({"avx512_bf16"}), "c")):
+            monkeypatch.setattr(P, "_cpu_flags", lambda flags=flags: flags)
+            caplog.clear()
+            run = aekit.train("vae", "digits", tmp_path / runs[0], epochs=1, precision="bf16", **QUICK)
+            assert run.train_config.precision == "bf16"  # honoured either way
+            warned = [r for r in caplog.records if "bf16 is not native here" in r.getMessage()]
+            if flags == {"avx2"}:
+                assert len(warned) == 1 and warned[0].levelno == logging.WARNING  # once, not per resolve
+                assert "without AMX or AVX-512 BF16" in warned[0].getMessage()
+                caplog.clear()
+                aekit.train("vae", "digits", tmp_path / runs[1], epochs=1, **QUICK)  # auto: fp32, nothing to say
+                assert "not native" not in caplog.text
+            else:
+                assert not warned
+
+
 def test_the_measured_models_are_registered_and_named_in_the_help():
     from aekit.config import field_help
     from aekit.models import MODELS
