@@ -320,6 +320,12 @@ def test_every_experiment_gets_one_wall_time_with_its_data_load(tmp_path, monkey
     assert extra == result.extra and 0.3 <= extra["wall_seconds"] < 30 and extra["threads"] == 1  # --quick: 1 thread
     assert "Wall time of the whole experiment: 0 s (data load included; torch threads: 1)." in (tmp_path / "summary.md").read_text()
     assert torch.get_num_threads() == threads
+    # an experiment that states its own wall time (extra "seconds") gets no second one
+    monkeypatch.setitem(EXPERIMENTS._entries, "toy-timing",
+                        lambda ctx: ExperimentResult("toy-timing", [{"a": 1}], "Wall time 0 s.", extra={"seconds": 0.1}))
+    run_experiment("toy-timing", ExperimentContext(data="toy", out=tmp_path, quick=True))
+    assert "Wall time of the whole" not in (tmp_path / "summary.md").read_text()
+    assert "wall_seconds" in json.loads((tmp_path / "extra.json").read_text())
 
 
 def test_reused_runs_are_matched_on_precision(tmp_path, monkeypatch):

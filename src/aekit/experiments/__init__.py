@@ -57,7 +57,9 @@ class ExperimentResult:
     rows: list[dict[str, Any]]  # the table
     summary: str  # the finding, in numbers (Markdown)
     figures: list[str] = dataclasses.field(default_factory=list)  # PNG file names inside out
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # anything else worth keeping (JSON)
+    # anything else worth keeping (JSON); "seconds": the experiment timed itself (from its start, data load
+    # included) and its summary says so; run_experiment adds "wall_seconds" and "threads" to every result
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def write(self, out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
@@ -71,10 +73,10 @@ class ExperimentResult:
         atomic_write_text(out / "results.csv", buf.getvalue())
         atomic_write_text(out / "results.md", markdown_table(self.rows, keys))
         figs = "".join(f"\n![{f}]({f})\n" for f in self.figures)
-        wall = self.extra.get("wall_seconds")
-        threads = self.extra.get("threads")
+        wall, threads = self.extra.get("wall_seconds"), self.extra.get("threads")
+        # an experiment that times itself (extra "seconds") states its wall time in its summary already
         timing = (f"\n\nWall time of the whole experiment: {wall:.0f} s (data load included; torch threads: "
-                  f"{threads})." if wall is not None else "")
+                  f"{threads})." if wall is not None and "seconds" not in self.extra else "")
         atomic_write_text(out / "summary.md", f"# {self.name}\n\n{self.summary.strip()}{timing}\n\n"
                                               f"{markdown_table(self.rows, keys)}{figs}")
         if self.extra:

@@ -143,8 +143,10 @@ def contractive_sweep(ctx: ExperimentContext) -> ExperimentResult:
                             nrow=int(math.ceil(math.sqrt(units))), title=f"encoder filters, λ = {lam:g}")
             figures.append(name)
     summary = _summary(ctx, cfg, data.name, units, rows, chosen, steps)
-    summary += f"\n\nWall time {time.perf_counter() - t_start:.0f} s (training, the Jacobians and the figures)."
-    return ExperimentResult("contractive", rows, summary, figures, {"chosen_lambda": chosen, "units": units})
+    elapsed = time.perf_counter() - t_start
+    summary += f"\n\nWall time {elapsed:.0f} s (the data load, training, the Jacobians and the figures)."
+    return ExperimentResult("contractive", rows, summary, figures,
+                            {"chosen_lambda": chosen, "units": units, "seconds": elapsed})
 
 
 def _summary(ctx: ExperimentContext, cfg: ContractiveConfig, name: str, units: int, rows: list[dict[str, Any]],

@@ -453,4 +453,4 @@ def linear_vae(ctx: ExperimentContext) -> ExperimentResult:
     summary = linear_vae_summary(raw.name, d, q_note, rows, short, len(dropped)) + f"\n\n({elapsed:.0f} s in all.)"
     return ExperimentResult("linear-vae", rows, summary, figures,
                             {"dropped_columns": dropped.tolist(), "q_scores": q_scores, "curves": curves,
-                             "elapsed_s": elapsed})
+                             "seconds": elapsed})
