@@ -152,3 +152,12 @@ def test_bf16_step_script_times_both_precisions():
     assert re.match(r"bf16 native: (True|False) \(", lines[0])
     timed = [ln for ln in lines if re.search(r"fp32 [\d.]+ ms/step, bf16 [\d.]+ ms/step, bf16/fp32 [\d.]+×$", ln)]
     assert [ln.split(":")[0] for ln in timed] == ["mlp-vae 784-400-20", "dsprites conv vae"]
+
+
+@pytest.mark.slow
+def test_conv_levers_script_times_every_setting():
+    r = subprocess.run([sys.executable, "benchmarks/conv_levers.py", "--steps", "1"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    timed = [ln for ln in r.stdout.splitlines() if ln.endswith("samples/s")]
+    assert len(timed) == 8 and sum("oneDNN off, channels_last on" in ln for ln in timed) == 2
