@@ -81,28 +81,30 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _wanted_precision(opts: dict[str, Any], run: Run) -> str:
-    """The precision ``opts`` would train ``run``'s model in here: ``bf16`` (the alias) or ``precision`` when given,
-    else what ``auto`` picks for this model on this run's training device now (it differs between machines)."""
-    from ..train.precision import choose_precision
-    from ..train.trainer import resolve_device
-
+def _asked_precision(opts: dict[str, Any]) -> str | None:
+    """The precision ``opts`` ask for (the ``bf16`` alias or ``precision``), None for ``auto``."""
     if opts.get("bf16"):
         return "bf16"
-    if opts.get("precision", "auto") != "auto":
-        return str(opts["precision"])
-    device = resolve_device(str(opts.get("device", run.train_config.device)))
-    return choose_precision("auto", run.model.registry_name, device, run.model.config)[0]
+    asked = opts.get("precision", "auto")
+    return None if asked == "auto" else str(asked)
+
+
+def _stored_precision(stored: dict[str, Any]) -> str:
+    """What a saved run trained in: ``precision`` (config.json since issue 20), or the ``bf16`` flag of runs
+    written before it existed."""
+    return "bf16" if stored.get("bf16") else str(stored.get("precision", "fp32"))
 
 
 def train_or_reuse(ctx: ExperimentContext, name: str, model: str, data: DataConfig, options: dict[str, Any]) -> Run:
     """Train ``model`` into ``ctx.run_dir(name)``, or reuse / resume the run there when its saved
     configuration (model, data and every given option) matches.  The seed is ``--seed`` unless ``options``
-    gives one.  The precision is matched too: ``bf16`` / ``precision`` when given, else what ``auto`` picks here
-    (a run trained in bf16 on a machine with native bf16 is retrained in fp32 on one without)."""
+    gives one.  An explicit precision (``bf16`` / ``precision``) must match what the run trained in; with
+    ``auto`` a run is reused in whichever precision it trained (``auto`` may choose otherwise on this machine
+    than where the run was trained, and retraining would replace hours of work: the log says which)."""
     out = ctx.run_dir(name)
     opts = {"seed": ctx.seed, **options}
     generic = {k: v for k, v in opts.items() if k not in ("bf16", "precision")}  # config.json: precision alone
+    asked = _asked_precision(opts)
     if (out / "config.json").exists():
         try:
             saved = read_config(out)
@@ -110,17 +112,15 @@ def train_or_reuse(ctx: ExperimentContext, name: str, model: str, data: DataConf
             saved = None
         if saved is not None and saved["model"] == model and saved["data"] == to_dict(data):
             stored = {**saved["model_config"], **saved["train"]}
-            if all(k in stored and _same(v, stored[k]) for k, v in generic.items()):
+            have = _stored_precision(stored)
+            if asked not in (None, have):
+                log.info("not reusing %s: it trained in %s, and %s was asked for (retraining)", out, have, asked)
+            elif all(k in stored and _same(v, stored[k]) for k, v in generic.items()):
                 if (out / WEIGHTS).exists():
-                    run = load_run(out)
-                    have, want = stored.get("precision", "fp32"), _wanted_precision(opts, run)
-                    if have == want:
-                        log.info("reusing the finished run %s (trained in %s)", out, have)
-                        return run
-                    log.info("not reusing %s: it was trained in %s, and this would train in %s (retraining)",
-                             out, have, want)
-                elif (out / CHECKPOINT).exists():
-                    log.info("resuming the interrupted run %s", out)
+                    log.info("reusing the finished run %s (trained in %s)", out, have)
+                    return load_run(out)
+                if (out / CHECKPOINT).exists():
+                    log.info("resuming the interrupted run %s (in %s)", out, have)
                     return train(resume=out, report=False, progress=ctx.progress)
     return train(model, data, out, overwrite=True, report=False, progress=ctx.progress, **opts)
 
