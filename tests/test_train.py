@@ -469,22 +469,34 @@ def test_precision_auto_is_bf16_only_where_native_and_measured(monkeypatch):
 def test_bf16_on_a_device_without_native_bf16_is_honoured_with_one_warning(tmp_path, monkeypatch, caplog):
     import logging
 
+    from aekit.models import MODELS
+
     P = _precision_module()
+    cpu = {"device": "cpu", **QUICK}
+
+    def warnings():
+        return [r for r in caplog.records if "bf16 is not native here" in r.getMessage()]
+
     with caplog.at_level(logging.INFO, logger="aekit"):
-        for flags, runs in ((frozenset({"avx2"}), "ab"), (frozenset({"avx512_bf16"}), "c")):
-            monkeypatch.setattr(P, "_cpu_flags", lambda flags=flags: flags)
-            caplog.clear()
-            run = aekit.train("vae", "digits", tmp_path / runs[0], epochs=1, precision="bf16", **QUICK)
-            assert run.train_config.precision == "bf16"  # honoured either way
-            warned = [r for r in caplog.records if "bf16 is not native here" in r.getMessage()]
-            if flags == {"avx2"}:
-                assert len(warned) == 1 and warned[0].levelno == logging.WARNING  # once, not per resolve
-                assert "without AMX or AVX-512 BF16" in warned[0].getMessage()
-                caplog.clear()
-                aekit.train("vae", "digits", tmp_path / runs[1], epochs=1, **QUICK)  # auto: fp32, nothing to say
-                assert "not native" not in caplog.text
-            else:
-                assert not warned
+        monkeypatch.setattr(P, "_cpu_flags", lambda: frozenset({"avx2"}))
+        run = aekit.train("vae", "digits", tmp_path / "a", epochs=1, precision="bf16", **cpu)
+        assert run.train_config.precision == "bf16"  # honoured
+        (w,) = warnings()
+        assert w.levelno == logging.WARNING and "without AMX or AVX-512 BF16" in w.getMessage()
+        assert "7–8×" in w.getMessage() and "trains in fp32 here" in w.getMessage()
+        caplog.clear()  # a model with stages (a VQ-VAE's prior is a second fit): still one warning per run
+        opts = {"device": "cpu", "batch_size": 64, "progress": False, "report": False, "epochs": 1}
+        aekit.train("vqvae", "digits", tmp_path / "q", **{**MODELS["vqvae"].tiny, **opts, "precision": "bf16"})
+        assert len(warnings()) == 1
+        caplog.clear()  # resumed: the run trains in bf16 again, and says so once
+        aekit.train(resume=tmp_path / "a", epochs=2, report=False, progress=False)
+        assert len(warnings()) == 1
+        caplog.clear()
+        aekit.train("vae", "digits", tmp_path / "b", epochs=1, **cpu)  # auto: fp32, nothing to say
+        assert not warnings()
+        monkeypatch.setattr(P, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
+        aekit.train("vae", "digits", tmp_path / "c", epochs=1, precision="bf16", **cpu)
+        assert not warnings()
 
 
 def test_the_measured_models_are_registered_and_named_in_the_help():

@@ -131,15 +131,18 @@ def choose_precision(precision: Precision, model_name: str | None,
 
 
 def warn_if_emulated(precision: str, device: torch.device) -> None:
-    """A warning when bf16 was asked for on a device without native bf16: honoured (the user asked), but it is
-    no fast path there (fit calls this once per training)."""
+    """A warning when a run trains in bf16 on a device without native bf16: honoured (it was asked for), but no
+    fast path there (a run calls this once, on rank 0, also when resumed)."""
     if precision != "bf16":
         return
     native, why = bf16_native(device)
-    if not native:
-        log.warning("--precision bf16, but bf16 is not native here (%s): it is emulated, several times slower than "
-                    "fp32 (measured 8× for an MLP VAE step and 12× for a conv VAE step on an AVX2 CPU); "
-                    "--precision auto picks fp32 here", why)
+    if native:
+        return
+    cost = ("emulated on this CPU, several times slower than fp32 (one step 7–8× for an MLP VAE and 12× for a conv "
+            "VAE on an AVX2 CPU: benchmarks/bf16_step.py)" if device.type == "cpu"
+            else "its speed on this device was not measured")
+    log.warning("this run trains in bf16, but bf16 is not native here (%s): %s; --precision auto (or fp32) "
+                "trains in fp32 here", why, cost)
 
 
 def resolve_precision(cfg: TrainConfig, model: Autoencoder, device: torch.device) -> TrainConfig:

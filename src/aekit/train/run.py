@@ -37,7 +37,7 @@ from . import distributed
 from .callbacks import Callback, read_metrics
 from .checkpoint import atomic_save_tensors, atomic_write_text, load_state, read_tensors
 from .config import TrainConfig
-from .precision import resolve_precision
+from .precision import resolve_precision, warn_if_emulated
 from .stages import run_after_stages, run_stages
 from .trainer import BEST, CHECKPOINT, METRICS, PRETRAINED, Trainer, fit, resolve_device
 
@@ -300,6 +300,8 @@ def _train(run: Run, dataset: Dataset, *, resume: bool, callbacks: Sequence[Call
     """The model's own stages (if any), the main fit, the stages after it (a VQ-VAE's prior), and the final
     weights."""
     staged = run.model.staged
+    if distributed.is_main():  # once per run, whatever its stages (fit runs once per stage)
+        warn_if_emulated(run.train_config.precision, resolve_device(run.train_config.device))
     pre_rows = run_stages(run.model, dataset, run.train_config, run.path, resume=resume)
     run.metrics = fit(run.model, dataset, run.train_config, run.path, resume=resume, callbacks=callbacks,
                       stage=run.model.main_stage if staged else None)

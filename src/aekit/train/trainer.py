@@ -45,7 +45,7 @@ from .callbacks import (
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .optim import NamedOptimizers, make_optimizers
-from .precision import resolve_precision, warn_if_emulated
+from .precision import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,6 @@ class Trainer:
         """Train ``model`` on ``data.train``, validating on ``data.val`` every epoch; returns the metrics rows."""
         ctx = distributed.setup(resolve_device(self.cfg.device))
         self.cfg = resolve_precision(self.cfg, model, ctx.device)  # a run resolved it before writing config.json
-        warn_if_emulated(self.cfg.precision, ctx.device)
         self.model, self.data = model, data
         with preserved_global_state(ctx.device):
             model.to(ctx.device)
