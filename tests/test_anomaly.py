@@ -103,7 +103,7 @@ def test_cli_scores_metrics_threshold_histogram(vae_dir, tmp_path):
 
 @pytest.mark.parametrize("args, words", [
     (["--out", "x.txt"], "write a .csv"),
-    (["--normal-labels", "cat", "--out", "s.csv"], "not a label"),
+    (["--normal-labels", "cat", "--out", "s.csv"], "'cat' is not a class of this data: valid labels are 0, 1,"),
     (["--normal-labels", "0,1,2,3,4,5,6,7,8,9", "--out", "s.csv"], "normal and anomalous"),
     (["--fpr", "2", "--normal-labels", "0", "--out", "s.csv"], "--fpr"),
 ])

@@ -100,8 +100,8 @@ def test_score_run_uses_the_training_class_frequencies():
     assert info["conditional"].endswith("p(c) = uniform (data gone: x.npz)")  # the cause is in scores.json too
 
 
-def test_anomaly_cli_says_why_the_class_prior_is_uniform(caplog):
-    from aekit.cli.anomaly import _run_train_labels
+def test_anomaly_cli_says_why_the_class_prior_is_uniform():
+    from aekit.cli.anomaly import NO_LABELS, _run_train_labels
     from aekit.errors import DataError
 
     def unreadable():
@@ -109,9 +109,42 @@ def test_anomaly_cli_says_why_the_class_prior_is_uniform(caplog):
 
     labels, why = _run_train_labels(types.SimpleNamespace(dataset=unreadable))
     assert labels is None and why == "the run's own training data could not be read: npz:/gone.npz does not exist"
-    assert "could not be read" in caplog.text
     unlabelled = types.SimpleNamespace(train=types.SimpleNamespace(y=None))
     assert _run_train_labels(types.SimpleNamespace(dataset=lambda: unlabelled)) == (None, "the run's own data has no labels")
+    labelled = types.SimpleNamespace(train=types.SimpleNamespace(y=torch.tensor([0, 1])))
+    got, why = _run_train_labels(types.SimpleNamespace(dataset=lambda: labelled))
+    assert got.tolist() == [0, 1] and why == NO_LABELS
+
+
+def test_anomaly_cli_writes_the_reason_to_scores_json_when_the_runs_data_is_gone(tmp_path, capsys):
+    import json
+
+    from aekit.cli import main
+
+    rng = np.random.default_rng(0)
+    own, other = tmp_path / "own.npz", tmp_path / "other.npz"
+    np.savez(own, x=rng.integers(0, 256, (120, 4, 4), dtype=np.uint8), y=np.arange(120) % 3)
+    np.savez(other, x=rng.integers(0, 256, (60, 4, 4), dtype=np.uint8), y=np.arange(60) % 2)
+    run = tmp_path / "run"
+    aekit.train("cvae", f"npz:{own}", run, hidden=(8,), latent_dim=2, epochs=1, batch_size=32, progress=False,
+                report=False, device="cpu")
+    own.unlink()  # the run's own training data is gone: p(c) cannot be its class frequencies
+    assert main(["-q", "anomaly", str(run), "--data", f"npz:{other}", "--score", "elbo", "--normal-labels", "0",
+                 "--out", str(tmp_path / "s.csv")]) == 0
+    info = json.loads((tmp_path / "s.json").read_text())
+    assert "class_prior" not in info
+    assert "p(c) = uniform (the run's own training data could not be read: " in info["conditional"]
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if "p(c) of the marginal score is uniform" in ln]
+    assert len(warned) == 1 and "own.npz" in info["conditional"] and "own.npz" in warned[0]
+
+
+def test_score_run_says_when_no_training_label_is_a_class_of_the_run():
+    run = types.SimpleNamespace(model=tiny_cvae())
+    rng = np.random.default_rng(0)
+    data = make_dataset("toy", "image", DataConfig(spec="toy"), rng.integers(0, 256, (60, 1, 4, 4), dtype=np.uint8),
+                        np.array([0, 1] * 30), classes=("a", "b", "c"))
+    _, _, info = score_run(run, data, score="elbo", train_labels=np.array([7, 9]))
+    assert info["conditional"].endswith("uniform (no training label is a class id 0 … 2 of this run)")
 
 
 def test_score_run_warns_of_normal_labels_no_sample_has(caplog):
@@ -120,7 +153,8 @@ def test_score_run_warns_of_normal_labels_no_sample_has(caplog):
     data = make_dataset("toy", "image", DataConfig(spec="toy"), rng.integers(0, 256, (60, 1, 4, 4), dtype=np.uint8),
                         np.array([0, 1] * 30), classes=("a", "b", "c"))
     _, _, info = score_run(run, data, score="recon", normal_labels=[0, 2])
-    assert info["normal_labels"] == [0, 2] and "normal label id(s) 2 occur in no sample of the test split" in caplog.text
+    assert info["normal_labels"] == [0, 2] and ("--normal-labels: class id(s) 2 (c) occur in no sample of the test split: check --normal-labels and --split"
+                                           in caplog.text)
     caplog.clear()
     score_run(run, data, score="recon", normal_labels=[0])
     assert "occur in no sample" not in caplog.text
@@ -158,21 +192,36 @@ def test_class_names_equal_to_their_ids_keep_working():
 
 def test_normal_labels_follow_the_same_rule():
     assert parse_labels("1,id:1,id:2", ("1", "3", "5")) == [0, 1, 2]
-    with pytest.raises(ConfigError, match=r"'2' names no class.*id:N for class id N"):
+    with pytest.raises(ConfigError, match=r"^--normal-labels '2' is not a class of this data: valid labels are "
+                                          r"0 \(1\), 1 \(3\), 2 \(5\) \(.*write id:N for class id N\)$"):
         parse_labels("1,2", ("1", "3", "5"))  # numeric names: a bare integer naming none is ambiguous
     assert parse_labels("3,7", None) == [3, 7] and parse_labels("3", tuple("0123")) == [3]
     assert parse_labels("Trouser,0", ("T-shirt/top", "Trouser")) == [0, 1]
-    with pytest.raises(ConfigError, match="not a label"):
+    with pytest.raises(ConfigError, match=r"'id:' is not a class of this data: valid labels are 0 \(a\)$"):
         parse_labels("id:", ("a",))
     # names in any letter case when one class matches so (the rule of label_index); ids outside the classes
     assert parse_labels("trouser, T-SHIRT/TOP", ("T-shirt/top", "Trouser")) == [0, 1]
     assert parse_labels("cat", ("Cat", "cat")) == [1]  # an exact match first
-    with pytest.raises(ConfigError, match="not a label"):
+    with pytest.raises(ConfigError, match=r"'CAT' matches 'Cat' and 'cat' only in another letter case: give the "
+                                          r"exact name\)$"):
         parse_labels("CAT", ("Cat", "cat"))  # two classes match without case: ambiguous
     for bad in ("id:2", "2", "-1"):
         with pytest.raises(ConfigError, match=r"is not a class of this data: valid labels are 0 \(a\), 1 \(b\)$"):
             parse_labels(bad, ("a", "b"))
-    assert parse_labels("5", None) == [5]  # no class names known: not checked here (score_run warns)
+    assert parse_labels("ID:1", ("a", "b")) == [1]  # the id: prefix in any case, as the names
+    assert parse_labels("5", None) == [5] and parse_labels("id:5", ()) == [5]  # no names: ids not checked here
+    with pytest.raises(ConfigError, match="no class names, so give class ids"):
+        parse_labels("cat", ())
+
+
+def test_class_names_with_surrounding_spaces_are_reachable():
+    from aekit.models.base import class_named
+
+    names = (" cat", "dog ", "Bird")
+    assert class_named(" cat", names) == 0 and class_named("cat", names) == 0 and class_named("dog", names) == 1
+    assert class_named(" bird ", names) == 2 and class_named("fish", names) is None
+    assert class_named("cat", ("cat ", " cat")) is None  # two names equal without their spaces: ambiguous
+    assert parse_labels(" cat, dog ", names) == [0, 1]
 
 
 # ------------------------------------------------------------------------------------------------------------ N4
@@ -329,27 +378,61 @@ def test_every_experiment_gets_one_wall_time_with_its_data_load(tmp_path, monkey
 
 
 def test_reused_runs_are_matched_on_precision(tmp_path, monkeypatch):
-    import importlib
+    import json
 
     import aekit.experiments.vae_geometry as vg
     from aekit.experiments import ExperimentContext
     from aekit.models import MODELS
+    from aekit.train.run import WEIGHTS
 
-    prec = importlib.import_module("aekit.train.precision")  # (aekit.train is also the function aekit.train)
     ctx = ExperimentContext(data="digits", out=tmp_path, progress=False)
     data_cfg = DataConfig(spec="digits", subsample=300)
-    opts = {**MODELS["vae"].tiny, "epochs": 1, "batch_size": 64}
+    opts = {**MODELS["vae"].tiny, "epochs": 1, "batch_size": 64, "device": "cpu"}
     first = vg.train_or_reuse(ctx, "r", "vae", data_cfg, {**opts, "bf16": True})
     assert first.train_config.precision == "bf16"
     trained = []
-    monkeypatch.setattr(vg, "train", lambda *a, **k: trained.append(k) or "retrained")
+    monkeypatch.setattr(vg, "train", lambda *a, **k: trained.append(k) or "trained")
     # the alias given again: the bf16 run is reused (config.json stores precision "bf16" and bf16 false)
     assert vg.train_or_reuse(ctx, "r", "vae", data_cfg, {**opts, "bf16": True}).path == first.path and not trained
     assert vg.train_or_reuse(ctx, "r", "vae", data_cfg, {**opts, "precision": "bf16"}).path == first.path
-    assert vg.train_or_reuse(ctx, "r", "vae", data_cfg, {**opts, "precision": "fp32"}) == "retrained"
-    # auto: what it picks on this machine now decides (a native-bf16 machine reuses, one without retrains)
-    for picked, reused in (("bf16", True), ("fp32", False)):
-        trained.clear()
-        monkeypatch.setattr(prec, "choose_precision", lambda *a, picked=picked: (picked, "test"))
-        got = vg.train_or_reuse(ctx, "r", "vae", data_cfg, opts)
-        assert (got != "retrained") == reused and len(trained) == (0 if reused else 1)
+    # auto reuses whatever the run trained in (retraining would replace the run: hours for the long recipes)
+    assert vg.train_or_reuse(ctx, "r", "vae", data_cfg, opts).path == first.path and not trained
+    # an explicit other precision retrains, also an interrupted run (not resumed in the other precision)
+    assert vg.train_or_reuse(ctx, "r", "vae", data_cfg, {**opts, "precision": "fp32"}) == "trained"
+    assert "resume" not in trained[-1] and trained[-1]["precision"] == "fp32"
+    (tmp_path / "runs" / "r" / WEIGHTS).rename(tmp_path / "weights.bak")  # as if killed before the end
+    assert vg.train_or_reuse(ctx, "r", "vae", data_cfg, {**opts, "precision": "fp32"}) == "trained"
+    assert "resume" not in trained[-1]
+    assert vg.train_or_reuse(ctx, "r", "vae", data_cfg, {**opts, "bf16": True}) == "trained"
+    assert trained[-1].get("resume") == tmp_path / "runs" / "r"  # the same precision: resumed
+    # a run written before precision existed ("bf16": true, no "precision") trained in bf16
+    (tmp_path / "weights.bak").rename(tmp_path / "runs" / "r" / WEIGHTS)
+    path = tmp_path / "runs" / "r" / "config.json"
+    cfg = json.loads(path.read_text())
+    del cfg["train"]["precision"]
+    cfg["train"]["bf16"] = True
+    path.write_text(json.dumps(cfg))
+    trained.clear()
+    assert vg.train_or_reuse(ctx, "r", "vae", data_cfg, {**opts, "precision": "bf16"}) != "trained" and not trained
+    assert vg.train_or_reuse(ctx, "r", "vae", data_cfg, {**opts, "precision": "fp32"}) == "trained"
+
+@pytest.mark.parametrize("name,module", [("one-class", "anomaly"), ("disentangle", "disentangle"),
+                                         ("beta-sweep", "vae_geometry")])
+def test_experiment_timers_include_the_data_load(name, module, tmp_path, monkeypatch):
+    import importlib
+    import time
+
+    from aekit.experiments import ExperimentContext, run_experiment
+
+    mod = importlib.import_module(f"aekit.experiments.{module}")
+    real = mod.load_data
+
+    def slow_load(*a, **k):  # the data load takes 1 s more: the experiment's own timer must see it
+        time.sleep(1.0)
+        return real(*a, **k)
+
+    monkeypatch.setattr(mod, "load_data", slow_load)
+    data = "digits" if name == "one-class" else "dsprites"
+    result = run_experiment(name, ExperimentContext(data=data, out=tmp_path, quick=True, progress=False))
+    # the experiment's timer starts before the load: it misses only run_experiment's own overhead, not the 1 s
+    assert result.extra["seconds"] >= 1.0 and abs(result.extra["wall_seconds"] - result.extra["seconds"]) < 0.5

@@ -45,15 +45,18 @@ def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
+NO_LABELS = "no training labels"
+
+
 def _run_train_labels(run: Any) -> tuple[Any, str]:
     """The training labels of the run's own data (scoring other ``--data``: p(c) stays the run's), or None
-    (a uniform p(c)) when that data cannot be read here — with the reason, for scores.json."""
+    (a uniform p(c)) when that data cannot be read here, with what to say about a uniform p(c) (score_run logs
+    it and writes it to scores.json)."""
     try:
         y = run.dataset().train.y
     except AekitError as e:
-        log.warning("the run's own training data could not be read (%s): p(c) of the marginal score is uniform", e)
         return None, f"the run's own training data could not be read: {e}"
-    return (None, "the run's own data has no labels") if y is None else (y.numpy(), "")
+    return (None, "the run's own data has no labels") if y is None else (y.numpy(), NO_LABELS)
 
 
 def cmd_anomaly(args: argparse.Namespace) -> int:
@@ -70,12 +73,12 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     data = dataset_for(run, args)
     normal = parse_labels(args.normal_labels, data.classes) if args.normal_labels else None
     train_labels: Any = "data"  # p(c) of a conditional run's label-free score: its own training labels
-    reason = "no training labels"
+    reason = NO_LABELS
     if run.model.conditional and args.data and get_score(args.score).nats:
         train_labels, reason = _run_train_labels(run)
     scores, labels, info = score_run(run, data, split=args.split, score=args.score, normal_labels=normal,
                                      fpr=args.fpr, batch_size=args.batch_size, train_labels=train_labels,
-                                     no_labels_reason=reason or "no training labels")
+                                     no_labels_reason=reason)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_scores_csv(out, scores, labels, info)
     png = out.with_suffix(".png")

@@ -34,7 +34,7 @@ import torch
 
 from ..data import iterate_batches, to_float
 from ..errors import ConfigError, DataError
-from ..models.base import ID_FORM, INTEGER, Autoencoder, class_named, names_are_other_numbers
+from ..models.base import ID_FORM, INTEGER, Autoencoder, label_id
 from ..registry import Registry
 from .metrics import sse_per_sample
 
@@ -166,30 +166,22 @@ def parse_labels(text: str, classes: Sequence[str] | None = None) -> list[int]:
     are ids 0, 1, 2), ``id:N`` is id N, and any other integer is an id — unless some class names are integers
     other than their ids, where a bare integer naming no class is an error (write ``id:N``).  A name matches in
     any letter case when only one class matches it so (:func:`~aekit.models.base.class_named`); with ``classes``
-    given, an id outside 0 … K−1 is an error naming the valid labels."""
+    given, an id outside 0 … K−1 is an error naming the valid labels (:func:`~aekit.models.base.label_id`).
+    Without class names (None or empty) only integers and ``id:N`` are labels, and ids are not checked here:
+    :func:`score_run` warns of a normal label that no sample has."""
     out: list[int] = []
-    names = None if classes is None else tuple(classes)
-    numeric = names is not None and names_are_other_numbers(names)
+    names = tuple(classes) if classes else None  # no class names (or none known): integers and id:N only
     for tok in (t.strip() for t in text.split(",")):
         if not tok:
             continue
+        if names is not None:
+            out.append(label_id(tok, names, "--normal-labels", of="this data"))
+            continue
         m = ID_FORM.fullmatch(tok)
-        named = None if names is None else class_named(tok, names)
-        if named is not None:
-            out.append(named)
-        elif m or (INTEGER.fullmatch(tok) and not numeric):
-            i = int(m.group(1) if m else tok)
-            if names is not None and not 0 <= i < len(names):
-                shown = ", ".join(f"{j} ({n})" if n != str(j) else n for j, n in enumerate(names))
-                raise ConfigError(f"--normal-labels: {tok!r} is not a class of this data: valid labels are {shown}")
-            out.append(i)
-        elif numeric and INTEGER.fullmatch(tok):
-            raise ConfigError(f"--normal-labels: {tok!r} names no class, and the class names are numbers "
-                              f"({', '.join(names or ())}): give a name, or id:N for class id N")
-        else:
-            listed = f" or class names ({', '.join(names)})" if names else ""
-            raise ConfigError(f"--normal-labels: {tok!r} is not a label: give integers{listed} (id:N is always class "
-                              "id N), e.g. --normal-labels 0,1")
+        if not (m or INTEGER.fullmatch(tok)):
+            raise ConfigError(f"--normal-labels: {tok!r} is not a label: this data has no class names, so give "
+                              "class ids (integers, or id:N), e.g. --normal-labels 0,1")
+        out.append(int(m.group(1) if m else tok))
     if not out:
         raise ConfigError("--normal-labels is empty: give the labels of normal samples, e.g. --normal-labels 0,1")
     return sorted(set(out))
@@ -266,6 +258,10 @@ def score_run(run: Any, data: Any, *, split: str = "test", score: str = "recon",
         if isinstance(train_labels, str) and train_labels == "data":
             train_labels = None if data.train.y is None else data.train.y.numpy()
         prior = class_frequencies(train_labels, k) if spec.nats else None
+        if spec.nats and prior is None:
+            if train_labels is not None and len(train_labels):
+                no_labels_reason = f"no training label is a class id 0 … {k - 1} of this run"
+            logging.getLogger(__name__).warning("p(c) of the marginal score is uniform: %s", no_labels_reason)
         how = (("marginal over the classes, −log Σ_c p(c)·exp(−score_c), p(c) = "
                 + ("the training labels' class frequencies" if prior is not None else f"uniform ({no_labels_reason})"))
                if spec.nats else "lowest score over the classes (not a likelihood: no marginal)")
@@ -283,8 +279,10 @@ def score_run(run: Any, data: Any, *, split: str = "test", score: str = "recon",
         raise DataError(f"--normal-labels needs labelled data, but {data.name!r} has none: drop --normal-labels")
     absent = sorted(set(normal_labels) - {int(v) for v in np.unique(labels)})
     if absent:
-        logging.getLogger(__name__).warning("normal label id(s) %s occur in no sample of the %s split",
-                                            ", ".join(map(str, absent)), split)
+        names = data.classes or ()
+        shown = ", ".join(f"{c} ({names[c]})" if 0 <= c < len(names) else str(c) for c in absent)
+        logging.getLogger(__name__).warning("--normal-labels: class id(s) %s occur in no sample of the %s split: "
+                                            "check --normal-labels and --split", shown, split)
     is_anom = ~np.isin(labels, normal_labels)
     info.update({"normal_labels": list(normal_labels), **detection_metrics(scores, is_anom)})
     cal_source = None

@@ -206,7 +206,7 @@ class NetConfig(ModelConfig):
 # ------------------------------------------------------------------------------------------------ the contract
 
 
-ID_FORM = re.compile(r"id:\s*(-?\d+)")  # "id:N": always class id N
+ID_FORM = re.compile(r"id:\s*(-?\d+)", re.IGNORECASE)  # "id:N" (or "ID:N"): always class id N
 INTEGER = re.compile(r"-?\d+")
 
 
@@ -216,14 +216,55 @@ def names_are_other_numbers(names: Sequence[str]) -> bool:
     return any(INTEGER.fullmatch(n) and n != str(i) for i, n in enumerate(names))
 
 
+def _case_matches(text: str, names: Sequence[str]) -> list[int]:
+    key = text.strip().casefold()
+    return [i for i, n in enumerate(names) if n.strip().casefold() == key]
+
+
 def class_named(text: str, names: Sequence[str]) -> int | None:
-    """The id of the class named ``text`` (stripped): an exact match first, else the one name equal to it in any
-    letter case (``sandal`` for "Sandal"); None when no name matches, or several match only without case."""
-    text = text.strip()
+    """The id of the class named ``text``: the name exactly (also one with spaces around it, as an image
+    folder's or an npz's may have), else the one name equal to it without surrounding spaces, else the one name
+    equal to it in any letter case (``sandal`` for "Sandal"); None when no name matches, or several match only
+    so (ambiguous)."""
+    names = list(names)
     if text in names:
-        return list(names).index(text)
-    folded = [i for i, n in enumerate(names) if n.casefold() == text.casefold()]
-    return folded[0] if len(folded) == 1 else None
+        return names.index(text)
+    for same in ([i for i, n in enumerate(names) if n.strip() == text.strip()], _case_matches(text, names)):
+        if same:
+            return same[0] if len(same) == 1 else None
+    return None
+
+
+def label_id(text: str, names: Sequence[str], what: str = "--label", of: str = "this run") -> int:
+    """The class id of the string ``text`` among the class ``names`` (ids 0 … K−1) by the one rule (rules 2–4
+    of :meth:`Autoencoder.label_index`): a class name (:func:`class_named`), ``id:N``, or a bare integer id —
+    refused when some names are other numbers.  Anything else is a one-line ConfigError naming the valid labels
+    (``what`` and ``of`` word it: ``--normal-labels 'x' is not a class of this data: …``)."""
+    named = class_named(text, names)
+    if named is not None:
+        return named
+    numeric = names_are_other_numbers(names)
+    stripped = text.strip()
+    m = ID_FORM.fullmatch(stripped)
+    as_id = m.group(1) if m else (stripped if INTEGER.fullmatch(stripped) and not numeric else None)
+    if as_id is not None and 0 <= int(as_id) < len(names):
+        return int(as_id)
+    raise ConfigError(not_a_class(text, names, what, of))
+
+
+def not_a_class(text: str, names: Sequence[str], what: str, of: str = "this run") -> str:
+    """The one-line error for a label ``text`` that is none of the classes ``names``, with the valid labels and
+    why when it is not plain (numeric names; a name matching several classes only in another letter case)."""
+    shown = ", ".join(f"{i} ({n})" if n != str(i) else n for i, n in enumerate(names)) or "none (no classes)"
+    several = _case_matches(text, names)
+    if len(several) > 1:
+        hint = (f" ({text.strip()!r} matches {' and '.join(repr(names[i]) for i in several)} only in another letter "
+                "case: give the exact name)")
+    elif names_are_other_numbers(names):
+        hint = " (a class name, or its id; the names are numbers, so write id:N for class id N)"
+    else:
+        hint = ""
+    return f"{what} {text.strip()!r} is not a class of {of}: valid labels are {shown}{hint}"
 
 
 def integer_label(v: Any) -> int | None:
@@ -381,22 +422,12 @@ class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
         that is not conditional)."""
         self.require("conditional", what)
         names = self.label_names
-        text = str(label).strip()
-        numeric = names_are_other_numbers(names)
         as_int = integer_label(label)
-        if as_int is not None:
-            as_id: str | None = str(as_int)
-        elif (named := class_named(text, names)) is not None:
-            return named
-        else:
-            m = ID_FORM.fullmatch(text)
-            bare = INTEGER.fullmatch(text) and not numeric
-            as_id = m.group(1) if m else (text if bare else None)
-        if as_id is not None and 0 <= int(as_id) < len(names):
-            return int(as_id)
-        shown = ", ".join(f"{i} ({n})" if n != str(i) else n for i, n in enumerate(names))
-        hint = " (a class name, or its id; the names are numbers, so write id:N for class id N)" if numeric else ""
-        raise ConfigError(f"{what} {text!r} is not a class of this run: valid labels are {shown}{hint}")
+        if as_int is None:
+            return label_id(str(label), names, what)
+        if 0 <= as_int < len(names):
+            return as_int
+        raise ConfigError(not_a_class(str(as_int), names, what))
 
     def fit(self, x: torch.Tensor) -> None:
         self.require("closed_form", "a closed-form fit")

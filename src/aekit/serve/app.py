@@ -63,10 +63,10 @@ class ErrorResponse(BaseModel):
 LABEL_RULE = ("a JSON number is a class id; a string is a class name, or id:N, always id N; a bare integer string "
               "naming no class is an id, an error when the class names are other numbers")
 # the two routes that take ``label`` in the query string (?label=Sandal): always a string, read as --label is
-QUERY_RULE = ("a class name (any letter case when one class matches), or id:N, always id N; a bare integer "
-              "naming no class is an id")
-ITEM_LABEL = ("conditional runs: the class to encode a sample of an unlabelled split with (required there; "
-              "ignored when the sample has its own label): " + QUERY_RULE)
+QUERY_RULE = ("a class name (in any letter case when only one class matches so), or id:N, always id N; a bare "
+              "integer naming no class is an id, an error when the class names are other numbers")
+ITEM_LABEL = ("conditional runs: the class to encode a sample of an unlabelled split with (required there); a "
+              "sample with its own label is encoded with that, and a label given is still checked: " + QUERY_RULE)
 UPLOAD_LABEL = "conditional runs: the class to encode the upload with (required): " + QUERY_RULE
 
 
