@@ -36,8 +36,8 @@ class TrainConfig:
                 "config.json records the choice")
     bf16: bool = opt(False, "alias: --bf16 is --precision bf16, --no-bf16 is --precision fp32")
     compile: bool = opt(False, "torch.compile the model's loss (forward + loss terms); off by default: on 2 CPU "
-                               "cores its compilation paid back after ~4 epochs (deep AE) to ~44 (MLP VAE) and "
-                               "never for the conv VAE, see BENCHMARKS.md")
+                               "cores its compilation paid back after 36 to 154 epochs, or never (the conv VAE), "
+                               "see BENCHMARKS.md")
     channels_last: bool = opt(False, "NHWC memory format for weights and batches (pays with --bf16 on CPU)",
                               scope="conv models")
     checkpoint_every_s: float = opt(
