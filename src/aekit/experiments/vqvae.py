@@ -32,7 +32,7 @@ import dataclasses
 import logging
 import math
 import time
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -62,6 +62,7 @@ class VqvaeExperimentConfig:
     prior_epochs: int = 5
     prior_channels: int = 32
     prior_layers: int = 4
+    prior_kind: Literal["pixelcnn", "gated"] = "pixelcnn"  # or "gated" (the gated PixelCNN, no blind spot: --set prior_kind=gated)
     n_samples: int = 5000  # prior draws of each model decoded and scored
     bootstrap: int = 20
     classifier_epochs: int = 3
@@ -100,8 +101,9 @@ def vqvae_summary(ctx: ExperimentContext, cfg: VqvaeExperimentConfig, name: str,
     k = cfg.codebook_size
     short = too_short(ctx, steps, MIN_FINDING_STEPS)
     text = (f"VQ-VAE (K = {k} codes of {cfg.code_dim}, EMA codebook γ = 0.99, β = 0.25, dead-code restart after "
-            f"{cfg.restart_after} unused steps; PixelCNN prior {cfg.prior_channels} channels × {cfg.prior_layers} "
-            f"blocks, {cfg.prior_epochs} epochs after the main fit) and a conv VAE (Bernoulli p(x|z), β = 1, latent "
+            f"{cfg.restart_after} unused steps; {'gated ' if cfg.prior_kind == 'gated' else ''}PixelCNN prior "
+            f"{cfg.prior_channels} channels × {cfg.prior_layers} "
+            f"{'gated layers' if cfg.prior_kind == 'gated' else 'blocks'}, {cfg.prior_epochs} epochs after the main fit) and a conv VAE (Bernoulli p(x|z), β = 1, latent "
             f"{cfg.latent_dim}): the same conv stack (channels {','.join(map(str, cfg.channels))}, stride 2, mirrored "
             f"in the decoder), different bottlenecks (the VQ-VAE: a 1×1 conv to a grid of codes; the VAE: dense "
             f"layers to and from its Gaussian latent), {cfg.epochs} epochs ({steps:,} steps of batch "
@@ -165,6 +167,7 @@ def vqvae_experiment(ctx: ExperimentContext) -> ExperimentResult:
     per_model = {"vqvae": ("vqvae", {"codebook_size": cfg.codebook_size, "code_dim": cfg.code_dim,
                                      "restart_after": cfg.restart_after, "prior_epochs": cfg.prior_epochs,
                                      "prior_channels": cfg.prior_channels, "prior_layers": cfg.prior_layers,
+                                     "prior_kind": cfg.prior_kind,
                                      "recon_loss": "bce"}),
                  "vae": ("vae", {"arch": "conv", "latent_dim": cfg.latent_dim, "likelihood": "bernoulli",
                                  "free_bits": 0.0, "beta": 1.0})}

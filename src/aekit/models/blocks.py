@@ -211,3 +211,70 @@ class PixelCNN(nn.Module):
             h = h + block(h)
         return self.head(h)
 
+
+
+
+class _GatedLayer(nn.Module):
+    """One layer of the gated PixelCNN (van den Oord et al. 2016, "Conditional Image Generation with PixelCNN
+    Decoders"): a vertical stack (a k//2+1 × k convolution over the rows above; with ``first``, strictly
+    above) and a horizontal stack (a 1 × k//2+1 convolution over the row so far; with ``first``, strictly
+    left), each through the gate tanh(a) ⊙ σ(b); the vertical features feed the horizontal ones (1×1), and the
+    horizontal output is residual after the first layer."""
+
+    vmask: torch.Tensor
+    hmask: torch.Tensor
+
+    def __init__(self, channels: int, kernel: int, first: bool):
+        super().__init__()
+        half = kernel // 2
+        self.first = first
+        self.vertical = nn.Conv2d(channels, 2 * channels, (half + 1, kernel), padding=(half, half))
+        self.horizontal = nn.Conv2d(channels, 2 * channels, (1, half + 1), padding=(0, half))
+        self.v_to_h = nn.Conv2d(2 * channels, 2 * channels, 1)
+        self.h_out = nn.Conv2d(channels, channels, 1)
+        vmask, hmask = torch.ones(half + 1, kernel), torch.ones(1, half + 1)
+        if first:  # the first layer must not see the current position: its row (vertical), itself (horizontal)
+            vmask[-1] = 0
+            hmask[0, -1] = 0
+        self.register_buffer("vmask", vmask[None, None], persistent=False)
+        self.register_buffer("hmask", hmask[None, None], persistent=False)
+
+    @staticmethod
+    def gate(x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=1)
+        return torch.tanh(a) * torch.sigmoid(b)
+
+    def forward(self, v: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rows, cols = v.shape[-2:]
+        # padded output row r sees input rows r − k//2 … r: cropping to the first `rows` keeps rows ≤ r
+        hv = F.conv2d(v, self.vertical.weight * self.vmask, self.vertical.bias, padding=self.vertical.padding)
+        hv = hv[:, :, :rows]
+        hh = F.conv2d(h, self.horizontal.weight * self.hmask, self.horizontal.bias, padding=self.horizontal.padding)
+        hh = hh[:, :, :, :cols]
+        out = self.h_out(self.gate(hh + self.v_to_h(hv)))
+        return self.gate(hv), out if self.first else out + h
+
+
+class GatedPixelCNN(nn.Module):
+    """The gated PixelCNN prior (van den Oord et al. 2016) over a (H, W) grid of ``classes``-way categorical
+    indices, with :class:`PixelCNN`'s interface: an embedding, a first layer that does not see the current
+    position, ``layers`` more gated layers (vertical + horizontal stacks, no blind spot: position p sees every
+    earlier position within its receptive field), a 1×1 head to ``classes`` logits per position.  The first
+    layer's kernel is ``kernel + 2``, as PixelCNN's mask-A convolution."""
+
+    def __init__(self, classes: int, channels: int = 64, layers: int = 4, kernel: int = 3):
+        super().__init__()
+        self.classes = classes
+        self.embed = nn.Conv2d(classes, channels, 1, bias=False)  # = an embedding table on one-hot inputs
+        self.first = _GatedLayer(channels, kernel + 2, first=True)
+        self.blocks = nn.ModuleList(_GatedLayer(channels, kernel, first=False) for _ in range(layers))
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(),
+                                  nn.Conv2d(channels, classes, 1))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        onehot = idx if idx.is_floating_point() else F.one_hot(idx, self.classes).permute(0, 3, 1, 2).float()
+        x = self.embed(onehot)
+        v, h = self.first(x, x)
+        for block in self.blocks:
+            v, h = block(v, h)
+        return self.head(h)

@@ -61,7 +61,7 @@ from .. import losses as L
 from ..config import check, opt
 from ..data import Batch, Dataset, DataShape
 from .base import Autoencoder, Losses, ModelConfig, Stage
-from .blocks import Activation, PixelCNN, activation, conv_down, conv_sizes, conv_up
+from .blocks import Activation, GatedPixelCNN, PixelCNN, activation, conv_down, conv_sizes, conv_up
 
 EPS = 1e-5  # Laplace smoothing of the EMA counts (Sonnet's default epsilon)
 
@@ -85,9 +85,14 @@ class VQVAEConfig(ModelConfig):
     prior_epochs: int = opt(10, "epochs of the PixelCNN prior over the codes, trained after the main fit "
                                 "(0: an untrained prior)")
     prior_channels: int = opt(64, "channels of the PixelCNN prior")
-    prior_layers: int = opt(4, "residual masked-convolution blocks of the PixelCNN prior")
+    prior_layers: int = opt(4, "layers of the PixelCNN prior after its first: residual masked-convolution blocks, "
+                               "or gated layers with --prior-kind gated")
     prior_kernel: int = opt(5, "kernel of the prior's masked (mask B) convolutions, odd; the first, mask-A "
                                "convolution is 2 larger (7×7 for 5)")
+    prior_kind: Literal["pixelcnn", "gated"] = opt(
+        "pixelcnn", "the prior network: pixelcnn (masked convolutions, ReLU residual blocks; it has the original "
+                    "PixelCNN's blind spot) or gated (van den Oord et al. 2016: vertical + horizontal stacks with "
+                    "tanh·sigmoid gates, no blind spot)")
 
     def __post_init__(self) -> None:
         check(self.codebook_size >= 2, f"--codebook-size {self.codebook_size}: a codebook needs at least 2 codes "
@@ -182,7 +187,8 @@ class VQVAE(Autoencoder):
             self.codebook = nn.Parameter(init)
         self.register_buffer("unused_steps", torch.zeros(k, dtype=torch.long))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))  # by the first training batch
-        self.prior = PixelCNN(k, c.prior_channels, c.prior_layers, c.prior_kernel)
+        prior_cls = GatedPixelCNN if c.prior_kind == "gated" else PixelCNN
+        self.prior = prior_cls(k, c.prior_channels, c.prior_layers, c.prior_kernel)
         self.prior.requires_grad_(False)  # trained only in the after-fit ``prior`` stage
 
     # ------------------------------------------------------------------------------------------ sizes
