@@ -203,7 +203,8 @@ def vqvae_experiment(ctx: ExperimentContext) -> ExperimentResult:
         rows.append(row)
         with torch.no_grad():
             recons = model.reconstruct(to_float(data.test.x[:32]).to(model.device)).float().cpu().clamp(0.0, 1.0)
-        title = "VQ-VAE: decoded PixelCNN-prior draws" if name == "vqvae" else "VAE: decoded N(0, I) draws"
+        title = (f"VQ-VAE: decoded {'gated ' if cfg.prior_kind == 'gated' else ''}PixelCNN-prior draws"
+                 if name == "vqvae" else "VAE: decoded N(0, I) draws")
         save_image_grid(samples[:64], ctx.out / f"samples_{name}.png", nrow=8, title=title)
         save_image_grid(torch.cat([to_float(data.test.x[:32]), recons]), ctx.out / f"reconstructions_{name}.png",
                         nrow=8, title=f"{row['model']}: 32 test images (top), reconstructions (bottom)")
