@@ -436,3 +436,24 @@ def test_experiment_timers_include_the_data_load(name, module, tmp_path, monkeyp
     result = run_experiment(name, ExperimentContext(data=data, out=tmp_path, quick=True, progress=False))
     # the experiment's timer starts before the load: it misses only run_experiment's own overhead, not the 1 s
     assert result.extra["seconds"] >= 1.0 and abs(result.extra["wall_seconds"] - result.extra["seconds"]) < 0.5
+
+
+def test_a_run_written_before_a_field_existed_is_reused_with_its_default(tmp_path, monkeypatch):
+    import json
+
+    import aekit.experiments.vae_geometry as vg
+    from aekit.experiments import ExperimentContext
+    from aekit.models import MODELS
+
+    ctx = ExperimentContext(data="digits", out=tmp_path, progress=False)
+    data_cfg = DataConfig(spec="digits", subsample=300)
+    opts = {**MODELS["vae"].tiny, "epochs": 1, "batch_size": 64, "device": "cpu", "beta": 1.0}
+    first = vg.train_or_reuse(ctx, "r", "vae", data_cfg, opts)
+    path = tmp_path / "runs" / "r" / "config.json"
+    cfg = json.loads(path.read_text())
+    del cfg["model_config"]["beta"]  # as if written before `beta` existed: it loads with the default, 1.0
+    path.write_text(json.dumps(cfg))
+    trained = []
+    monkeypatch.setattr(vg, "train", lambda *a, **k: trained.append(k) or "trained")
+    assert vg.train_or_reuse(ctx, "r", "vae", data_cfg, opts).path == first.path and not trained
+    assert vg.train_or_reuse(ctx, "r", "vae", data_cfg, {**opts, "beta": 2.0}) == "trained"  # not the default

@@ -353,14 +353,16 @@ def test_report_of_a_vqvae_has_its_main_fit_curves_and_names_its_prior(tmp_path)
     assert {r["stage"] for r in run.metrics} == {"vqvae", "prior"}
 
 
-def _dependence(net: torch.nn.Module, hw: int, k: int = 5) -> list[torch.Tensor]:
-    """For each position p of a (hw, hw) grid, the (hw·hw,) bool map of input positions its logits depend on."""
+def _dependence(net: torch.nn.Module, hw: int, k: int = 5, w: int | None = None) -> list[torch.Tensor]:
+    """For each position p of a (hw, w) grid (w = hw by default), the (hw·w,) bool map of the input positions
+    its logits depend on."""
+    w = w or hw
     torch.manual_seed(0)
-    onehot = torch.nn.functional.one_hot(torch.randint(0, k, (1, hw, hw)), k).permute(0, 3, 1, 2).float()
+    onehot = torch.nn.functional.one_hot(torch.randint(0, k, (1, hw, w)), k).permute(0, 3, 1, 2).float()
     out = []
-    for p in range(hw * hw):
+    for p in range(hw * w):
         x = onehot.clone().requires_grad_(True)
-        net(x)[0, :, p // hw, p % hw].sum().backward()
+        net(x)[0, :, p // w, p % w].sum().backward()
         out.append(x.grad[0].abs().sum(0).flatten() > 0)
     return out
 
@@ -373,12 +375,14 @@ def test_gated_pixelcnn_is_causal_and_has_no_blind_spot():
     for net in (gated, plain):  # both causal: position p depends on no input at or after it
         seen = _dependence(net, 6)
         assert all(not s[p:].any() for p, s in enumerate(seen))
-    # (i−1, j+3) is in the plain PixelCNN's blind spot at any depth (its 5×5 mask-A layer reaches j+2 on the
-    # rows above, the 3×3 layers after it never look right on a row above); the gated one, with 3 layers of
-    # 3×3 after a 5×5, sees every earlier position of a 6×6 grid
+    # (i−1, j+3) is in the plain PixelCNN's blind spot at any depth: a path to the row above takes exactly one
+    # upward step, which moves right by at most 2 (the 5×5 mask-A layer) or 1 (a 3×3 mask-B layer), and no step
+    # within a row moves right. The gated one, with 3 layers of 3×3 after a 5×5, sees every earlier position
+    # of a 6×6 grid (and of a 5×6 one: rows and columns are cropped separately)
     p, q = 2 * 6 + 1, 1 * 6 + 4
     assert not _dependence(plain, 6)[p][q]
     assert all(s[:p].all() for p, s in enumerate(_dependence(gated, 6)))
+    assert all(not s[p:].any() and s[:p].all() for p, s in enumerate(_dependence(gated, 5, w=6)))
 
 
 def test_prior_kind_gated_trains_samples_and_round_trips(tmp_path):
@@ -392,9 +396,20 @@ def test_prior_kind_gated_trains_samples_and_round_trips(tmp_path):
     assert run.metrics[-1]["stage"] == "prior" and math.isfinite(run.metrics[-1]["train_loss"])
     back = aekit.load_run(tmp_path / "g")
     assert isinstance(back.model.prior, GatedPixelCNN)
-    for a, b in zip(run.model.state_dict().values(), back.model.state_dict().values()):
-        assert torch.equal(a, b)
+    sa, sb = run.model.state_dict(), back.model.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     codes = back.model.sample_codes(3, torch.Generator().manual_seed(0))
     assert codes.shape == (3, *back.model.grid) and int(codes.max()) < back.model.codebook_size
     with pytest.raises(ConfigError, match="prior_kind|prior-kind"):
         model(prior_kind="transformer")
+    # a run saved before --prior-kind existed (no prior_kind in config.json) loads as the masked PixelCNN
+    import json
+
+    aekit.train("vqvae", "digits", tmp_path / "old", **{**TINY, "epochs": 1, "batch_size": 64, "progress": False,
+                                                        "report": False, "device": "cpu"})
+    path = tmp_path / "old" / "config.json"
+    cfg = json.loads(path.read_text())
+    assert cfg["model_config"].pop("prior_kind") == "pixelcnn"
+    path.write_text(json.dumps(cfg))
+    old = aekit.load_run(tmp_path / "old")
+    assert type(old.model.prior) is PixelCNN

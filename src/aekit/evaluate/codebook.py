@@ -6,7 +6,7 @@
   (K when all codes are used equally, 1 when one code is used), as in the Sonnet VQ-VAE example (the
   model's loss term ``batch_perplexity``, also in evaluation.json, is the mean of per-batch figures and depends
   on the evaluation batch size: not the split's perplexity);
-- ``prior_nll``: −log p(indices) under the model's prior (PixelCNN), nats per image, averaged over the split;
+- ``prior_nll``: −log p(indices) under the model's prior (the masked or gated PixelCNN), nats per image, averaged over the split;
   ``prior_bits_per_code`` = prior_nll / (h·w·ln 2) (bits per grid position, at most log₂ K for a uniform
   prior) and ``prior_bits_per_dim`` = prior_nll / (C·H·W·ln 2) (the same bits spread over the image's
   dimensions: the prior's part of a bits-per-dimension figure, not a likelihood of the pixels).

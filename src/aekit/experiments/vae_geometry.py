@@ -95,6 +95,22 @@ def _stored_precision(stored: dict[str, Any]) -> str:
     return "bf16" if stored.get("bf16") else str(stored.get("precision", "fp32"))
 
 
+def _saved_options(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's model and training options, with the defaults of fields added since it was written (a
+    ``vqvae`` run from before ``prior_kind`` existed is a ``pixelcnn`` run), as loading it would read them."""
+    from ..config import from_dict
+    from ..models import get_spec
+    from ..train.config import TrainConfig
+
+    raw = {**saved["model_config"], **saved["train"]}
+    try:
+        model_cfg = to_dict(get_spec(saved["model"]).make_config(saved["model_config"], name=saved["model"]))
+        train_cfg = to_dict(from_dict(TrainConfig, saved["train"], what="a saved run"))
+    except AekitError:
+        return raw  # a config this version cannot read: matched as written (a mismatch retrains)
+    return {**model_cfg, **train_cfg, **raw}
+
+
 def train_or_reuse(ctx: ExperimentContext, name: str, model: str, data: DataConfig, options: dict[str, Any]) -> Run:
     """Train ``model`` into ``ctx.run_dir(name)``, or reuse / resume the run there when its saved
     configuration (model, data and every given option) matches.  The seed is ``--seed`` unless ``options``
@@ -111,8 +127,8 @@ def train_or_reuse(ctx: ExperimentContext, name: str, model: str, data: DataConf
         except AekitError:
             saved = None
         if saved is not None and saved["model"] == model and saved["data"] == to_dict(data):
-            stored = {**saved["model_config"], **saved["train"]}
-            have = _stored_precision(stored)
+            stored = _saved_options(saved)
+            have = _stored_precision({**saved["model_config"], **saved["train"]})
             if asked not in (None, have):
                 log.info("not reusing %s: it trained in %s, and %s was asked for (retraining)", out, have, asked)
             elif all(k in stored and _same(v, stored[k]) for k, v in generic.items()):

@@ -6,8 +6,8 @@ epochs, batch, learning rate and seed; their bottlenecks differ: the VQ-VAE's 1�
 (at most h·w·log₂K bits per image), the VAE's dense layers to and from a ``latent_dim`` Gaussian latent (whose
 information is bounded by its KL, reported in bits), so the error comparison is one of code capacity as much as
 of method: the VQ-VAE (``--model vqvae``: K = ``codebook_size`` codes of ``code_dim``, EMA
-codebook, dead-code restarts after ``restart_after`` unused steps, its PixelCNN prior trained ``prior_epochs``
-after the main fit) and the VAE (``--model vae --arch conv``, Bernoulli p(x|z), β = 1, no free bits, latent
+codebook, dead-code restarts after ``restart_after`` unused steps, its PixelCNN prior — masked, or gated with
+``--set prior_kind=gated`` — trained ``prior_epochs`` after the main fit) and the VAE (``--model vae --arch conv``, Bernoulli p(x|z), β = 1, no free bits, latent
 ``latent_dim``).  Reported on the test split:
 
 - reconstruction error, the sum of squared errors per image (mean ± standard error), both models, beside the
@@ -62,7 +62,7 @@ class VqvaeExperimentConfig:
     prior_epochs: int = 5
     prior_channels: int = 32
     prior_layers: int = 4
-    prior_kind: Literal["pixelcnn", "gated"] = "pixelcnn"  # or "gated" (the gated PixelCNN, no blind spot: --set prior_kind=gated)
+    prior_kind: Literal["pixelcnn", "gated"] = "pixelcnn"  # the model's --prior-kind
     n_samples: int = 5000  # prior draws of each model decoded and scored
     bootstrap: int = 20
     classifier_epochs: int = 3
@@ -119,7 +119,7 @@ def vqvae_summary(ctx: ExperimentContext, cfg: VqvaeExperimentConfig, name: str,
             f"log₂ K = {math.log2(k):.2f}). Domain FID (a small CNN trained on the training images, test accuracy "
             f"{clf_acc:.3f}; not comparable with Inception FIDs) of {cfg.n_samples:,} prior samples against the "
             f"real test images ± a bootstrap standard error: {q['sample_fid']:.3g} ± {q['sample_fid_se']:.2g} "
-            f"(VQ-VAE, PixelCNN prior) vs {a['sample_fid']:.3g} ± {a['sample_fid_se']:.2g} (VAE, N(0, I)); real "
+            f"(VQ-VAE, {'gated ' if cfg.prior_kind == 'gated' else ''}PixelCNN prior) vs {a['sample_fid']:.3g} ± {a['sample_fid_se']:.2g} (VAE, N(0, I)); real "
             f"training images {real_fid:.3g} (the floor).\n\n")
     share = cb["codebook_perplexity"] / k
     text += finding("the codebook is well used", share >= PERPLEXITY_SHARE and not short,

@@ -91,8 +91,8 @@ MODELS.register("cvae", ModelSpec(CVAEConfig, CVAE, "conditional VAE (Sohn et al
 MODELS.register("wae", ModelSpec(WAEConfig, WAE, "Wasserstein autoencoder (MMD to the prior, IMQ kernel; "
                                  "deterministic codes, samples from N(0, I))", tiny={"hidden": (16,), "latent_dim": 3}))
 MODELS.register("vqvae", ModelSpec(VQVAEConfig, VQVAE, "VQ-VAE (van den Oord et al. 2017): conv encoder to a grid of "
-                                   "codebook indices (EMA codebook, dead-code restarts), PixelCNN prior trained "
-                                   "after the main fit", tiny={"channels": (4, 8), "code_dim": 3, "codebook_size": 8,
+                                   "codebook indices (EMA codebook, dead-code restarts), PixelCNN prior (masked or "
+                                   "gated) trained after the main fit", tiny={"channels": (4, 8), "code_dim": 3, "codebook_size": 8,
                                                                "prior_epochs": 1, "prior_channels": 8,
                                                                "prior_layers": 1, "restart_after": 2}))
 MODELS.register("pca", ModelSpec(PCAConfig, PCA, "principal component analysis by SVD (closed form baseline)",

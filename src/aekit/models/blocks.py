@@ -216,10 +216,13 @@ class PixelCNN(nn.Module):
 
 class _GatedLayer(nn.Module):
     """One layer of the gated PixelCNN (van den Oord et al. 2016, "Conditional Image Generation with PixelCNN
-    Decoders"): a vertical stack (a k//2+1 × k convolution over the rows above; with ``first``, strictly
-    above) and a horizontal stack (a 1 × k//2+1 convolution over the row so far; with ``first``, strictly
-    left), each through the gate tanh(a) ⊙ σ(b); the vertical features feed the horizontal ones (1×1), and the
-    horizontal output is residual after the first layer."""
+    Decoders"): a vertical stack (a k//2+1 × k convolution over this row and the k//2 rows above of the
+    vertical features; with ``first``, over the rows above only: its kernel's last row is masked) and a
+    horizontal stack (a 1 × k//2+1 convolution over this position and the k//2 before it on the row; with
+    ``first``, the ones before only), each through the gate tanh(a) ⊙ σ(b); the vertical features feed the
+    horizontal ones (1×1), and the horizontal output is residual after the first layer.  Causal by induction
+    from the first layer: vertical features at row r depend only on input rows above r, so the vertical-to-
+    horizontal link carries nothing of the current row or to its right."""
 
     vmask: torch.Tensor
     hmask: torch.Tensor

@@ -34,7 +34,8 @@ in use.  Under DDP (torch.distributed with several ranks) the per-code counts an
 the update, so the codebook learns from every rank's batch; the initial and restarted codes are rank 0's draws.  The codebook, the EMA
 state and the counters are buffers (saved in checkpoints and weights).
 
-Generative: a small PixelCNN (:class:`~aekit.models.blocks.PixelCNN`) is a prior over the index grid.  It is
+Generative: a small PixelCNN (:class:`~aekit.models.blocks.PixelCNN`, or with ``prior_kind="gated"`` the gated
+:class:`~aekit.models.blocks.GatedPixelCNN`) is a prior over the index grid.  It is
 trained *after* the main fit, as the model's ``after`` stage (``prior``, ``prior_epochs`` epochs), on the codes
 of the frozen encoder; in the main fit its parameters are frozen.  ``sample`` draws the grid in raster order
 and decodes it; ``code_nll`` is the prior's −log p(codes) in nats per image.
@@ -87,8 +88,9 @@ class VQVAEConfig(ModelConfig):
     prior_channels: int = opt(64, "channels of the PixelCNN prior")
     prior_layers: int = opt(4, "layers of the PixelCNN prior after its first: residual masked-convolution blocks, "
                                "or gated layers with --prior-kind gated")
-    prior_kernel: int = opt(5, "kernel of the prior's masked (mask B) convolutions, odd; the first, mask-A "
-                               "convolution is 2 larger (7×7 for 5)")
+    prior_kernel: int = opt(5, "kernel k of the prior's layers after the first, odd (pixelcnn: the mask-B "
+                               "convolutions; gated: k//2+1 × k vertical, 1 × k//2+1 horizontal); the first "
+                               "layer's is k + 2 (7 for 5)")
     prior_kind: Literal["pixelcnn", "gated"] = opt(
         "pixelcnn", "the prior network: pixelcnn (masked convolutions, ReLU residual blocks; it has the original "
                     "PixelCNN's blind spot) or gated (van den Oord et al. 2016: vertical + horizontal stacks with "
