@@ -27,8 +27,11 @@ CASES = {
 }
 
 
-def step_ms(model: aekit.Autoencoder, x: torch.Tensor, bf16: bool, steps: int) -> float:
-    opt = torch.optim.Adam(model.parameters())
+def step_ms(model: aekit.Autoencoder, x: torch.Tensor, bf16: bool, steps: int, *, fused: bool = False,
+            warmup: int = 2) -> float:
+    """Milliseconds per training step (loss, backward, Adam) of ``model`` on the batch ``x``, after ``warmup``
+    steps; bf16 autocast when ``bf16`` (also used by benchmarks/conv_levers.py)."""
+    opt = torch.optim.Adam(model.parameters(), fused=fused)
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -37,7 +40,7 @@ def step_ms(model: aekit.Autoencoder, x: torch.Tensor, bf16: bool, steps: int) -
         loss.backward()
         opt.step()
 
-    for _ in range(2):
+    for _ in range(warmup):
         step()
     t = time.perf_counter()
     for _ in range(steps):

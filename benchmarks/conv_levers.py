@@ -12,12 +12,12 @@ per-step comparison, not the end-to-end rate of ``bench.py train``.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from bf16_step import step_ms  # the same step timing (this script's folder is on sys.path)
 
 import aekit
-from aekit.data.batch import Batch, DataShape
+from aekit.data.batch import DataShape
 from aekit.models import MODELS
 
 CASES = {
@@ -28,27 +28,14 @@ CASES = {
 }
 
 
-def step_ms(over: dict, shape: tuple[int, ...], bs: int, channels_last: bool, steps: int) -> float:
+def case_step_ms(over: dict, shape: tuple[int, ...], bs: int, channels_last: bool, steps: int) -> float:
     torch.manual_seed(0)
     model = aekit.build_model("vae", MODELS["vae"].make_config(over).resolve(DataShape(shape)))
     x = torch.rand(bs, *shape).round()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), fused=True)
-
-    def step() -> None:
-        loss = model.loss(Batch(x)).total
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    for _ in range(3):
-        step()
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - t) / steps * 1000
+    return step_ms(model, x, False, steps, fused=True, warmup=3)
 
 
 def main() -> None:
@@ -63,7 +50,7 @@ def main() -> None:
             for mkldnn in (True, False):
                 for cl in (False, True):
                     torch.backends.mkldnn.enabled = mkldnn
-                    ms = step_ms(over, shape, bs, cl, args.steps)
+                    ms = case_step_ms(over, shape, bs, cl, args.steps)
                     print(f"{name}: oneDNN {'on' if mkldnn else 'off'}, channels_last {'on' if cl else 'off'}: "
                           f"{ms:.1f} ms/step, {bs / ms * 1000:.0f} samples/s", flush=True)
     finally:
