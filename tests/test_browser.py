@@ -147,6 +147,17 @@ def test_click_and_slider_change_the_decoded_image(browser, vae_url, tmp_path):
     page.click("#sample-btn")
     page.wait_for_selector("#samples:not(.hidden)")
     shot(page, tmp_path, "explorer-vae.png")
+    # temperature 0: every press draws the prior's mode, so a new seed gives the same grid; 1 again: it changes
+    page.fill("#temperature", "0")
+    page.click("#sample-btn")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('temperature 0')")
+    cold = page.get_attribute("#samples", "src")
+    page.evaluate("document.querySelector('#samples').removeAttribute('src')")
+    page.click("#sample-btn")  # the next seed
+    assert wait_src_change(page, "#samples", "") == cold
+    page.fill("#temperature", "1")
+    page.click("#sample-btn")
+    assert wait_src_change(page, "#samples", cold) != cold
     assert not errors, errors
 
 

@@ -79,6 +79,22 @@ def test_generation_commands(vae_run, tmp_path):
         assert Image.open(tmp_path / f).size[0] > 50
     assert main(["-q", "sample", str(vae_run), "-n", "3", "--out", str(tmp_path / "s.npy")]) == 0
     assert np.load(tmp_path / "s.npy").shape == (3, 1, 8, 8)
+    # --temperature 0: every draw is the decoded prior mode; a half-temperature draw lies nearer it than the prior's
+    assert main(["-q", "sample", str(vae_run), "-n", "3", "--temperature", "0", "--out", str(tmp_path / "m.npy")]) == 0
+    mode = np.load(tmp_path / "m.npy")
+    assert np.allclose(mode, mode[:1])
+    assert main(["-q", "sample", str(vae_run), "-n", "200", "--temperature", "0.5",
+                 "--out", str(tmp_path / "h.npy")]) == 0
+    assert main(["-q", "sample", str(vae_run), "-n", "200", "--out", str(tmp_path / "p.npy")]) == 0
+    spread = {f: float(((np.load(tmp_path / f) - mode[:1]) ** 2).sum(axis=(1, 2, 3)).mean()) for f in ("h.npy", "p.npy")}
+    assert spread["h.npy"] < spread["p.npy"]
+
+
+def test_sample_rejects_a_bad_temperature(vae_run, tmp_path, capsys):
+    code = main(["-q", "sample", str(vae_run), "--temperature", "-1", "--out", str(tmp_path / "s.png")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "temperature" in err, err
+    assert not (tmp_path / "s.png").exists()
 
 
 def test_encode_npy_and_csv(vae_run, tmp_path):

@@ -182,6 +182,28 @@ def test_forward_backward_and_units(registered, digits, cells):
 
 
 @parametrize_models
+def test_sampling_temperature(registered, digits, cells):
+    """Every generative model takes ``temperature``: τ = 1 is the default draw, τ = 0 the prior's mode (the same
+    images whatever the generator), a negative or non-finite τ a one-line error."""
+    data, _ = data_for(registered, digits, cells)
+    model = build(registered, data).eval()
+    if not model.generative:
+        pytest.skip("not generative")
+    kw = model.label_kwargs(torch.tensor([0, 1, 0]) if model.conditional else None)
+
+    def draw(seed: int, **t: float) -> torch.Tensor:
+        return model.sample(3, torch.Generator().manual_seed(seed), **kw, **t)
+
+    torch.testing.assert_close(draw(0, temperature=1.0), draw(0))
+    torch.testing.assert_close(draw(0, temperature=0.0), draw(1, temperature=0.0))
+    assert not torch.equal(draw(0), draw(1)), "different seeds draw different samples at τ = 1"
+    for bad in (-0.5, float("nan"), float("inf"), "warm"):
+        with pytest.raises(AekitError, match="temperature") as e:
+            model.sample(2, **kw, temperature=bad)
+        assert "\n" not in str(e.value)
+
+
+@parametrize_models
 def test_missing_capabilities_give_one_line_errors(registered, digits, cells):
     data, _ = data_for(registered, digits, cells)
     model = build(registered, data)

@@ -145,6 +145,11 @@ def test_experiment_quick(tmp_path):
     per_class = [r for r in res.rows if "class_rate" in r]
     assert len(per_class) == 10 and all(0.0 <= r["class_rate"] <= 1.0 for r in per_class)
     assert "too short to tell" in res.summary  # a --quick run states no finding
+    temps = [r for r in res.rows if "temperature" in r]
+    assert [r["temperature"] for r in temps] == [1.0, 0.7, 0.5]  # τ = 1 (the claim's) and the default others
+    assert all(r["domain_fid"] >= 0 for r in temps) and "too short to read more into them" in res.summary
+    assert all((tmp_path / f).exists() for f in ("samples_per_class_t0.7.png", "samples_per_class_t0.5.png"))
+    assert all("class_rate_t0.5" in r and r["most_taken_for"] for r in per_class)
 
 
 def test_one_hot_matches_torch():
@@ -174,3 +179,34 @@ def test_class_findings_hold_fail_and_too_short():
     assert "not every class is drawn recognisably" in bad and "below it: T-shirt 80.0% vs 95.0%" in bad
     short = class_findings(names, np.array([0.93, 0.95, 0.97]), real, 100, "a --quick smoke run")
     assert short.count("too short to tell whether") == 2  # even numbers that meet both thresholds: no finding
+
+
+def test_most_confused_and_the_temperature_paragraph():
+    import numpy as np
+
+    from aekit.experiments.cvae import most_confused, temperature_sentence
+
+    confusion = np.array([[0.7, 0.2, 0.1], [0.05, 0.9, 0.05], [0.0, 0.4, 0.6]])
+    other, share = most_confused(confusion)
+    assert other.tolist() == [1, 0, 1] and share.tolist() == [0.2, 0.05, 0.4]  # never the class itself
+    names = ["a", "b", "c"]
+    by_t = {1.0: (np.array([0.7, 0.9, 0.6]), 20.0), 0.5: (np.array([0.95, 0.99, 0.91]), 30.0)}
+    text = temperature_sentence(names, by_t, "")
+    assert "τ = 1: mean 73.3%, lowest 60.0% (c), domain FID 20.0; τ = 0.5: mean 95.0%" in text
+    assert "Every class reaches 90% at τ = 0.5;" in text
+    assert "At none" in temperature_sentence(names, {1.0: by_t[1.0]}, "")
+    assert "too short" in temperature_sentence(names, by_t, "a --quick smoke run")
+
+
+def test_class_draws_at_temperature_zero_are_one_image_per_class():
+    import numpy as np
+
+    from aekit.evaluate.classifier import ClassifierConfig, DomainClassifier
+    from aekit.experiments.cvae import class_draws
+
+    m = tiny(k=4).eval()
+    clf = DomainClassifier(ClassifierConfig(input_shape=m.input_shape, n_classes=4))
+    cold = class_draws(m, clf, 8, seed=0, temperature=0.0)
+    assert np.allclose(cold.confusion.max(1), 1.0)  # every draw of a class is the same image: one prediction
+    warm = class_draws(m, clf, 8, seed=0)
+    assert warm.features.shape == (32, clf.config.features) and not np.allclose(warm.features[:8], warm.features[:1])

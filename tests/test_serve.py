@@ -91,6 +91,10 @@ def test_item_encode_decode_roundtrip(client):
 def test_sample_and_interpolate(client):
     s = client.post("/api/sample", json={"n": 4, "seed": 1}).json()
     assert len(s["images"]) == 4 and decode_png(s["grid"]).ndim == 2
+    cold = [client.post("/api/sample", json={"n": 2, "seed": seed, "temperature": 0}).json() for seed in (1, 2)]
+    assert cold[0]["images"] == cold[1]["images"]  # τ = 0: the prior's mode, whatever the seed
+    assert cold[0]["images"][0] == cold[0]["images"][1]
+    assert client.post("/api/sample", json={"n": 4, "seed": 1, "temperature": 1}).json()["images"] == s["images"]
     it = client.post("/api/interpolate", json={"a": 0, "b": 3, "steps": 5, "spherical": True}).json()
     assert len(it["codes"]) == 5 and decode_png(it["strip"]).shape[1] > 5 * 8
 
@@ -102,6 +106,8 @@ def test_sample_and_interpolate(client):
     ("/api/encode", {"indices": [100000]}, 404, "out of range"),
     ("/api/encode", {"inputs": [[0.0, 1.0]]}, 422, "64 numbers"),
     ("/api/sample", {"n": 0}, 422, "n"),
+    ("/api/sample", {"n": 2, "temperature": -0.5}, 422, "temperature"),
+    ("/api/sample", {"n": 2, "temperature": 11}, 422, "temperature"),
     ("/api/interpolate", {"a": 0, "b": 1, "steps": 1000}, 422, "steps"),
 ])
 def test_bad_json_requests_get_json_errors(client, path, payload, status, words):

@@ -116,12 +116,14 @@ def traverse(model: Autoencoder, x: torch.Tensor, dims: list[int] | None = None,
 
 
 @torch.no_grad()
-def sample(model: Autoencoder, n: int, seed: int = 0, labels: torch.Tensor | int | None = None) -> torch.Tensor:
+def sample(model: Autoencoder, n: int, seed: int = 0, labels: torch.Tensor | int | None = None, *,
+           temperature: float = 1.0) -> torch.Tensor:
     """n draws from the prior decoded (generative models only), reproducible by ``seed``; ``labels`` (n,) or one
-    int: the classes a ``conditional`` model decodes them with (default: the classes in turn, 0, 1, …, K-1, 0, …)."""
+    int: the classes a ``conditional`` model decodes them with (default: the classes in turn, 0, 1, …, K-1, 0, …);
+    ``temperature``: see :meth:`Autoencoder.sample` (1: the prior; nearer 0: nearer its mode)."""
     model.require("generative", "sampling")
     g = torch.Generator(device=model.device).manual_seed(seed)
     model.eval()
     if model.conditional and labels is None:
         labels = torch.arange(n) % len(model.label_names)
-    return model.sample(n, generator=g, **model.label_kwargs(labels))
+    return model.sample(n, generator=g, **model.label_kwargs(labels), temperature=temperature)

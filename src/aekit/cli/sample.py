@@ -2,7 +2,8 @@
 
 A conditional model (``--model cvae``) draws every sample of ``--label`` (a class name or its id, e.g. ``--label
 Sneaker`` or ``--label 7``; when class names are numbers a bare number is a name, ``id:N`` is always id N);
-without it the draws go through the run's classes in turn (0, 1, …, K−1, 0, …).
+without it the draws go through the run's classes in turn (0, 1, …, K−1, 0, …).  ``--temperature T`` scales
+the draws (1: the prior; below 1 nearer its mode: more typical, less varied samples; 0: the mode).
 """
 
 from __future__ import annotations
@@ -24,21 +25,27 @@ def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     p.add_argument("--label", default=None, metavar="CLASS",
                    help="conditional models (--model cvae): the class to draw, e.g. Sneaker (default: the classes "
                         f"in turn). {LABEL_HELP}")
+    p.add_argument("--temperature", type=float, default=1.0, metavar="T",
+                   help="scale of the draws: 1 samples the prior (default); below 1 nearer its mode, more typical "
+                        "and less varied samples (a Gaussian prior draws z = T·ε; a VQ-VAE's prior softmax(logits/T)); "
+                        "0 is the mode")
     p.add_argument("--out", required=True, help="PNG file (or .npy for raw arrays)")
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from ..latent import sample
+    from ..models.base import checked_temperature
     from ..train import load_run
 
     out = check_out_file(args.out, (".png", ".npy"))  # before any work
     if args.n < 1:
         raise AekitError("-n must be at least 1")
+    checked_temperature(args.temperature)  # before loading the run
     run = load_run(args.run)
     run.model.require("generative", "sampling")  # a model without a prior says so in one line
     label = None if args.label is None else run.model.label_index(args.label, "--label")  # one-line errors
     check_outputs(args.n, run.model.input_shape, "-n", png=out.suffix.lower() == ".png")
-    x = sample(run.model, args.n, seed=args.seed, labels=label)
+    x = sample(run.model, args.n, seed=args.seed, labels=label, temperature=args.temperature)
     if out.suffix.lower() == ".npy":
         write_npy(out, x.cpu().numpy())
     else:

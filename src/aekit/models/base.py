@@ -4,7 +4,10 @@ Every registered model is one file in ``models/`` and one registry line.  What t
 model follows from the capabilities it *declares* here, never from its class:
 
 =================  ==============================================================================================
-``generative``     ``sample(n, generator)`` decodes draws from a prior (``aekit sample``, report samples)
+``generative``     ``sample(n, generator, temperature=1.0)`` decodes draws from a prior (``aekit sample``, report
+                   samples); ``temperature`` τ scales the draw (:func:`checked_temperature`): τ = 1 is the prior,
+                   τ < 1 draws nearer its mode (a Gaussian prior: z = τ·ε; a categorical one: softmax(logits/τ)),
+                   τ = 0 is the mode itself
 ``posterior``      ``encode`` returns a :class:`Posterior` (``sample()``, ``mode()``, ``kl()``, ``log_prob``),
                    and ``decode_logits`` + ``nll(out, x)`` give −log p(x|z) (ELBO, IWAE, ``--score elbo``)
 ``supervised``     ``loss`` trains against ``batch.labels`` (segmentation masks); ``predict(x)`` gives class ids,
@@ -280,6 +283,24 @@ def integer_label(v: Any) -> int | None:
         return None
 
 
+def checked_temperature(temperature: float) -> float:
+    """The sampling temperature τ of :meth:`Autoencoder.sample` as a float, or a one-line ConfigError.
+
+    τ = 1 draws from the model's prior; 0 ≤ τ < 1 draws nearer its mode, trading variety for typical samples (the
+    "temperature" of Kingma & Dhariwal 2018's Glow, the truncation of Brock et al. 2019's BigGAN); τ = 0 is the
+    mode (z = 0 for a Gaussian prior, the most probable code at each position for a categorical one); τ > 1
+    spreads the draws wider than the prior."""
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        raise ConfigError(f"the sampling temperature must be a number ≥ 0, not {temperature!r}: e.g. "
+                          "--temperature 0.7 (1 draws from the prior)") from None
+    if not (math.isfinite(t) and t >= 0):
+        raise ConfigError(f"the sampling temperature must be a finite number ≥ 0, not {temperature!r}: e.g. "
+                          "--temperature 0.7 (1 draws from the prior, 0 its mode)")
+    return t
+
+
 class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
     """Base of every model: one frozen config as the only constructor argument, the verbs and the capabilities.
 
@@ -337,7 +358,7 @@ class Autoencoder(nn.Module, metaclass=abc.ABCMeta):
         return self.forward(x)
 
     # -------------------------------------------------------------------------------- capability verbs
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, *, temperature: float = 1.0) -> torch.Tensor:
         self.require("generative", "sampling")
         raise NotImplementedError  # pragma: no cover - a generative model overrides it
 

@@ -31,7 +31,7 @@ from .. import losses as L
 from ..config import check, opt
 from ..data import Batch, Dataset, DataShape
 from ..errors import ConfigError
-from .base import Autoencoder, Losses, NetConfig, integer_label
+from .base import Autoencoder, Losses, NetConfig, checked_temperature, integer_label
 from .blocks import Activation, ConvDecoder, ConvEncoder, mlp
 from .vae import DiagonalGaussian
 
@@ -204,8 +204,11 @@ class CVAE(Autoencoder):
         return Losses(total, {"recon": recon, "kl": kl, "elbo": -(recon + kl)})
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, labels: LabelsLike = None) -> torch.Tensor:
-        """``n`` draws z ~ N(0, I) decoded given ``labels`` (one label for all n, or one per draw)."""
+    def sample(self, n: int, generator: torch.Generator | None = None, labels: LabelsLike = None, *,
+               temperature: float = 1.0) -> torch.Tensor:
+        """``n`` draws z = τ·ε, ε ~ N(0, I) (τ = ``temperature``), decoded given ``labels`` (one label for all n, or
+        one per draw)."""
+        t = checked_temperature(temperature)
         ids = self.label_ids(labels, n, "sampling")
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device) * t
         return self.decode(z, labels=ids)

@@ -138,8 +138,8 @@ class FactorVAE(Autoencoder):
     def nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.vae.nll(out, x)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.vae.sample(n, generator)
+    def sample(self, n: int, generator: torch.Generator | None = None, *, temperature: float = 1.0) -> torch.Tensor:
+        return self.vae.sample(n, generator, temperature=temperature)
 
     # -------------------------------------------------------------------------------------- the losses
     def vae_loss(self, batch: Batch) -> tuple[Losses, torch.Tensor]:

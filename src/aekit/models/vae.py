@@ -23,7 +23,7 @@ import torch.nn as nn
 from .. import losses as L
 from ..config import check, opt
 from ..data import Batch, Dataset, DataShape
-from .base import Autoencoder, Losses, NetConfig
+from .base import Autoencoder, Losses, NetConfig, checked_temperature
 from .blocks import Activation, ConvDecoder, ConvEncoder, mlp
 
 log = logging.getLogger("aekit.models")
@@ -257,9 +257,11 @@ class VAE(Autoencoder):
         return Losses(-bound, {"iwae_bound": bound, "recon": recon, "kl": kl, "elbo": -(recon + kl)})
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` draws from the prior, decoded (no autograd: ``model.sample(2).numpy()`` works)."""
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+    def sample(self, n: int, generator: torch.Generator | None = None, *, temperature: float = 1.0) -> torch.Tensor:
+        """``n`` draws z = τ·ε, ε ~ N(0, I), decoded (τ = ``temperature``; no autograd: ``model.sample(2).numpy()``
+        works)."""
+        t = checked_temperature(temperature)
+        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device) * t
         return self.decode(z)
 
     def _tcvae_loss(self, batch: Batch) -> Losses:

@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from .. import losses as L
 from ..config import check, opt
 from ..data import Batch, Dataset, DataShape
-from .base import Autoencoder, Losses, ModelConfig, Stage
+from .base import Autoencoder, Losses, ModelConfig, Stage, checked_temperature
 from .blocks import Activation, GatedPixelCNN, PixelCNN, activation, conv_down, conv_sizes, conv_up
 
 EPS = 1e-5  # Laplace smoothing of the EMA counts (Sonnet's default epsilon)
@@ -326,20 +326,28 @@ class VQVAE(Autoencoder):
         return prior_nll(self.prior, codes.long())
 
     @torch.no_grad()
-    def sample_codes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` index grids (n, h, w) drawn from the prior, position by position in raster order."""
+    def sample_codes(self, n: int, generator: torch.Generator | None = None, *, temperature: float = 1.0
+                     ) -> torch.Tensor:
+        """``n`` index grids (n, h, w) drawn from the prior, position by position in raster order, each position
+        from softmax(logits / τ) (τ = ``temperature``; τ = 0: the most probable code)."""
+        t = checked_temperature(temperature)
         h, w = self.grid
         codes = torch.zeros(n, h, w, dtype=torch.long, device=self.device)
         for r in range(h):
             for col in range(w):
-                probs = F.softmax(self.prior(codes)[:, :, r, col].float(), dim=1)
-                codes[:, r, col] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+                logits = self.prior(codes)[:, :, r, col].float()
+                if t == 0:
+                    codes[:, r, col] = logits.argmax(1)
+                else:
+                    probs = F.softmax(logits / t, dim=1)
+                    codes[:, r, col] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         return codes
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` draws from the prior over codes, decoded (no autograd)."""
-        return self.decode(self.sample_codes(n, generator))
+    def sample(self, n: int, generator: torch.Generator | None = None, *, temperature: float = 1.0) -> torch.Tensor:
+        """``n`` draws from the prior over codes (at ``temperature``, :meth:`sample_codes`), decoded (no
+        autograd)."""
+        return self.decode(self.sample_codes(n, generator, temperature=temperature))
 
     def stages(self, data: Dataset) -> Iterator[Stage]:
         """The prior over the codes, trained after the main fit (``prior_epochs`` epochs; 0: untrained)."""

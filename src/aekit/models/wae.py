@@ -27,7 +27,7 @@ import torch.nn as nn
 from .. import losses as L
 from ..config import check, opt
 from ..data import Batch, Dataset, DataShape
-from .base import Autoencoder, Losses, NetConfig
+from .base import Autoencoder, Losses, NetConfig, checked_temperature
 from .blocks import Activation, ConvDecoder, ConvEncoder, mlp
 
 IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -117,7 +117,8 @@ class WAE(Autoencoder):
         return Losses(recon + mmd, {"recon": recon, "mmd": mmd})
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` prior draws z ~ N(0, σ²I), decoded."""
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device) * self.config.prior_var ** 0.5
+    def sample(self, n: int, generator: torch.Generator | None = None, *, temperature: float = 1.0) -> torch.Tensor:
+        """``n`` prior draws z = τ·σ·ε, ε ~ N(0, I) (τ = ``temperature``; τ = 1: z ~ N(0, σ²I)), decoded."""
+        t = checked_temperature(temperature)
+        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device) * (t * self.config.prior_var ** 0.5)
         return self.decode(z)

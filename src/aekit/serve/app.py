@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 MAX_ROWS = 256
 MAX_BUSY = 8  # inference requests in progress at once; more get 503
+MAX_TEMPERATURE = 10.0  # sampling temperature bound of /api/sample (1: the prior)
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -112,6 +113,9 @@ class SampleRequest(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     label: int | str | None = Field(None, description="conditional models: the class of every draw (" + LABEL_RULE + "); "
                                                       "default: the classes in turn")
+    temperature: float = Field(1.0, ge=0, le=MAX_TEMPERATURE,
+                               description="scale of the draws: 1 samples the prior; below 1 nearer its mode (more "
+                                           "typical, less varied); 0 is the mode")
 
 
 class SampleResponse(BaseModel):
@@ -345,7 +349,7 @@ def create_app(explorer: Explorer, *, host: str = "127.0.0.1", allowed_hosts: tu
 
     @app.post("/api/sample", response_model=SampleResponse, responses=ERRORS, summary="draws from the prior (VAE)")
     def sample(req: SampleRequest) -> dict[str, Any]:
-        return infer(explorer.sample, req.n, req.seed, req.label)
+        return infer(explorer.sample, req.n, req.seed, req.label, req.temperature)
 
     @app.post("/api/interpolate", response_model=InterpolateResponse, responses=ERRORS,
               summary="decoded path between the codes of two samples")

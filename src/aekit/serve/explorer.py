@@ -331,7 +331,8 @@ class Explorer:
         return out
 
     @torch.no_grad()
-    def sample(self, n: int, seed: int = 0, label: int | str | None = None) -> dict[str, Any]:
+    def sample(self, n: int, seed: int = 0, label: int | str | None = None, temperature: float = 1.0
+               ) -> dict[str, Any]:
         self.require_latent()
         if not self.model.generative:
             raise RequestError(f"model '{self.model_name}' has no prior to sample from: serve a generative run "
@@ -343,7 +344,7 @@ class Explorer:
             labels = torch.full((n,), c, dtype=torch.long) if c is not None else \
                 torch.arange(n) % len(self.model.label_names)
         with self.lock:
-            x = self.model.sample(n, generator=g, **self.model.label_kwargs(labels))
+            x = self.model.sample(n, generator=g, **self.model.label_kwargs(labels), temperature=temperature)
         return {"images": self.render(x), "grid": self.grid(x, nrow=int(math.ceil(math.sqrt(n))))}
 
     @torch.no_grad()
