@@ -155,6 +155,9 @@ def test_click_and_slider_change_the_decoded_image(browser, vae_url, tmp_path):
     page.evaluate("document.querySelector('#samples').removeAttribute('src')")
     page.click("#sample-btn")  # the next seed
     assert wait_src_change(page, "#samples", "") == cold
+    page.fill("#temperature", "-1")  # out of range: the server's one-line reason, the page keeps working
+    page.click("#sample-btn")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('greater than or equal to 0')")
     page.fill("#temperature", "1")
     page.click("#sample-btn")
     assert wait_src_change(page, "#samples", cold) != cold

@@ -197,9 +197,11 @@ def test_sampling_temperature(registered, digits, cells):
     torch.testing.assert_close(draw(0, temperature=1.0), draw(0))
     torch.testing.assert_close(draw(0, temperature=0.0), draw(1, temperature=0.0))
     assert not torch.equal(draw(0), draw(1)), "different seeds draw different samples at τ = 1"
-    for bad in (-0.5, float("nan"), float("inf"), "warm"):
+    assert not torch.equal(draw(0, temperature=0.5), draw(0)), "the temperature changes the draws"
+    assert torch.isfinite(draw(0, temperature=1e-38)).all()  # a tiny τ is near the mode, never NaN
+    for bad in (-0.5, float("nan"), float("inf"), 10**400, "0.5", True, None):
         with pytest.raises(AekitError, match="temperature") as e:
-            model.sample(2, **kw, temperature=bad)
+            model.sample(3, **kw, temperature=bad)
         assert "\n" not in str(e.value)
 
 

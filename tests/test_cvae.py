@@ -145,11 +145,13 @@ def test_experiment_quick(tmp_path):
     per_class = [r for r in res.rows if "class_rate" in r]
     assert len(per_class) == 10 and all(0.0 <= r["class_rate"] <= 1.0 for r in per_class)
     assert "too short to tell" in res.summary  # a --quick run states no finding
-    temps = [r for r in res.rows if "temperature" in r]
+    temps = res.extra["temperatures"]
     assert [r["temperature"] for r in temps] == [1.0, 0.7, 0.5]  # τ = 1 (the claim's) and the default others
-    assert all(r["domain_fid"] >= 0 for r in temps) and "too short to read more into them" in res.summary
+    assert all(r["domain_fid"] >= 0 and r["domain_fid_stderr"] > 0 for r in temps)
+    assert "too short to read more into them" in res.summary and "real training images: FID" in res.summary
+    assert res.figures[0] == "samples_per_class.png"
     assert all((tmp_path / f).exists() for f in ("samples_per_class_t0.7.png", "samples_per_class_t0.5.png"))
-    assert all("class_rate_t0.5" in r and r["most_taken_for"] for r in per_class)
+    assert all("class_rate_t0.5" in r and "most_mistaken_for" in r for r in per_class)
 
 
 def test_one_hot_matches_torch():
@@ -189,13 +191,23 @@ def test_most_confused_and_the_temperature_paragraph():
     confusion = np.array([[0.7, 0.2, 0.1], [0.05, 0.9, 0.05], [0.0, 0.4, 0.6]])
     other, share = most_confused(confusion)
     assert other.tolist() == [1, 0, 1] and share.tolist() == [0.2, 0.05, 0.4]  # never the class itself
+    assert most_confused(np.eye(3))[1].tolist() == [0, 0, 0]  # nothing mistaken: share 0
     names = ["a", "b", "c"]
-    by_t = {1.0: (np.array([0.7, 0.9, 0.6]), 20.0), 0.5: (np.array([0.95, 0.99, 0.91]), 30.0)}
-    text = temperature_sentence(names, by_t, "")
-    assert "τ = 1: mean 73.3%, lowest 60.0% (c), domain FID 20.0; τ = 0.5: mean 95.0%" in text
-    assert "Every class reaches 90% at τ = 0.5;" in text
-    assert "At none" in temperature_sentence(names, {1.0: by_t[1.0]}, "")
-    assert "too short" in temperature_sentence(names, by_t, "a --quick smoke run")
+    by_t = {1.0: (np.array([0.7, 0.9, 0.6]), 20.0, 0.5), 0.5: (np.array([0.95, 0.99, 0.91]), 30.0, 0.7)}
+    text = temperature_sentence(names, by_t, 3.0, "")
+    assert "τ = 1: mean 73.3%, lowest 60.0% (c), domain FID 20.0 ± 0.5; τ = 0.5: mean 95.0%" in text
+    assert "(real training images: FID 3.0;" in text and "Every class reaches 90% at τ = 0.5." in text
+    assert "At none" in temperature_sentence(names, {1.0: by_t[1.0]}, 3.0, "")
+    assert "too short" in temperature_sentence(names, by_t, 3.0, "a --quick smoke run")
+
+
+@pytest.mark.parametrize("temps", [(0.0,), (-0.5,), (float("nan"),), (1.0000001,), (0.5, 0.50000001)])
+def test_experiment_rejects_temperatures_it_cannot_score_or_name(temps):
+    from aekit.errors import AekitError
+    from aekit.experiments.cvae import CVAEExperimentConfig
+
+    with pytest.raises(AekitError, match="temperatures"):
+        CVAEExperimentConfig(temperatures=temps)
 
 
 def test_class_draws_at_temperature_zero_are_one_image_per_class():
@@ -210,3 +222,21 @@ def test_class_draws_at_temperature_zero_are_one_image_per_class():
     assert np.allclose(cold.confusion.max(1), 1.0)  # every draw of a class is the same image: one prediction
     warm = class_draws(m, clf, 8, seed=0)
     assert warm.features.shape == (32, clf.config.features) and not np.allclose(warm.features[:8], warm.features[:1])
+
+
+def test_class_draws_scale_the_same_noise_by_the_temperature():
+    """class_draws(τ) decodes τ·ε with class c's own ε (seed·1000 + c) at every τ: temperatures differ only in τ."""
+    from aekit.evaluate.classifier import ClassifierConfig, DomainClassifier, classify_all
+    from aekit.experiments.cvae import class_draws
+
+    m = tiny(k=3).eval()
+    clf = DomainClassifier(ClassifierConfig(input_shape=m.input_shape, n_classes=3))
+    got = class_draws(m, clf, 5, seed=2, temperature=0.5).features
+    want = []
+    for c in range(3):
+        eps = torch.randn(5, m.latent_dim, generator=torch.Generator().manual_seed(2000 + c))
+        with torch.no_grad():
+            want.append(classify_all(clf, m.decode(0.5 * eps, labels=c).clamp(0, 1))[0])
+    import numpy as np
+
+    assert np.allclose(got, np.concatenate(want), atol=1e-6)

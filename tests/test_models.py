@@ -229,3 +229,14 @@ def test_aekit_evaluate_is_both_the_function_and_the_package():
     assert report["sse_per_image"] > 0
     with pytest.raises(AttributeError):
         aekit.evaluate.no_such_module  # noqa: B018
+
+
+@pytest.mark.parametrize("name, options, sigma", [("vae", {}, 1.0), ("wae", {"prior_var": 4.0}, 2.0)])
+def test_sampling_temperature_scales_the_prior_draw(name, options, sigma):
+    """A Gaussian prior's draw at temperature τ is decode(τ·σ·ε), with the ε the generator gives at τ = 1."""
+    model = tiny_model(name, hidden=(16,), latent_dim=3, **options).eval()
+    eps = torch.randn(4, 3, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        want = model.decode(0.3 * sigma * eps)
+    got = model.sample(4, torch.Generator().manual_seed(5), temperature=0.3)
+    torch.testing.assert_close(got, want)

@@ -3,7 +3,8 @@
 A conditional model (``--model cvae``) draws every sample of ``--label`` (a class name or its id, e.g. ``--label
 Sneaker`` or ``--label 7``; when class names are numbers a bare number is a name, ``id:N`` is always id N);
 without it the draws go through the run's classes in turn (0, 1, …, K−1, 0, …).  ``--temperature T`` scales
-the draws (1: the prior; below 1 nearer its mode: more typical, less varied samples; 0: the mode).
+the draws (1: the prior; below 1 nearer its mode: more typical, less varied samples; 0: a Gaussian prior's mode,
+a VQ-VAE's greedy code grid).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ def add_arguments(p: argparse.ArgumentParser, argv: Sequence[str]) -> None:
                         f"in turn). {LABEL_HELP}")
     p.add_argument("--temperature", type=float, default=1.0, metavar="T",
                    help="scale of the draws: 1 samples the prior (default); below 1 nearer its mode, more typical "
-                        "and less varied samples (a Gaussian prior draws z = T·ε; a VQ-VAE's prior softmax(logits/T)); "
-                        "0 is the mode")
+                        "and less varied samples (a Gaussian prior's draw is scaled by T; a VQ-VAE's prior draws "
+                        "each code from softmax(logits/T)); 0 is the Gaussian's mode, or the VQ-VAE's greedy codes")
     p.add_argument("--out", required=True, help="PNG file (or .npy for raw arrays)")
 
 

@@ -11,13 +11,14 @@ on generated ones, so the two columns are read together, and a second finding st
 
 One cVAE per latent size in ``latent_dims``; the reported model is the one with the best validation ELBO
 (chosen on the validation split; the test split gives only the reported figures).  Also: the test ELBO
-(nats per image, conditional: log p(x|y) ≥ ELBO), the class each class's draws are most often taken for, and a
-sample grid, one row per class.
+(nats per image, conditional: log p(x|y) ≥ ELBO), the other class each class's draws are most often mistaken
+for, and a sample grid, one row per class.
 
 Sampling temperature: the claim is read at τ = 1, the model's own prior.  The same draws scaled to z = τ·ε for
-each τ in ``temperatures`` are scored too (class rates, and the domain FID of all classes' draws against the
-real test images, which grows when draws are less varied than the data as well as when they are less
-realistic), so the table shows what drawing nearer the prior's mode buys and costs; no τ is chosen by it.
+each τ > 0 in ``temperatures`` are scored too (class rates, and the domain FID ± bootstrap s.e. of all classes'
+draws against the real test images — a distance between feature distributions, which grows when draws are less
+varied than the data as well as when they are less realistic; real training images give its floor), so the
+summary shows what drawing nearer the prior's mode changes; no τ is chosen by it.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class CVAEExperimentConfig:
     lr: float = 1e-3
     n_per_class: int = 1000  # prior draws per class, classified
     temperatures: tuple[float, ...] = (0.7, 0.5)  # also scored besides τ = 1 (the claim's), draws z = τ·ε
+    fid_boot: int = 20  # bootstrap resamples of the FID's standard error
     grid_per_class: int = 10  # samples per class in the grid image
     classifier_epochs: int = 3
     classifier_min_steps: int = 600
@@ -74,8 +76,14 @@ class CVAEExperimentConfig:
         check(self.epochs >= 1, "cvae: epochs must be ≥ 1")
         check(self.n_per_class >= 1, "cvae: n_per_class must be ≥ 1, e.g. --set n_per_class=1000")
         check(self.grid_per_class >= 1, "cvae: grid_per_class must be ≥ 1")
-        check(all(math.isfinite(t) and t >= 0 for t in self.temperatures),
-              "cvae: temperatures must be finite and ≥ 0, e.g. --set temperatures=0.7,0.5 (1 is always scored)")
+        check(all(math.isfinite(t) and t > 0 for t in self.temperatures),
+              "cvae: temperatures must be finite and > 0 (at 0 every draw of a class is one image), e.g. --set "
+              "temperatures=0.7,0.5 (1 is always scored)")
+        distinct = {1.0, *self.temperatures}  # each gets a column and a grid named by f"{τ:g}"
+        check(len({f"{t:g}" for t in distinct}) == len(distinct),
+              "cvae: temperatures must differ in their first 6 significant digits (and from 1), e.g. --set "
+              "temperatures=0.7,0.5")
+        check(self.fid_boot >= 2, "cvae: fid_boot must be ≥ 2")
 
 
 QUICK: dict[str, Any] = {"latent_dims": (4,), "hidden": (32,), "epochs": 2, "batch_size": 64, "n_per_class": 20,
@@ -114,27 +122,30 @@ def class_draws(model: Any, clf: Any, n_per_class: int, seed: int, temperature: 
 
 def most_confused(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(class id (K,), share (K,)): for each requested class, the other class its draws are most often
-    assigned to, and the share of its draws assigned there."""
+    assigned to (the lowest id on a tie), and the share of its draws assigned there (0: none was mistaken, and the
+    id means nothing)."""
     off = confusion.copy()
     np.fill_diagonal(off, -1.0)
     other = off.argmax(1)
     return other, confusion[np.arange(len(other)), other]
 
 
-def temperature_sentence(names: list[str], by_t: dict[float, tuple[np.ndarray, float]], short: str) -> str:
-    """The summary's paragraph on temperatures: per τ the mean and lowest class rate and the domain FID, then the
+def temperature_sentence(names: list[str], by_t: dict[float, tuple[np.ndarray, float, float]], real_fid: float,
+                         short: str) -> str:
+    """The summary's paragraph on temperatures: per τ the mean and lowest class rate and the domain FID ± s.e.
+    (``by_t[τ]`` = (rates (K,), FID, s.e.); ``real_fid``: real training images' FID, the floor), then the
     temperatures (if any) at which every class reaches :data:`THRESHOLD` — a reading of these draws, not the claim
     (which is read at τ = 1)."""
-    parts = [f"τ = {t:g}: mean {r.mean():.1%}, lowest {r.min():.1%} ({names[int(r.argmin())]}), domain FID {fid:.1f}"
-             for t, (r, fid) in sorted(by_t.items(), reverse=True)]
+    parts = [f"τ = {t:g}: mean {r.mean():.1%}, lowest {r.min():.1%} ({names[int(r.argmin())]}), domain FID "
+             f"{fid:.1f} ± {se:.1f}" for t, (r, fid, se) in sorted(by_t.items(), reverse=True)]
     text = ("Sampling temperature (draws z = τ·ε with the same ε; the claim above is read at τ = 1, the prior): "
-            + "; ".join(parts) + ".")
+            + "; ".join(parts) + f" (real training images: FID {real_fid:.1f}; the FID is a distance between "
+            "feature distributions and grows with lost variety as well as lost realism).")
     if short:
         return text + f" The run is too short to read more into them ({short})."
-    ok = [t for t, (r, _) in sorted(by_t.items(), reverse=True) if (r >= THRESHOLD).all()]
+    ok = [t for t, (r, _, _) in sorted(by_t.items(), reverse=True) if (r >= THRESHOLD).all()]
     if ok:
-        text += (f" Every class reaches {THRESHOLD:.0%} at τ = {', '.join(f'{t:g}' for t in ok)}; the FID beside each "
-                 "τ is what that costs or gains in closeness to the real test images.")
+        text += f" Every class reaches {THRESHOLD:.0%} at τ = {', '.join(f'{t:g}' for t in ok)}."
     else:
         text += f" At none of these temperatures does every class reach {THRESHOLD:.0%}."
     return text
@@ -170,8 +181,9 @@ def class_findings(names: list[str], rates: np.ndarray, real_acc: np.ndarray, n_
 def cvae_experiment(ctx: ExperimentContext) -> ExperimentResult:
     """Conditional VAE: share of prior draws per class that a classifier assigns to the requested class."""
     from ..evaluate import evaluate
-    from ..evaluate.classifier import classify_all, frechet_distance, gaussian_stats
+    from ..evaluate.classifier import classify_all, gaussian_stats
     from ..viz.plots import save_image_grid
+    from .likelihood_family import fid_with_se
     from .vae_geometry import train_or_reuse
 
     cfg = ctx.config(CVAEExperimentConfig, QUICK, "cvae")
@@ -222,21 +234,27 @@ def cvae_experiment(ctx: ExperimentContext) -> ExperimentResult:
     for t in dict.fromkeys(cfg.temperatures):
         if t != 1.0:
             by_t[t] = class_draws(model, clf, cfg.n_per_class, ctx.seed, temperature=t)
-    fids = {t: frechet_distance(*gaussian_stats(dr.features), *real_stats) for t, dr in by_t.items()}
+    fids = {t: fid_with_se(dr.features, real_stats, cfg.fid_boot, ctx.seed) for t, dr in by_t.items()}
+    # the floor: as many real training images as there are draws, against the same test statistics
+    ref = np.sort(np.random.default_rng(ctx.seed).choice(len(data.train), min(len(names) * cfg.n_per_class,
+                                                                               len(data.train)), replace=False))
+    real_fid, _ = fid_with_se(classify_all(clf, data.train.x[torch.from_numpy(ref)])[0], real_stats, 2, ctx.seed)
     other, share = most_confused(chosen["draws"].confusion)
     class_rows = [{"class": label(c), "class_rate": float(chosen["rates"][c]),
                    "mean_prob_of_class": float(chosen["conf"][c]), "classifier_real_test_accuracy": float(real_acc[c]),
-                   "most_taken_for": label(int(other[c])), "share_taken_for_it": float(share[c]),
+                   "most_mistaken_for": label(int(other[c])) if share[c] > 0 else "",
+                   "share_mistaken_for_it": float(share[c]),
                    **{f"class_rate_t{t:g}": float(dr.rates[c]) for t, dr in by_t.items() if t != 1.0}}
                   for c in range(len(names))]
     temp_rows = [{"temperature": t, "mean_class_rate": float(dr.rates.mean()), "min_class_rate": float(dr.rates.min()),
-                  "lowest_class": names[int(dr.rates.argmin())], "domain_fid": fids[t]}
+                  "lowest_class": names[int(dr.rates.argmin())], "domain_fid": fids[t][0],
+                  "domain_fid_stderr": fids[t][1]}
                  for t, dr in sorted(by_t.items(), reverse=True)]
     # the grids: one row per class, the same z per column; one grid per temperature
     g = torch.Generator(device=model.device).manual_seed(ctx.seed)
     eps = torch.randn(cfg.grid_per_class, model.latent_dim, generator=g, device=model.device)
     figs = []
-    for t in sorted(by_t, reverse=True):
+    for t in sorted(by_t, key=lambda t: (t != 1.0, -t)):  # τ = 1 first
         with torch.no_grad():
             grid = torch.cat([model.decode(eps * t, labels=c) for c in range(len(names))]).float().cpu()
         fig = "samples_per_class.png" if t == 1.0 else f"samples_per_class_t{t:g}.png"
@@ -257,11 +275,14 @@ def cvae_experiment(ctx: ExperimentContext) -> ExperimentResult:
                f"{clf_acc:.1%} on real images; its per-class accuracy is beside each class rate. Wall time "
                f"{elapsed:.0f} s.\n\n" + "\n".join(
                    f"- {r['class']}: class rate {r['class_rate']:.1%}, classifier on real test images "
-                   f"{r['classifier_real_test_accuracy']:.1%}; most often taken for {r['most_taken_for']} "
-                   f"({r['share_taken_for_it']:.1%})" for r in class_rows)
-               + "\n\n" + temperature_sentence(list(names), {t: (dr.rates, fids[t]) for t, dr in by_t.items()},
+                   f"{r['classifier_real_test_accuracy']:.1%}; "
+                   + (f"most often mistaken for {r['most_mistaken_for']} ({r['share_mistaken_for_it']:.1%})"
+                      if r["most_mistaken_for"] else "never mistaken for another class") for r in class_rows)
+               + "\n\n" + temperature_sentence(list(names), {t: (dr.rates, *fids[t]) for t, dr in by_t.items()},
+                                                real_fid,
                                                 short))
     extra = {"config": dataclasses.asdict(cfg), "classes": class_rows, "temperatures": temp_rows,
+             "real_training_images_fid": real_fid,
              "chosen_latent_dim": best, "classifier_test_accuracy": clf_acc, "training_steps": steps,
              "too_short": short, "seconds": elapsed, "threshold": THRESHOLD, "relative_threshold": RELATIVE}
-    return ExperimentResult("cvae", rows + class_rows + temp_rows, summary, figs, extra)
+    return ExperimentResult("cvae", rows + class_rows, summary, figs, extra)

@@ -6,8 +6,9 @@ model follows from the capabilities it *declares* here, never from its class:
 =================  ==============================================================================================
 ``generative``     ``sample(n, generator, temperature=1.0)`` decodes draws from a prior (``aekit sample``, report
                    samples); ``temperature`` τ scales the draw (:func:`checked_temperature`): τ = 1 is the prior,
-                   τ < 1 draws nearer its mode (a Gaussian prior: z = τ·ε; a categorical one: softmax(logits/τ)),
-                   τ = 0 is the mode itself
+                   τ < 1 draws nearer its mode (a Gaussian prior: the prior draw scaled by τ; an autoregressive
+                   categorical one: each code from softmax(logits/τ)), τ = 0 the Gaussian's mode (z = 0) or the
+                   greedy code grid (the most probable code at each position given the earlier ones)
 ``posterior``      ``encode`` returns a :class:`Posterior` (``sample()``, ``mode()``, ``kl()``, ``log_prob``),
                    and ``decode_logits`` + ``nll(out, x)`` give −log p(x|z) (ELBO, IWAE, ``--score elbo``)
 ``supervised``     ``loss`` trains against ``batch.labels`` (segmentation masks); ``predict(x)`` gives class ids,
@@ -283,21 +284,22 @@ def integer_label(v: Any) -> int | None:
         return None
 
 
-def checked_temperature(temperature: float) -> float:
+def checked_temperature(temperature: Any) -> float:
     """The sampling temperature τ of :meth:`Autoencoder.sample` as a float, or a one-line ConfigError.
 
     τ = 1 draws from the model's prior; 0 ≤ τ < 1 draws nearer its mode, trading variety for typical samples (the
-    "temperature" of Kingma & Dhariwal 2018's Glow, the truncation of Brock et al. 2019's BigGAN); τ = 0 is the
-    mode (z = 0 for a Gaussian prior, the most probable code at each position for a categorical one); τ > 1
-    spreads the draws wider than the prior."""
+    "temperature" of Kingma & Dhariwal 2018's Glow; akin to the truncation trick of Brock et al. 2019's BigGAN);
+    τ = 0 is a Gaussian prior's mode (z = 0), or for an autoregressive prior over codes the greedy grid (the
+    most probable code at each position given the earlier ones); τ > 1 spreads the draws wider than the prior."""
+    hint = "e.g. 0.7 (1 draws from the prior, 0 its mode; on the command line --temperature 0.7)"
+    if isinstance(temperature, (bool, str, bytes)) or not isinstance(temperature, (int, float, np.number)):
+        raise ConfigError(f"the sampling temperature must be a number ≥ 0, not a {type(temperature).__name__}: {hint}")
     try:
         t = float(temperature)
-    except (TypeError, ValueError):
-        raise ConfigError(f"the sampling temperature must be a number ≥ 0, not {temperature!r}: e.g. "
-                          "--temperature 0.7 (1 draws from the prior)") from None
+    except OverflowError:
+        t = math.inf
     if not (math.isfinite(t) and t >= 0):
-        raise ConfigError(f"the sampling temperature must be a finite number ≥ 0, not {temperature!r}: e.g. "
-                          "--temperature 0.7 (1 draws from the prior, 0 its mode)")
+        raise ConfigError(f"the sampling temperature must be a finite number ≥ 0, not {t!r}: {hint}")
     return t
 
 

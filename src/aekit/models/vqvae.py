@@ -329,7 +329,8 @@ class VQVAE(Autoencoder):
     def sample_codes(self, n: int, generator: torch.Generator | None = None, *, temperature: float = 1.0
                      ) -> torch.Tensor:
         """``n`` index grids (n, h, w) drawn from the prior, position by position in raster order, each position
-        from softmax(logits / τ) (τ = ``temperature``; τ = 0: the most probable code)."""
+        from softmax(logits / τ) (τ = ``temperature``; τ = 0: greedy, the most probable code given the codes
+        drawn before it)."""
         t = checked_temperature(temperature)
         h, w = self.grid
         codes = torch.zeros(n, h, w, dtype=torch.long, device=self.device)
@@ -339,7 +340,8 @@ class VQVAE(Autoencoder):
                 if t == 0:
                     codes[:, r, col] = logits.argmax(1)
                 else:
-                    probs = F.softmax(logits / t, dim=1)
+                    # shifted so that the largest logit is 0: a tiny τ sends the others to −inf, never to NaN
+                    probs = F.softmax((logits - logits.amax(1, keepdim=True)) / t, dim=1)
                     codes[:, r, col] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         return codes
 

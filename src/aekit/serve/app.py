@@ -113,9 +113,9 @@ class SampleRequest(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     label: int | str | None = Field(None, description="conditional models: the class of every draw (" + LABEL_RULE + "); "
                                                       "default: the classes in turn")
-    temperature: float = Field(1.0, ge=0, le=MAX_TEMPERATURE,
-                               description="scale of the draws: 1 samples the prior; below 1 nearer its mode (more "
-                                           "typical, less varied); 0 is the mode")
+    temperature: float = Field(1.0, ge=0, le=MAX_TEMPERATURE, allow_inf_nan=False, strict=True,
+                               description="scale of the draws (a JSON number): 1 samples the prior; below 1 nearer "
+                                           "its mode (more typical, less varied); 0 is a Gaussian prior's mode")
 
 
 class SampleResponse(BaseModel):
