@@ -414,13 +414,14 @@ def run_plain(case: Case, epochs: int, seed: int, levers: frozenset[str], subsam
     return {"epoch_s": times, "n_train": n, "test_loss": total / len(xt)}
 
 
-AEKIT_LEVERS = frozenset({"compile", "bf16", "fp32", "channels_last"})
+AEKIT_LEVERS = frozenset({"compile", "bf16", "fp32", "channels_last", "nchw"})
 
 
 def run_aekit(case: Case, epochs: int, seed: int, levers: frozenset[str], subsample: int | None,
               device: str = "cpu") -> Result:
     """aekit's own trainer, through the public API (``aekit.train``).  No lever: aekit's defaults (``--precision
-    auto``); ``+fp32`` / ``+bf16`` force the precision."""
+    auto``, ``--memory-format auto``); ``+fp32`` / ``+bf16`` force the precision, ``+channels_last`` / ``+nchw``
+    the memory format."""
     import torch
 
     import aekit
@@ -430,6 +431,8 @@ def run_aekit(case: Case, epochs: int, seed: int, levers: frozenset[str], subsam
     opts = {**case.options, "epochs": epochs, "batch_size": case.batch_size, "lr": case.lr, "seed": seed,
             "schedule": "constant", "progress": False, "device": device}
     opts.update({k: True for k in ("compile", "channels_last") if k in levers})
+    if "nchw" in levers:
+        opts["memory_format"] = "nchw"
     for p in ("fp32", "bf16"):
         if p in levers:
             opts["precision"] = p
@@ -438,7 +441,8 @@ def run_aekit(case: Case, epochs: int, seed: int, levers: frozenset[str], subsam
     with torch.random.fork_rng(devices=[device] if device.startswith("cuda") else []):
         test_loss = mean_losses(run.model, data.test, batch_size=16 if case.model == "unet" else 1000)["loss"]
     return {"epoch_s": times, "n_train": len(data.train), "test_loss": test_loss,
-            "train_loss": float(run.metrics[-1]["train_loss"]), "precision": run.train_config.precision}
+            "train_loss": float(run.metrics[-1]["train_loss"]), "precision": run.train_config.precision,
+            "memory_format": run.train_config.memory_format}
 
 
 def _data_config(case: Case, subsample: int | None) -> Any:
@@ -521,9 +525,9 @@ def parse_impl(impl: str) -> tuple[str, frozenset[str]]:
         raise ConfigError(f"unknown implementation {impl!r}: aekit[+LEVER...], reference[+LEVER...] or pythae")
     known = {"aekit": AEKIT_LEVERS, "reference": REFERENCE_LEVERS, "pythae": frozenset()}[base]
     bad = [lv for lv in levers if lv not in known]
-    if bad or (base == "aekit" and {"fp32", "bf16"} <= set(levers)):
+    if bad or (base == "aekit" and ({"fp32", "bf16"} <= set(levers) or {"nchw", "channels_last"} <= set(levers))):
         raise ConfigError(f"{impl!r}: {base}'s levers are {', '.join(sorted(known)) or 'none'}"
-                          + (" (fp32 or bf16, not both)" if base == "aekit" else ""))
+                          + (" (fp32 or bf16, nchw or channels_last, not both)" if base == "aekit" else ""))
     return base, frozenset(levers)
 
 
@@ -906,7 +910,7 @@ def build_parser() -> argparse.ArgumentParser:
         t = bs.add_parser(name, help=hlp)
         t.add_argument("--cases", default=",".join(CASES) if name == "train" else "mlp-vae,conv-vae",
                        help=f"comma-separated: {', '.join(CASES)}")
-        t.add_argument("--impls", default=None, help="comma-separated implementations: aekit[+compile][+bf16][+channels_last], "
+        t.add_argument("--impls", default=None, help="comma-separated implementations: aekit[+compile][+bf16|+fp32][+channels_last|+nchw], "
                        "reference[+resident][+flush][+fused][+logits][+compile][+bf16][+channels_last], pythae")
         t.add_argument("--epochs", type=int, default=None, help="epochs per run (default: per case)")
         t.add_argument("--repeats", type=int, default=3)

@@ -101,3 +101,19 @@ def test_synced_batchnorm_gives_the_callers_layers_back_with_their_trained_stati
         model[2][1].num_batches_tracked += 3
     assert model[1] is bn1 and model[2][1] is bn2 and type(model[1]) is nn.BatchNorm1d
     assert torch.equal(bn1.running_mean, torch.full((4,), 1.5)) and int(bn2.num_batches_tracked) == 3
+
+
+@pytest.mark.slow
+def test_a_conv_model_trains_under_ddp_in_its_default_channels_last_layout(tmp_path):
+    """--memory-format auto gives channels_last for a conv model on a CPU; two gloo processes then train what
+    one process trains (DDP's gradient buckets follow the parameters' layout)."""
+    opts = {"arch": "conv", "channels": "4,8", "latent_dim": 4, "batch_size": 32, "lr": 1e-3, "seed": 0}
+    single = aekit.train("ae", "digits", tmp_path / "single", epochs=2, progress=False, report=False, device="cpu",
+                         **opts)
+    assert single.train_config.memory_format == "channels_last"
+    torchrun(tmp_path, "--model", "ae", "--data", "digits", "--no-progress", "--no-report", "--device", "cpu",
+             *_flags(opts), "--epochs", "2", "--out", tmp_path / "ddp")
+    ddp = aekit.load_run(tmp_path / "ddp")
+    assert ddp.train_config.memory_format == "channels_last"
+    for a, b in zip(single.metrics, ddp.metrics, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=2e-2), a["epoch"]

@@ -91,6 +91,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
                               "options")
         else:
             put(str(key), value, "top level")
+    train = raw.get("train")
+    if isinstance(train, dict):  # a run's config.json written before --precision / --memory-format: what it ran
+        if "precision" not in train:
+            put("precision", "bf16" if train.get("bf16") is True else "fp32", "train")
+        if "memory_format" not in train:
+            put("memory_format", "channels_last" if train.get("channels_last") is True else "nchw", "train")
     for k in ("model", "data"):
         if k in flat and not isinstance(flat[k], str):
             raise ConfigError(f"--config {path}: {k!r} must be a name, e.g. {k} = \"{'vae' if k == 'model' else 'digits'}\"")

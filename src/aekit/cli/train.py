@@ -281,13 +281,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     import aekit
 
     cli_options = {k: v for k, v in vars(args).items() if k not in RESERVED}
-    if "bf16" in cli_options:  # --bf16 is --precision bf16, --no-bf16 is --precision fp32
-        bf16 = cli_options.pop("bf16")
-        given = cli_options.get("precision")
-        if given is not None and given != ("bf16" if bf16 else "fp32"):
-            raise ConfigError(f"--{'' if bf16 else 'no-'}bf16 and --precision {given} contradict each other: "
-                              "give one of them")
-        cli_options["precision"] = "bf16" if bf16 else "fp32"
     if getattr(args, "quiet", False) and "progress" not in cli_options:
         cli_options["progress"] = False
     if args.resume:
@@ -299,6 +292,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = aekit.train(resume=args.resume, report=not args.no_report, **cli_options)
         summary(run)
         return 0
+    # the aliases, after --resume (which names the flag given) and before a config file's options
+    if "bf16" in cli_options:  # --bf16 is --precision bf16, --no-bf16 is --precision fp32
+        bf16 = cli_options.pop("bf16")
+        asked = cli_options.get("precision")
+        if asked is not None and asked != ("bf16" if bf16 else "fp32"):
+            raise ConfigError(f"--{'' if bf16 else 'no-'}bf16 and --precision {asked} contradict each other: "
+                              "give one of them")
+        cli_options["precision"] = "bf16" if bf16 else "fp32"
+    if "channels_last" in cli_options:  # --channels-last is --memory-format channels_last, --no-… nchw
+        cl = cli_options.pop("channels_last")
+        asked = cli_options.get("memory_format")
+        if asked is not None and asked != ("channels_last" if cl else "nchw"):
+            raise ConfigError(f"--{'' if cl else 'no-'}channels-last and --memory-format {asked} contradict each "
+                              "other: give one of them")
+        cli_options["memory_format"] = "channels_last" if cl else "nchw"
     file_options: dict[str, Any] = {}
     if args.config:
         from ._configfile import read_config_file
@@ -308,6 +316,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = args.data_spec or file_options.pop("data", None) or "digits"  # the default
     file_options.pop("model", None)  # (when the flag won)
     file_options.pop("data", None)
+    for setting, alias in (("precision", "bf16"), ("memory_format", "channels_last")):
+        if setting in cli_options:  # a flag overrides the file's setting, and so its alias too
+            file_options.pop(alias, None)
     options = {**file_options, **cli_options}  # a run's input_shape is checked against the data by resolve()
     if not args.out:
         raise AekitError("aekit train needs --out DIR: the run directory to create")

@@ -119,7 +119,9 @@ def train_or_reuse(ctx: ExperimentContext, name: str, model: str, data: DataConf
     than where the run was trained, and retraining would replace hours of work: the log says which)."""
     out = ctx.run_dir(name)
     opts = {"seed": ctx.seed, **options}
-    generic = {k: v for k, v in opts.items() if k not in ("bf16", "precision")}  # config.json: precision alone
+    # config.json: precision alone; the memory format is a speed setting (the layouts round differently, within
+    # the runs' own noise), so a run is reused in whichever layout it trained, and the log says which
+    generic = {k: v for k, v in opts.items() if k not in ("bf16", "precision", "channels_last", "memory_format")}
     asked = _asked_precision(opts)
     if (out / "config.json").exists():
         try:
@@ -133,7 +135,8 @@ def train_or_reuse(ctx: ExperimentContext, name: str, model: str, data: DataConf
                 log.info("not reusing %s: it trained in %s, and %s was asked for (retraining)", out, have, asked)
             elif all(k in stored and _same(v, stored[k]) for k, v in generic.items()):
                 if (out / WEIGHTS).exists():
-                    log.info("reusing the finished run %s (trained in %s)", out, have)
+                    log.info("reusing the finished run %s (trained in %s, %s)", out, have,
+                             saved["train"].get("memory_format", "nchw"))
                     return load_run(out)
                 if (out / CHECKPOINT).exists():
                     log.info("resuming the interrupted run %s (in %s)", out, have)

@@ -38,8 +38,13 @@ class TrainConfig:
     compile: bool = opt(False, "torch.compile the model's loss (forward + loss terms); off by default: on 2 CPU "
                                "cores its compilation paid back after 36 to 154 epochs, or never (the conv VAE), "
                                "see BENCHMARKS.md")
-    channels_last: bool = opt(False, "NHWC memory format for weights and batches (pays with --bf16 on CPU)",
-                              scope="conv models")
+    memory_format: Literal["auto", "nchw", "channels_last"] = opt(
+        "auto", "layout of the weights and image batches: channels_last (NHWC), nchw, or auto: channels_last for a "
+                "model with 2-D convolutions in fp32 on an x86-64 CPU (the conv VAE 25 % faster there, BENCHMARKS.md), "
+                "nchw elsewhere (MLPs: nothing to gain; bf16: mixed results; GPUs, ARM: not measured); config.json "
+                "records the choice", scope="conv models")
+    channels_last: bool = opt(False, "alias: --channels-last is --memory-format channels_last, --no-channels-last is "
+                                     "--memory-format nchw (not given: --memory-format decides)", scope="conv models")
     checkpoint_every_s: float = opt(
         60.0, "write the resumable checkpoint at the end of an epoch when this many seconds passed since the last one "
               "(and always after the last epoch); a killed run resumes exactly from it, replaying the epochs after it; "
@@ -66,6 +71,11 @@ class TrainConfig:
         check(self.early_stopping >= 0, "--early-stopping must be ≥ 0 (0 = off)")
         check(math.isfinite(self.checkpoint_every_s) and self.checkpoint_every_s >= 0,
               "--checkpoint-every-s must be a finite number ≥ 0, e.g. --checkpoint-every-s 60 (0 = every epoch)")
+        if self.channels_last:  # the alias, normalised as --bf16 is
+            check(self.memory_format != "nchw",
+                  "--channels-last and --memory-format nchw contradict each other: give one of them")
+            object.__setattr__(self, "memory_format", "channels_last")
+            object.__setattr__(self, "channels_last", False)
         if self.bf16:  # the alias: normalised to precision, so that config.json and replace() see one setting
             check(self.precision != "fp32", "--bf16 and --precision fp32 contradict each other: give one of them")
             object.__setattr__(self, "precision", "bf16")

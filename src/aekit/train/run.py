@@ -37,6 +37,7 @@ from . import distributed
 from .callbacks import Callback, read_metrics
 from .checkpoint import atomic_save_tensors, atomic_write_text, load_state, read_tensors
 from .config import TrainConfig
+from .memory_format import resolve_memory_format
 from .precision import resolve_precision, warn_if_emulated
 from .stages import run_after_stages, run_stages
 from .trainer import BEST, CHECKPOINT, METRICS, PRETRAINED, Trainer, fit, resolve_device
@@ -223,7 +224,9 @@ def _train_new(model: str, data: str | DataConfig, out: str | Path | None, *, ov
     with torch.random.fork_rng(devices=[]):  # the initial weights come from the run's seed; the caller's RNG stays
         torch.default_generator.manual_seed(train_cfg.seed)  # CPU init; no GPU generator touched
         net = build_model(model, model_cfg)
-    train_cfg = resolve_precision(train_cfg, net, resolve_device(train_cfg.device))  # config.json records it
+    device = resolve_device(train_cfg.device)
+    train_cfg = resolve_precision(train_cfg, net, device)  # config.json records both
+    train_cfg = resolve_memory_format(train_cfg, net, device)
     run = Run(Path(out) if out is not None else None, model, net, data_cfg, train_cfg, [])
     if run.path is not None and distributed.is_main():  # under torchrun, rank 0 alone writes the run directory
         _lock(run.path, locks)
@@ -366,6 +369,8 @@ def _configs_from(cfg: dict[str, Any], path: Path) -> tuple[str, Any, DataConfig
         train = cfg["train"]
         if "precision" not in train:  # written before --precision existed: it trained in bf16 or fp32, not auto
             train = {**train, "precision": "bf16" if train.get("bf16") is True else "fp32"}
+        if "memory_format" not in train:  # written before --memory-format: NCHW unless --channels-last
+            train = {**train, "memory_format": "channels_last" if train.get("channels_last") is True else "nchw"}
         train_cfg = from_dict(TrainConfig, train, what=f"{path}/{CONFIG}")
     except ConfigError as e:
         raise RunError(f"{path}/{CONFIG} is invalid: {e}") from None

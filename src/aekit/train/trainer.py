@@ -44,6 +44,7 @@ from .callbacks import (
 )
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
+from .memory_format import resolve_memory_format
 from .optim import NamedOptimizers, make_optimizers
 from .precision import resolve_precision
 
@@ -226,12 +227,19 @@ class Trainer:
     def fit(self, model: Autoencoder, data: Dataset, *, resume_from: Path | None = None) -> list[dict[str, Any]]:
         """Train ``model`` on ``data.train``, validating on ``data.val`` every epoch; returns the metrics rows."""
         ctx = distributed.setup(resolve_device(self.cfg.device))
-        self.cfg = resolve_precision(self.cfg, model, ctx.device)  # a run resolved it before writing config.json
+        self.cfg = resolve_precision(self.cfg, model, ctx.device)  # a run resolved both before writing config.json
+        self.cfg = resolve_memory_format(self.cfg, model, ctx.device)
         self.model, self.data = model, data
+        self._converted = False  # set when this fit moves the model to channels_last
         with preserved_global_state(ctx.device):
             model.to(ctx.device)
             with ctx.sync_batchnorm(model):  # DDP on CUDA: SyncBatchNorm while training, the caller's layers after
-                self._fit(model, data, ctx, resume_from)
+                try:
+                    self._fit(model, data, ctx, resume_from)
+                finally:  # the caller's model back in the default layout: the same numbers, and outputs bit-equal
+                    if self._converted:  # to the model loaded from the saved weights
+                        model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+                        self._converted = False
         return self.history
 
     def _fit(self, model: Autoencoder, data: Dataset, ctx: distributed.Context, resume_from: Path | None) -> None:
@@ -280,10 +288,11 @@ class Trainer:
         self.optimizer = opt = make_optimizers(model, cfg.lr, cfg.weight_decay, cfg.optimizer)
         if resume_from is not None and resume_from.exists():
             self._restore(resume_from)
-        channels_last = cfg.channels_last and train_x.dim() == 4
+        channels_last = cfg.memory_format == "channels_last" and train_x.dim() == 4
         if channels_last:  # after a resume's load: the optimiser's moments follow their parameters
             # Module.to accepts memory_format at run time; torch's overload stubs omit it
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            self._converted = True
             for state in (st for o in opt.optimizers.values() for st in o.state.values()):
                 for k, v in state.items():
                     if torch.is_tensor(v) and v.dim() == 4:
