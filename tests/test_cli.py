@@ -57,6 +57,7 @@ def vae_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # quick subset under 3 min on a slow 2-core CPU (session 20)
 def test_train_writes_report_and_evaluate_json(vae_run):
     names = {p.name for p in vae_run.iterdir()}
     assert {"config.json", "model.safetensors", "metrics.csv", "report.html", "evaluation.json"} <= names

@@ -35,6 +35,7 @@ def _same_weights(a, b) -> None:
 # ----------------------------------------------------------------------------------------------- ONNX
 
 
+@pytest.mark.slow  # quick subset under 3 min on a slow 2-core CPU (session 20)
 def test_onnx_export_vae_matches_pytorch(vae_run, tmp_path, digits):
     pytest.importorskip("onnxscript")
     ort = pytest.importorskip("onnxruntime")

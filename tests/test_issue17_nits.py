@@ -416,6 +416,7 @@ def test_reused_runs_are_matched_on_precision(tmp_path, monkeypatch):
     assert vg.train_or_reuse(ctx, "r", "vae", data_cfg, {**opts, "precision": "bf16"}) != "trained" and not trained
     assert vg.train_or_reuse(ctx, "r", "vae", data_cfg, {**opts, "precision": "fp32"}) == "trained"
 
+@pytest.mark.slow  # quick subset under 3 min on a slow 2-core CPU (session 20)
 @pytest.mark.parametrize("name,module", [("one-class", "anomaly"), ("disentangle", "disentangle"),
                                          ("beta-sweep", "vae_geometry")])
 def test_experiment_timers_include_the_data_load(name, module, tmp_path, monkeypatch):

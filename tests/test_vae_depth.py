@@ -378,6 +378,7 @@ def test_unit_factor_labels_name_the_top_factors_of_active_units_only():
         "shape 0.40 · orientation 0.10", "inactive", ""]
 
 
+@pytest.mark.slow  # quick subset under 3 min on a slow 2-core CPU (session 20)
 def test_beta_sweep_quick(tmp_path):
     ctx = ExperimentContext("dsprites", tmp_path / "bs", quick=True, progress=False)
     res = run_experiment("beta-sweep", ctx)
@@ -450,6 +451,7 @@ def test_a_long_beta_sweep_summary_states_the_verdicts_of_its_numbers():
     assert "(MIG: tie, β-VAE score: tie)" in text
 
 
+@pytest.mark.slow  # quick subset under 3 min on a slow 2-core CPU (session 20)
 def test_beta_sweep_trains_every_beta_with_every_seed_and_reports_mean_and_spread(tmp_path):
     ctx = ExperimentContext("dsprites", tmp_path / "bs", quick=True, progress=False, options={"seeds": (0, 3)})
     res = run_experiment("beta-sweep", ctx)
