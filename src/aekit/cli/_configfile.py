@@ -93,10 +93,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             put(str(key), value, "top level")
     train = raw.get("train")
     if isinstance(train, dict):  # a run's config.json written before --precision / --memory-format: what it ran
-        if "precision" not in train:
-            put("precision", "bf16" if train.get("bf16") is True else "fp32", "train")
-        if "memory_format" not in train:
-            put("memory_format", "channels_last" if train.get("channels_last") is True else "nchw", "train")
+        from ..train.config import settings_of_a_saved_run
+
+        for k, v in settings_of_a_saved_run(train).items():
+            if k not in train:
+                put(k, v, "train")
     for k in ("model", "data"):
         if k in flat and not isinstance(flat[k], str):
             raise ConfigError(f"--config {path}: {k!r} must be a name, e.g. {k} = \"{'vae' if k == 'model' else 'digits'}\"")

@@ -293,20 +293,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary(run)
         return 0
     # the aliases, after --resume (which names the flag given) and before a config file's options
-    if "bf16" in cli_options:  # --bf16 is --precision bf16, --no-bf16 is --precision fp32
-        bf16 = cli_options.pop("bf16")
-        asked = cli_options.get("precision")
-        if asked is not None and asked != ("bf16" if bf16 else "fp32"):
-            raise ConfigError(f"--{'' if bf16 else 'no-'}bf16 and --precision {asked} contradict each other: "
-                              "give one of them")
-        cli_options["precision"] = "bf16" if bf16 else "fp32"
-    if "channels_last" in cli_options:  # --channels-last is --memory-format channels_last, --no-… nchw
-        cl = cli_options.pop("channels_last")
-        asked = cli_options.get("memory_format")
-        if asked is not None and asked != ("channels_last" if cl else "nchw"):
-            raise ConfigError(f"--{'' if cl else 'no-'}channels-last and --memory-format {asked} contradict each "
-                              "other: give one of them")
-        cli_options["memory_format"] = "channels_last" if cl else "nchw"
+    from ..train.config import ALIASES, flag
+
+    for alias, (setting, on, off) in ALIASES.items():  # --bf16 is --precision bf16, --no-bf16 --precision fp32 …
+        if alias in cli_options:
+            value = on if cli_options.pop(alias) else off
+            asked = cli_options.get(setting)
+            if asked is not None and asked != value:
+                raise ConfigError(f"{flag(alias) if value == on else '--no-' + flag(alias)[2:]} and {flag(setting)} "
+                                  f"{asked} contradict each other: give one of them")
+            cli_options[setting] = value
     file_options: dict[str, Any] = {}
     if args.config:
         from ._configfile import read_config_file
@@ -316,7 +312,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = args.data_spec or file_options.pop("data", None) or "digits"  # the default
     file_options.pop("model", None)  # (when the flag won)
     file_options.pop("data", None)
-    for setting, alias in (("precision", "bf16"), ("memory_format", "channels_last")):
+    for alias, (setting, _, _) in ALIASES.items():
         if setting in cli_options:  # a flag overrides the file's setting, and so its alias too
             file_options.pop(alias, None)
     options = {**file_options, **cli_options}  # a run's input_shape is checked against the data by resolve()

@@ -7,9 +7,27 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from ..config import check, opt
+
+# boolean aliases of two settings: alias -> (setting, its value when the alias is on, when it is off).  TrainConfig
+# normalises an alias that is on into its setting; the CLI maps --no-ALIAS to the off value; a saved run written
+# before the setting existed ran with the value its alias gives (see :func:`settings_of_a_saved_run`).
+ALIASES: dict[str, tuple[str, str, str]] = {"bf16": ("precision", "bf16", "fp32"),
+                                            "channels_last": ("memory_format", "channels_last", "nchw")}
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def settings_of_a_saved_run(train: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's ``train`` options with each aliased setting it lacks (written before ``--precision`` /
+    ``--memory-format`` existed) set to what the run trained with: its alias's value, never ``auto``."""
+    missing = {setting: on if train.get(alias) is True else off
+               for alias, (setting, on, off) in ALIASES.items() if setting not in train}
+    return {**train, **missing}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,12 +89,9 @@ class TrainConfig:
         check(self.early_stopping >= 0, "--early-stopping must be ≥ 0 (0 = off)")
         check(math.isfinite(self.checkpoint_every_s) and self.checkpoint_every_s >= 0,
               "--checkpoint-every-s must be a finite number ≥ 0, e.g. --checkpoint-every-s 60 (0 = every epoch)")
-        if self.channels_last:  # the alias, normalised as --bf16 is
-            check(self.memory_format != "nchw",
-                  "--channels-last and --memory-format nchw contradict each other: give one of them")
-            object.__setattr__(self, "memory_format", "channels_last")
-            object.__setattr__(self, "channels_last", False)
-        if self.bf16:  # the alias: normalised to precision, so that config.json and replace() see one setting
-            check(self.precision != "fp32", "--bf16 and --precision fp32 contradict each other: give one of them")
-            object.__setattr__(self, "precision", "bf16")
-            object.__setattr__(self, "bf16", False)
+        for alias, (setting, on, off) in ALIASES.items():  # normalised, so config.json and replace() see one setting
+            if getattr(self, alias):
+                check(getattr(self, setting) != off,
+                      f"{flag(alias)} and {flag(setting)} {off} contradict each other: give one of them")
+                object.__setattr__(self, setting, on)
+                object.__setattr__(self, alias, False)

@@ -36,7 +36,7 @@ from ..models.base import Autoencoder
 from . import distributed
 from .callbacks import Callback, read_metrics
 from .checkpoint import atomic_save_tensors, atomic_write_text, load_state, read_tensors
-from .config import TrainConfig
+from .config import TrainConfig, settings_of_a_saved_run
 from .memory_format import resolve_memory_format
 from .precision import resolve_precision, warn_if_emulated
 from .stages import run_after_stages, run_stages
@@ -366,12 +366,7 @@ def _configs_from(cfg: dict[str, Any], path: Path) -> tuple[str, Any, DataConfig
     try:
         model_cfg = from_dict(spec.config_cls, cfg["model_config"], what=f"{path}/{CONFIG}")
         data_cfg = from_dict(DataConfig, cfg["data"], what=f"{path}/{CONFIG}")
-        train = cfg["train"]
-        if "precision" not in train:  # written before --precision existed: it trained in bf16 or fp32, not auto
-            train = {**train, "precision": "bf16" if train.get("bf16") is True else "fp32"}
-        if "memory_format" not in train:  # written before --memory-format: NCHW unless --channels-last
-            train = {**train, "memory_format": "channels_last" if train.get("channels_last") is True else "nchw"}
-        train_cfg = from_dict(TrainConfig, train, what=f"{path}/{CONFIG}")
+        train_cfg = from_dict(TrainConfig, settings_of_a_saved_run(cfg["train"]), what=f"{path}/{CONFIG}")
     except ConfigError as e:
         raise RunError(f"{path}/{CONFIG} is invalid: {e}") from None
     shape = getattr(model_cfg, "input_shape", None)
