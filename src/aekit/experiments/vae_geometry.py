@@ -89,12 +89,6 @@ def _asked_precision(opts: dict[str, Any]) -> str | None:
     return None if asked == "auto" else str(asked)
 
 
-def _stored_precision(stored: dict[str, Any]) -> str:
-    """What a saved run trained in: ``precision`` (config.json since issue 20), or the ``bf16`` flag of runs
-    written before it existed."""
-    return "bf16" if stored.get("bf16") else str(stored.get("precision", "fp32"))
-
-
 def _saved_options(saved: dict[str, Any]) -> dict[str, Any]:
     """A saved run's model and training options, with the defaults of fields added since it was written (a
     ``vqvae`` run from before ``prior_kind`` existed is a ``pixelcnn`` run), as loading it would read them."""
@@ -117,6 +111,8 @@ def train_or_reuse(ctx: ExperimentContext, name: str, model: str, data: DataConf
     gives one.  An explicit precision (``bf16`` / ``precision``) must match what the run trained in; with
     ``auto`` a run is reused in whichever precision it trained (``auto`` may choose otherwise on this machine
     than where the run was trained, and retraining would replace hours of work: the log says which)."""
+    from ..train.config import settings_of_a_saved_run
+
     out = ctx.run_dir(name)
     opts = {"seed": ctx.seed, **options}
     # config.json: precision alone; the memory format is a speed setting (the layouts round differently, within
@@ -130,7 +126,7 @@ def train_or_reuse(ctx: ExperimentContext, name: str, model: str, data: DataConf
             saved = None
         if saved is not None and saved["model"] == model and saved["data"] == to_dict(data):
             stored = _saved_options(saved)
-            have = _stored_precision({**saved["model_config"], **saved["train"]})
+            have = str(settings_of_a_saved_run(saved["train"])["precision"])  # or its bf16 flag, if older
             if asked not in (None, have):
                 log.info("not reusing %s: it trained in %s, and %s was asked for (retraining)", out, have, asked)
             elif all(k in stored and _same(v, stored[k]) for k, v in generic.items()):
