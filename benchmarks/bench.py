@@ -84,8 +84,8 @@ CASES: dict[str, Case] = {
     "conv-vae": Case("conv VAE 28x28 (conv 32-64 stride 2, latent 20)", "vae",
                      {"arch": "conv", "channels": "32,64", "latent_dim": 20, "likelihood": "bernoulli"},
                      "fashion-mnist", 128, 1e-3, 3, pythae=True),
-    "unet": Case("U-Net on 128x128 cells (depth 3, 16 base channels, CE + Dice, no augmentation)", "unet",
-                 {"augment": False}, "cells", 16, 2e-3, 3, {"cells_count": 400}),
+    "unet": Case("U-Net on 128x128 cells (depth 3, 8 base channels, CE + Dice, no augmentation)", "unet",
+                 {"augment": False, "depth": 3, "base_channels": 8}, "cells", 16, 2e-3, 3, {"cells_count": 400}),
 }
 
 # not in the default suite (no plain-loop twin): the dSprites β-VAE recipe's network (aekit experiment beta-sweep:
