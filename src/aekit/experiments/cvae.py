@@ -54,7 +54,10 @@ RELATIVE = 0.90  # and the share of the classifier's real-image accuracy of that
 @dataclasses.dataclass(frozen=True)
 class CVAEExperimentConfig:
     latent_dims: tuple[int, ...] = (8, 16, 32)  # candidates; the best validation ELBO is reported
-    arch: Literal["mlp", "conv"] = "mlp"
+    # conv (session 21, one latent size, the same 20 epochs, nothing but class rates of prior draws and the
+    # validation ELBO compared): mean class rate 79.6 % against 73.8 % for the MLP 512-256 and 74.0 % for an
+    # MLP 1024-512, validation ELBO −234.68 against −235.36 / −234.76 nats
+    arch: Literal["mlp", "conv"] = "conv"
     hidden: tuple[int, ...] = (512, 256)  # --arch mlp
     channels: tuple[int, ...] = (32, 64)  # --arch conv
     epochs: int = 20
@@ -86,7 +89,7 @@ class CVAEExperimentConfig:
         check(self.fid_boot >= 2, "cvae: fid_boot must be ≥ 2")
 
 
-QUICK: dict[str, Any] = {"latent_dims": (4,), "hidden": (32,), "epochs": 2, "batch_size": 64, "n_per_class": 20,
+QUICK: dict[str, Any] = {"latent_dims": (4,), "hidden": (32,), "channels": (4, 8), "epochs": 2, "batch_size": 64, "n_per_class": 20,
                          "grid_per_class": 4, "classifier_epochs": 1, "classifier_min_steps": 30, "min_steps": 0}
 
 
